@@ -1,0 +1,42 @@
+# motioncast: `make demo` and `make test` set everything up themselves (idempotent).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := demo-out
+
+.PHONY: setup test test-fast lint demo bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned, so that nothing pulls a multi-GB CUDA build; then the project, constrained.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
+	$(VENV)/bin/pytest
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow"
+
+demo: setup
+	rm -rf $(DEMO)
+	$(VENV)/bin/motioncast simulate --out $(DEMO)/radar --start 2026-06-01T12:00 --minutes 120 --radars 2 --seed 0
+	$(VENV)/bin/motioncast ingest $(DEMO)/radar --store $(DEMO)/archive
+	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
+	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain sim01 --out $(DEMO)/last-frame-sim01.png
+	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain sim02 --out $(DEMO)/last-frame-sim02.png
+
+bench: setup
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over ``pipelines`` (retries, task runners, artifacts)."""

@@ -1,0 +1,236 @@
+"""The ``motioncast`` command line: one verb per stage of the system."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.config import ConfigError, MotioncastConfig, load_config
+
+app = typer.Typer(
+    help="motioncast: radar precipitation nowcasting with MotionRNN.\n\n"
+    "Every verb reads the default configuration, then --config FILE, then --set key=value "
+    "overrides, then its own flags.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+archive_app = typer.Typer(help="Inspect the archive store.", no_args_is_help=True)
+app.add_typer(archive_app, name="archive")
+console = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML configuration file.", exists=True)
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override one setting, e.g. --set ingest.batch_size=16."),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
+StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Archive store (a folder).")]
+
+
+def _setup(
+    config: Path | None, overrides: list[str] | None, verbose: bool, **sections: object
+) -> MotioncastConfig:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+    for noisy in ("distributed", "prefect", "asyncio", "numcodecs", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return load_config(config, overrides, **{k: v for k, v in sections.items() if v})
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ODIM_H5 volumes.")],
+    start: Annotated[
+        str, typer.Option(help="First nominal time (UTC), e.g. 2026-06-01T12:00.")
+    ] = "2026-06-01T12:00",
+    minutes: Annotated[int, typer.Option(help="Length of the simulation.", min=0)] = 120,
+    radars: Annotated[int, typer.Option(help="How many of the configured sites observe.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write synthetic radar volumes (one ODIM_H5 PVOL per radar every 5 minutes)."""
+    from pipelines.simulate import simulate_network
+
+    cfg = _setup(config, set_, verbose)
+    try:
+        t0 = pd.Timestamp(start)
+    except ValueError:
+        console.print(f"[red]error:[/red] --start {start!r} is not a time")
+        raise typer.Exit(2) from None
+    with _progress() as progress:
+        task = progress.add_task("simulating", total=minutes // cfg.simulate.interval_minutes + 1)
+        try:
+            paths = simulate_network(
+                out_dir,
+                t0,
+                minutes,
+                radars,
+                seed,
+                cfg.simulate,
+                cfg.zr,
+                on_cycle=lambda done, total: progress.update(task, completed=done),
+            )
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    console.print(f"wrote {len(paths)} volumes to {out_dir}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
+    store: StoreOpt = None,
+    domain: Annotated[str | None, typer.Option(help="Put every frame on this domain.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Decode radar files (composites or volumes) into the archive store.
+
+    Bad files are reported one line each and copied to the quarantine folder with the reason;
+    the good ones still land. Exit code 1 when any file failed.
+    """
+    from pipelines.ingest import discover
+    from pipelines.ingest import ingest as run_ingest
+
+    cfg = _setup(
+        config,
+        set_,
+        verbose,
+        store={"archive": store} if store else None,
+        ingest={"workers": workers} if workers else None,
+    )
+    try:
+        files = discover(paths)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with _progress() as progress:
+        task = progress.add_task("ingesting", total=len(files))
+        result = run_ingest(
+            paths, cfg, domain, files=files, on_file=lambda _: progress.advance(task)
+        )
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        added = ", ".join(f"{d}: {n}" for d, n in sorted(result.added.items())) or "none"
+        same = sum(result.unchanged.values())
+        console.print(
+            f"{result.files} files: frames added {added}; replaced "
+            f"{sum(result.replaced.values())}; already stored {same}; failed {len(result.failed)}"
+        )
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _open(store: Path):
+    from pipelines.store import Archive, ArchiveError
+
+    try:
+        return Archive(store)
+    except ArchiveError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@archive_app.command("info")
+def archive_info(
+    store: StoreOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per domain: grid, time range, frame count and missing time slots."""
+    summaries = _open(store).summary()
+    if as_json:
+        out.print_json(json.dumps([s.as_dict() for s in summaries]))
+        return
+    table = Table(title=f"archive {store}")
+    for col in ("domain", "grid (ny x nx @ res)", "CRS", "first", "last", "frames", "missing"):
+        table.add_column(col)
+    for s in summaries:
+        d = s.as_dict()
+        missing = str(d["n_missing"])
+        if s.missing:
+            missing += " (" + ", ".join(t.strftime("%m-%d %H:%M") for t in s.missing[:3])
+            missing += ", ...)" if len(s.missing) > 3 else ")"
+        table.add_row(
+            s.domain,
+            f"{s.grid.ny} x {s.grid.nx} @ {s.grid.dx:g} m",
+            s.grid.proj4.split()[0] if s.grid.crs.name == "unknown" else s.grid.crs.name,
+            str(s.start),
+            str(s.end),
+            str(s.n_frames),
+            missing,
+        )
+    out.print(table)
+
+
+@archive_app.command("plot")
+def archive_plot(
+    store: StoreOpt,
+    out_png: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
+    time: Annotated[str, typer.Option(help="Frame time, or 'last'.")] = "last",
+) -> None:
+    """Save a map of one archived frame as PNG, and print its path."""
+    import warnings
+
+    from pipelines.plots import plot_rain_map
+    from pipelines.store import ArchiveError
+
+    try:
+        ds = _open(store).dataset(domain)
+    except ArchiveError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if ds.sizes["time"] == 0:
+        console.print("[red]error:[/red] the domain holds no frames")
+        raise typer.Exit(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = (
+            ds.precip.isel(time=-1)
+            if time == "last"
+            else ds.precip.sel(time=pd.Timestamp(time), method="nearest")
+        )
+    when = pd.Timestamp(frame.time.values)
+    title = f"{ds.attrs.get('domain', domain)}  {when:%Y-%m-%d %H:%M} UTC  (rain rate, mm/h)"
+    path = plot_rain_map(frame.load(), out_png, title)
+    out.print(str(path))
+
+
+if __name__ == "__main__":
+    app()

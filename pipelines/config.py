@@ -1,0 +1,206 @@
+"""The one typed configuration of motioncast.
+
+Defaults live in this schema; ``pipelines/default_config.yaml`` documents them (a test keeps the
+two identical). A user YAML overrides any subset, and the CLI overrides both (specific flags, or
+``--set section.key=value`` for anything).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.grid import Grid
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DomainConfig(_Section):
+    """A named grid: CRS, extent and resolution (projection units, metres)."""
+
+    crs: str = Field(description="Anything pyproj.CRS accepts: 'EPSG:3035', a proj4 string, WKT.")
+    extent: tuple[float, float, float, float] = Field(
+        description="xmin, ymin, xmax, ymax of the grid's outer edges, in CRS metres."
+    )
+    resolution: float = Field(gt=0, description="Cell size in CRS metres.")
+    time_step_minutes: int = Field(5, gt=0, description="Nominal interval between frames.")
+
+    def grid(self) -> Grid:
+        return Grid.from_extent(self.crs, self.extent, self.resolution)
+
+
+class ZRConfig(_Section):
+    """Z = a R^b, reflectivity Z in mm^6 m^-3 and rain rate R in mm/h (Marshall-Palmer)."""
+
+    a: float = 200.0
+    b: float = 1.6
+    min_dbz: float = Field(7.0, description="Below this reflectivity a gate is dry (0 mm/h).")
+
+
+class StoreConfig(_Section):
+    archive: Path = Field(Path("data/archive"), description="Archive store (Icechunk repository).")
+    chunk_yx: int = Field(
+        1024,
+        gt=0,
+        description="Spatial chunk edge of precip (one frame deep): whole frames up to "
+        "this size compress and write fastest.",
+    )
+    compression_level: int = Field(1, ge=0, le=22, description="Zstandard level for precip.")
+
+
+class PolarConfig(_Section):
+    """How a polar volume becomes a frame when no configured domain takes it."""
+
+    site_domain_size_km: float = Field(400.0, gt=0, description="Edge of the site-centred domain.")
+    site_domain_resolution_m: float = Field(1000.0, gt=0)
+    max_range_km: float = Field(200.0, gt=0, description="Gates beyond this range are unknown.")
+
+
+class IngestConfig(_Section):
+    quarantine: Path | None = Field(
+        None, description="Where bad files go; default: '<archive>.quarantine' beside the store."
+    )
+    quarantine_action: Literal["copy", "move"] = "copy"
+    batch_size: int = Field(32, gt=0, description="Frames per store commit.")
+    workers: int = Field(2, ge=1, description="Decoding processes (CLI) or local Dask workers.")
+    dask_address: str | None = Field(None, description="Dask scheduler address for the flow.")
+    retries: int = Field(2, ge=0, description="Retries of a decode on a transient (I/O) error.")
+    retry_delay_seconds: float = Field(1.0, ge=0)
+    max_future_minutes: float = Field(
+        15.0, ge=0, description="A frame stamped further ahead of the wall clock is rejected."
+    )
+    earliest_time: str = Field("1990-01-01", description="A frame stamped before this is rejected.")
+    polar: PolarConfig = PolarConfig()
+
+
+class SimRadar(_Section):
+    id: str = Field(description="Node name (ODIM NOD), also the name of its site domain.")
+    lat: float
+    lon: float
+    height_m: float = 50.0
+    encoding: Literal["uint8", "uint16"] = "uint8"
+    blocked_sector_deg: tuple[float, float] | None = Field(
+        None, description="Azimuth sector (from, to) that the lowest sweep cannot see (nodata)."
+    )
+
+
+class SimulatorConfig(_Section):
+    """The synthetic radar network and the weather it observes."""
+
+    radars: list[SimRadar] = [
+        SimRadar(id="sim01", lat=52.00, lon=4.60, encoding="uint8", blocked_sector_deg=(40, 48)),
+        SimRadar(id="sim02", lat=52.15, lon=6.30, encoding="uint16"),
+        SimRadar(id="sim03", lat=51.00, lon=5.40, encoding="uint8"),
+        SimRadar(id="sim04", lat=53.10, lon=5.50, encoding="uint16"),
+    ]
+    interval_minutes: int = Field(5, gt=0)
+    elevations_deg: list[float] = [0.5, 1.5, 2.5, 4.0, 7.0, 12.0]
+    n_rays: int = 360
+    gate_m: float = 500.0
+    n_gates: int = 400
+    sweep_seconds: float = Field(30.0, description="Time between successive sweep starts.")
+    grid_resolution_m: float = Field(1000.0, description="Resolution of the simulated truth field.")
+    margin_km: float = Field(80.0, description="Truth field margin beyond the farthest gate.")
+    wet_fraction: tuple[float, float] = Field((0.08, 0.35), description="Range of wet area share.")
+    edge_rain_mm_h: float = Field(0.15, description="Rain rate at the edge of a wet area.")
+    intensity_slope: float = Field(2.4, description="Growth of log rain rate into a wet area.")
+    max_rain_mm_h: float = 200.0
+    spectral_slope: float = Field(3.2, description="Power-law slope of the rain field's spectrum.")
+    band_edges_km: list[float] = Field([128.0, 32.0, 8.0], description="Cascade scale bands.")
+    band_memory: list[float] = Field(
+        [0.995, 0.98, 0.92, 0.7], description="Lag-1 autocorrelation per band (large to small)."
+    )
+    mean_speed_m_s: tuple[float, float] = (6.0, 16.0)
+    acceleration_m_s_per_h: tuple[float, float] = (-3.0, 3.0)
+    turning_deg_per_h: tuple[float, float] = (-30.0, 30.0)
+    vortex_speed_m_s: tuple[float, float] = (3.0, 9.0)
+    vortex_radius_km: tuple[float, float] = (60.0, 150.0)
+    shear_per_s: tuple[float, float] = (-2.5e-5, 2.5e-5)
+    divergence_per_s: tuple[float, float] = (-1.0e-5, 0.5e-5)
+    cells_per_hour: float = Field(12.0, description="Birth rate of convective cells.")
+    freezing_level_km: float = 3.0
+    dbz_lapse_per_km: float = Field(6.0, description="Reflectivity loss above the freezing level.")
+    noise_db: float = Field(1.0, description="Measurement noise (std) added to reflectivity.")
+    sensitivity_dbz_at_10km: float = Field(
+        -20.0, description="Weakest echo detected at 10 km; falls off as 20 log10(range)."
+    )
+
+
+class MotioncastConfig(_Section):
+    domains: dict[str, DomainConfig] = {}
+    store: StoreConfig = StoreConfig()
+    zr: ZRConfig = ZRConfig()
+    ingest: IngestConfig = IngestConfig()
+    simulate: SimulatorConfig = SimulatorConfig()
+
+    @field_validator("domains")
+    @classmethod
+    def _domain_names(cls, v: dict[str, DomainConfig]) -> dict[str, DomainConfig]:
+        for name in v:
+            if not name.isidentifier():
+                raise ValueError(f"domain name {name!r} must be a simple identifier")
+        return v
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message says which and why."""
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(item: str) -> dict[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    dotted, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    tree: dict[str, Any] = {}
+    node = tree
+    keys = dotted.strip().split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return tree
+
+
+def load_config(
+    path: Path | None = None, overrides: list[str] | None = None, **sections: Any
+) -> MotioncastConfig:
+    """Defaults, then the YAML at ``path``, then ``overrides`` ('a.b=value'), then ``sections``
+    (nested dicts, as the CLI's specific flags give them)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: configuration must be a mapping at top level")
+        data = loaded
+    for item in overrides or []:
+        data = _deep_merge(data, _parse_override(item))
+    data = _deep_merge(data, sections)
+    try:
+        return MotioncastConfig.model_validate(data)
+    except ValidationError as exc:
+        where = str(path) if path else "configuration"
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {loc}: {first['msg']}") from None

@@ -1,0 +1,31 @@
+"""A frame: one rain-rate field on a grid at one time, with where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pipelines.grid import Grid
+
+# per-frame provenance stored beside precip, one string per frame
+PROVENANCE_FIELDS = ("source_files", "source_sha256", "source_format", "radars", "product")
+
+
+@dataclass
+class Frame:
+    domain: str
+    time: pd.Timestamp  # end of the observation/accumulation period, UTC, tz-naive
+    grid: Grid
+    precip: np.ndarray  # (ny, nx) float32 mm/h, NaN where no radar sees
+    source_files: str  # comma-separated file names
+    source_sha256: str  # comma-separated content hashes, same order
+    source_format: str
+    radars: str = ""
+    product: str = ""
+    time_step_minutes: int = 5
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    def provenance(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in PROVENANCE_FIELDS}

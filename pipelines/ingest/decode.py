@@ -1,0 +1,118 @@
+"""One file to one checked frame on its domain grid (runs in worker processes)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import MotioncastConfig
+from pipelines.frame import Frame
+from pipelines.grid import Grid
+from pipelines.radar.errors import BadInputError
+from pipelines.radar.formats import detect_format
+from pipelines.radar.readers import Decoded, get_method
+
+log = logging.getLogger(__name__)
+
+# a rain rate above this is not weather but a broken file or a unit error
+MAX_PLAUSIBLE_MM_H = 1000.0
+
+
+def _domain_for(decoded: Decoded, cfg: MotioncastConfig, requested: str | None) -> tuple[str, Grid]:
+    """The requested domain, else the first configured domain holding the data's centre, else
+    the source's own (native grid, or site-centred grid for a volume)."""
+    if requested and requested != decoded.source:
+        if requested not in cfg.domains:
+            raise KeyError(requested)
+        return requested, cfg.domains[requested].grid()
+    if requested is None:
+        for name, d in cfg.domains.items():
+            grid = d.grid()
+            if grid.contains_lonlat(*decoded.centre_lonlat):
+                return name, grid
+    return decoded.source, decoded.grid
+
+
+def _check_time(path: Path, t: pd.Timestamp, cfg: MotioncastConfig) -> None:
+    earliest = pd.Timestamp(cfg.ingest.earliest_time)
+    latest = pd.Timestamp.utcnow().tz_convert(None) + pd.Timedelta(
+        minutes=cfg.ingest.max_future_minutes
+    )
+    if t < earliest:
+        raise BadInputError(path, f"time {t} is before {earliest} (ingest.earliest_time)")
+    if t > latest:
+        raise BadInputError(path, f"time {t} is in the future (now {pd.Timestamp.utcnow():%F %T}Z)")
+
+
+def _check_values(path: Path, precip: np.ndarray) -> None:
+    finite = precip[np.isfinite(precip)]
+    if finite.size == 0:
+        raise BadInputError(path, "no valid data: every cell is missing")
+    if finite.min() < 0:
+        raise BadInputError(path, f"negative rain rate {finite.min():g} mm/h")
+    if finite.max() > MAX_PLAUSIBLE_MM_H:
+        raise BadInputError(path, f"implausible rain rate {finite.max():g} mm/h")
+
+
+def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) -> Frame:
+    """Decode, convert to mm/h, place on the domain grid and check one file."""
+    path = Path(path)
+    content = path.read_bytes()
+    fmt = detect_format(path, content[:16])
+    decoded = get_method(fmt)(path, cfg)
+    _check_time(path, decoded.time, cfg)
+    name, grid = _domain_for(decoded, cfg, domain)
+    precip = decoded.to_grid(grid)
+    _check_values(path, precip)
+    return Frame(
+        domain=name,
+        time=decoded.time,
+        grid=grid,
+        precip=precip,
+        source_files=path.name,
+        source_sha256=hashlib.sha256(content).hexdigest(),
+        source_format=fmt,
+        radars=decoded.radars,
+        product=decoded.product,
+        time_step_minutes=decoded.time_step_minutes,
+    )
+
+
+@dataclass
+class DecodeOutcome:
+    path: Path
+    frame: Frame | None
+    error: str | None = None  # one line: the file and the reason
+
+    @property
+    def ok(self) -> bool:
+        return self.frame is not None
+
+
+def decode_outcome(path: Path, cfg: MotioncastConfig, domain: str | None = None) -> DecodeOutcome:
+    """decode_file that never raises: transient I/O errors are retried, bad input is reported."""
+    attempts = cfg.ingest.retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return DecodeOutcome(path, decode_file(path, cfg, domain))
+        except BadInputError as exc:
+            return DecodeOutcome(path, None, str(exc))
+        except KeyError as exc:
+            return DecodeOutcome(path, None, f"{path}: no configured domain {exc.args[0]!r}")
+        except OSError as exc:  # the file vanished, is locked or the disk hiccuped: try again
+            if attempt == attempts:
+                return DecodeOutcome(
+                    path, None, f"{path}: unreadable after {attempts} tries ({exc})"
+                )
+            log.warning("%s: %s; retrying", path, exc)
+            time.sleep(cfg.ingest.retry_delay_seconds)
+        except Exception as exc:  # a reader bug must not stop the batch
+            log.exception("unexpected failure decoding %s", path)
+            return DecodeOutcome(path, None, f"{path}: unexpected {type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable")

@@ -1,0 +1,35 @@
+"""Bad input is set aside with the reason, never silently dropped and never half-ingested."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import MotioncastConfig
+
+
+def quarantine_folder(cfg: MotioncastConfig) -> Path:
+    if cfg.ingest.quarantine is not None:
+        return Path(cfg.ingest.quarantine)
+    archive = Path(str(cfg.store.archive).rstrip("/"))
+    return archive.with_name(archive.name + ".quarantine")
+
+
+def quarantine(path: Path, reason: str, cfg: MotioncastConfig) -> Path:
+    """Copy (or move, per ``ingest.quarantine_action``) ``path`` into the quarantine folder with
+    ``<name>.reason.txt`` beside it. Returns the quarantined file's path."""
+    folder = quarantine_folder(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if path.exists() and path.resolve() != target.resolve():
+        if cfg.ingest.quarantine_action == "move":
+            shutil.move(str(path), target)
+        else:
+            shutil.copy2(path, target)
+    stamp = pd.Timestamp.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    target.with_name(target.name + ".reason.txt").write_text(
+        f"file: {path}\nreason: {reason}\nquarantined: {stamp}\n"
+    )
+    return target

@@ -1,0 +1,135 @@
+"""The ingest loop: decoded outcomes in, batched commits and quarantined files out.
+
+``ingest`` decodes with a local process pool (the CLI); the Prefect flow feeds
+``ingest_outcomes`` from Dask tasks instead. Either way one process, this one, commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from pipelines.config import MotioncastConfig
+from pipelines.frame import Frame
+from pipelines.ingest.decode import DecodeOutcome, decode_outcome
+from pipelines.ingest.discover import discover
+from pipelines.ingest.quarantine import quarantine
+from pipelines.store.archive import Archive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    files: int = 0
+    added: Counter = field(default_factory=Counter)  # frames per domain
+    replaced: Counter = field(default_factory=Counter)
+    unchanged: Counter = field(default_factory=Counter)
+    failed: list[str] = field(default_factory=list)  # one line each: file and reason
+    snapshots: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "added": dict(self.added),
+            "replaced": dict(self.replaced),
+            "unchanged": dict(self.unchanged),
+            "failed": list(self.failed),
+            "snapshots": list(self.snapshots),
+        }
+
+
+def open_archive_for_writing(cfg: MotioncastConfig) -> Archive:
+    return Archive(
+        cfg.store.archive,
+        chunk_yx=cfg.store.chunk_yx,
+        compression_level=cfg.store.compression_level,
+        create=True,
+    )
+
+
+def ingest_outcomes(
+    outcomes: Iterable[DecodeOutcome],
+    cfg: MotioncastConfig,
+    on_file: Callable[[DecodeOutcome], None] | None = None,
+) -> IngestResult:
+    """Commit good frames in batches of ``ingest.batch_size``; quarantine the bad files."""
+    archive = open_archive_for_writing(cfg)
+    result = IngestResult()
+    batch: list[tuple[Frame, Path]] = []
+
+    def commit() -> None:
+        if not batch:
+            return
+        frames = [f for f, _ in batch]
+        names = sorted({f.domain for f in frames})
+        report = archive.write(frames, f"ingest {len(frames)} frames into {', '.join(names)}")
+        for domain, times in report.added.items():
+            result.added[domain] += len(times)
+        for domain, times in report.replaced.items():
+            result.replaced[domain] += len(times)
+        for domain, times in report.unchanged.items():
+            result.unchanged[domain] += len(times)
+        source = {id(f): p for f, p in batch}
+        for frame, reason in report.rejected:
+            path = source[id(frame)]
+            fail(path, f"{path}: {reason}")
+        if report.snapshot:
+            result.snapshots.append(report.snapshot)
+        batch.clear()
+
+    def fail(path: Path, line: str) -> None:
+        log.error(line)
+        result.failed.append(line)
+        quarantine(path, line, cfg)
+
+    for outcome in outcomes:
+        result.files += 1
+        if outcome.frame is None:
+            fail(outcome.path, outcome.error or f"{outcome.path}: failed")
+        else:
+            batch.append((outcome.frame, outcome.path))
+            if len(batch) >= cfg.ingest.batch_size:
+                commit()
+        if on_file:
+            on_file(outcome)
+    commit()
+    return result
+
+
+def _decode_in_pool(
+    files: list[Path], cfg: MotioncastConfig, domain: str | None, workers: int
+) -> Iterator[DecodeOutcome]:
+    decode = partial(decode_outcome, cfg=cfg, domain=domain)
+    if workers <= 1 or len(files) <= 1:
+        yield from map(decode, files)
+        return
+    # fork: workers inherit the imported readers instead of importing them again (seconds)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(decode, files, chunksize=2)
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    cfg: MotioncastConfig,
+    domain: str | None = None,
+    on_file: Callable[[DecodeOutcome], None] | None = None,
+    files: list[Path] | None = None,
+) -> IngestResult:
+    """Ingest files and folders (recursively) into the archive ``cfg.store.archive``."""
+    files = discover(paths) if files is None else files
+    if domain is not None and domain not in cfg.domains:
+        log.info("domain %r is not configured: only sources of that name will land in it", domain)
+    outcomes = _decode_in_pool(files, cfg, domain, cfg.ingest.workers)
+    return ingest_outcomes(outcomes, cfg, on_file)

@@ -1,0 +1,1 @@
+"""Radar data: formats, decoding, beam geometry, reflectivity to rain rate, gridding."""

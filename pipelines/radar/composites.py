@@ -1,0 +1,258 @@
+"""Gridded composites through pysteps' importers: KNMI HDF5, MeteoSwiss GIF, ODIM COMP, BoM RF3.
+
+Each field stays on the source's native grid unless asked onto another one (nearest neighbour).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipelines.config import MotioncastConfig
+from pipelines.grid import Grid, wkt_of
+from pipelines.radar.errors import BadInputError
+from pipelines.radar.pysteps_io import importers
+from pipelines.radar.readers import Decoded, register
+from pipelines.radar.resample import resample_nearest
+from pipelines.radar.zr import accumulation_to_rate, dbz_to_rainrate
+
+
+def _metre_projection(proj4: str, unit: str) -> str:
+    """A proj4 string whose projected unit is the metre (KNMI's is km via +a/+b in km)."""
+    if unit != "km":
+        return proj4
+
+    def to_m(match: re.Match[str]) -> str:
+        return f"+{match.group(1)}={float(match.group(2)) * 1000.0:.3f}"
+
+    out = re.sub(r"\+(a|b|x_0|y_0)=([-\d.eE+]+)", to_m, proj4)
+    return out if "+units=" in out else out + " +units=m"
+
+
+def _native_grid(meta: dict, shape: tuple[int, int], path: Path) -> Grid:
+    unit = meta.get("cartesian_unit", "m")
+    scale = 1000.0 if unit == "km" else 1.0
+    if meta.get("yorigin", "upper") != "upper":
+        raise BadInputError(path, "grid with lower-left origin is not supported")
+    proj4 = meta.get("projection")
+    if not proj4:
+        raise BadInputError(path, "no projection in the metadata")
+    ny, nx = shape
+    x1, x2 = meta["x1"] * scale, meta["x2"] * scale
+    y1, y2 = meta["y1"] * scale, meta["y2"] * scale
+    dx, dy = meta["xpixelsize"] * scale, meta["ypixelsize"] * scale
+    if not (
+        np.isclose((x2 - x1) / dx, nx, atol=0.01) and np.isclose((y2 - y1) / dy, ny, atol=0.01)
+    ):
+        raise BadInputError(path, f"grid metadata disagree with the data shape {shape}")
+    wkt = wkt_of(_metre_projection(proj4, unit))
+    return Grid(wkt, float(x1), float(y2), float(dx), float(dy), nx, ny)
+
+
+def _to_rate(
+    values: np.ndarray, meta: dict, accutime: float, cfg: MotioncastConfig, path: Path
+) -> np.ndarray:
+    unit = meta.get("unit")
+    if unit == "mm/h":  # a rate already (RMI's metadata carry a meaningless accutime)
+        return np.asarray(values, dtype=np.float32)
+    if unit == "mm":
+        return accumulation_to_rate(values, accutime)
+    if unit == "dBZ":
+        return dbz_to_rainrate(values, cfg.zr)
+    raise BadInputError(path, f"unit {unit!r} is not a rain rate, depth or reflectivity")
+
+
+def _call_importer(fn: Callable, path: Path, **kwargs) -> tuple[np.ndarray, dict]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the MCH importer leaks handles (ResourceWarning)
+            values, _quality, meta = fn(str(path), **kwargs)
+    except BadInputError:
+        raise
+    except Exception as exc:  # the importers raise anything from KeyError to OSError
+        raise BadInputError(path, f"{fn.__name__} failed: {type(exc).__name__}: {exc}") from None
+    if values is None:
+        raise BadInputError(path, "the importer found no precipitation field")
+    return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan), meta
+
+
+def _composite(
+    source: str,
+    time: pd.Timestamp,
+    grid: Grid,
+    rate: np.ndarray,
+    product: str,
+    radars: str = "",
+    step: float = 5.0,
+) -> Decoded:
+    lon, lat = grid.lonlat_of(*grid.centre)
+    return Decoded(
+        source=source,
+        time=time,
+        grid=grid,
+        centre_lonlat=(lon, lat),
+        product=product,
+        to_grid=lambda target: resample_nearest(rate, grid, target),
+        radars=radars,
+        time_step_minutes=round(step),
+    )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@register("knmi_hdf5")
+def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
+    values, meta = _call_importer(importers.import_knmi_hdf5, path)
+    with h5py.File(path, "r") as f:
+        end = _text(f["overview"].attrs.get("product_datetime_end", b""))
+        radars = [_text(f[g].attrs.get("radar_name", b"")) for g in f if g.startswith("radar")]
+    try:
+        time = pd.to_datetime(end, format="%d-%b-%Y;%H:%M:%S.%f")
+    except ValueError:
+        raise BadInputError(path, f"unreadable product time {end!r}") from None
+    accutime = float(meta["accutime"])
+    return _composite(
+        "knmi",
+        time,
+        _native_grid(meta, values.shape, path),
+        _to_rate(values, meta, accutime, cfg, path),
+        f"KNMI RAD_NL25 {accutime:g}-min accumulation",
+        ",".join(r for r in radars if r),
+        accutime,
+    )
+
+
+_MCH_PRODUCT = re.compile(rb"PRDT=(?P<product>[A-Z]{3})(?P<yy>\d{2})(?P<doy>\d{3})(?P<hhmm>\d{4})")
+_MCH_ACCUM = re.compile(rb"ACCUm=(\d+)")
+
+
+@register("mch_gif")
+def read_mch(path: Path, cfg: MotioncastConfig) -> Decoded:
+    try:
+        with Image.open(path) as im:
+            comment = im.info.get("comment", b"")
+    except Exception as exc:
+        raise BadInputError(path, f"unreadable GIF ({exc})") from None
+    match = _MCH_PRODUCT.search(comment)
+    if not match:
+        raise BadInputError(path, "GIF without a MeteoSwiss product comment (PRDT=...)")
+    product = match["product"].decode()
+    accum = _MCH_ACCUM.search(comment)
+    accutime = float(accum.group(1)) if accum else 5.0
+    values, meta = _call_importer(
+        importers.import_mch_gif, path, product=product, unit="mm", accutime=accutime
+    )
+    time = pd.to_datetime(
+        f"20{match['yy'].decode()}{match['doy'].decode()}{match['hhmm'].decode()}",
+        format="%Y%j%H%M",
+    )
+    return _composite(
+        "mch",
+        time,
+        _native_grid(meta, values.shape, path),
+        _to_rate(values, meta, accutime, cfg, path),
+        f"MeteoSwiss {product} {accutime:g}-min accumulation",
+        step=accutime,
+    )
+
+
+# ODIM node-name country prefixes to the service that issues their composites
+_ODIM_SERVICES = {
+    "be": "rmi",
+    "nl": "knmi",
+    "ch": "mch",
+    "de": "dwd",
+    "fr": "meteofrance",
+    "fi": "fmi",
+    "se": "smhi",
+    "no": "metno",
+    "dk": "dmi",
+    "ee": "emhi",
+    "pl": "imgw",
+    "cz": "chmi",
+    "sk": "shmu",
+    "at": "geosphere",
+    "es": "aemet",
+}
+
+
+def _odim_source(source: str) -> str:
+    """Domain name of an ODIM composite: the service of its first node's country."""
+    nodes = [item[4:] for item in source.split(",") if item.startswith("NOD:")]
+    node = nodes[0] if nodes else ""
+    return _ODIM_SERVICES.get(node[:2], f"odim_{node}" if node else "odim")
+
+
+@register("odim_comp")
+def read_odim_comp(path: Path, cfg: MotioncastConfig) -> Decoded:
+    with h5py.File(path, "r") as f:
+        what = f["what"].attrs
+        stamp = _text(what.get("date", b"")) + _text(what.get("time", b""))
+        source = _text(what.get("source", b""))
+        qty = (
+            _text(f["dataset1/data1/what"].attrs.get("quantity", b""))
+            if ("dataset1/data1/what" in f)
+            else ""
+        )
+        dwhat = f["dataset1/what"].attrs if "dataset1/what" in f else {}
+        start = _text(dwhat.get("startdate", b"")) + _text(dwhat.get("starttime", b""))
+        end = _text(dwhat.get("enddate", b"")) + _text(dwhat.get("endtime", b""))
+    if qty not in ("RATE", "ACRR", "DBZH"):
+        raise BadInputError(path, f"ODIM composite quantity {qty or '(none)'!r} is not supported")
+    try:
+        time = pd.to_datetime(stamp, format="%Y%m%d%H%M%S")
+    except ValueError:
+        raise BadInputError(path, f"unreadable ODIM date/time {stamp!r}") from None
+    values, meta = _call_importer(importers.import_odim_hdf5, path, qty=qty)
+    accutime = 5.0
+    if qty == "ACRR":
+        try:
+            span = pd.to_datetime(end, format="%Y%m%d%H%M%S") - pd.to_datetime(
+                start, format="%Y%m%d%H%M%S"
+            )
+        except ValueError:
+            raise BadInputError(path, "accumulation without readable start/end times") from None
+        accutime = span.total_seconds() / 60.0
+    return _composite(
+        _odim_source(source),
+        time,
+        _native_grid(meta, values.shape, path),
+        _to_rate(values, meta, accutime, cfg, path),
+        f"ODIM composite {qty}",
+        ",".join(item[4:] for item in source.split(",") if item.startswith("NOD:")),
+    )
+
+
+@register("bom_rf3")
+def read_bom(path: Path, cfg: MotioncastConfig) -> Decoded:
+    import netCDF4
+
+    values, meta = _call_importer(importers.import_bom_rf3, path)
+    try:
+        with netCDF4.Dataset(path) as nc:
+            vt = nc.variables["valid_time"]
+            valid = netCDF4.num2date(vt[:], units=vt.units, calendar="standard")
+    except (KeyError, AttributeError, OSError, ValueError) as exc:
+        raise BadInputError(path, f"no readable valid_time ({exc})") from None
+    valid = np.ravel(valid)[0]
+    time = pd.Timestamp(valid.isoformat())
+    accutime = float(meta.get("accutime") or 6.0)
+    return _composite(
+        "bom",
+        time,
+        _native_grid(meta, values.shape, path),
+        _to_rate(values, meta, accutime, cfg, path),
+        f"BoM Rainfields 3 {accutime:g}-min accumulation",
+        step=accutime,
+    )

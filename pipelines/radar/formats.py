@@ -1,0 +1,54 @@
+"""Which format a file holds, judged from its content (magic bytes and internal structure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from pipelines.radar.errors import BadInputError
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+GIF_MAGICS = (b"GIF87a", b"GIF89a")
+NETCDF3_MAGIC = b"CDF"
+
+FORMATS = ("knmi_hdf5", "odim_comp", "odim_pvol", "mch_gif", "bom_rf3")
+
+
+def _attr(obj: h5py.HLObject, name: str) -> str:
+    value = obj.attrs.get(name, b"")
+    if hasattr(value, "tobytes") and getattr(value, "ndim", 0):
+        value = value.ravel()[0]
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _hdf5_format(path: Path) -> str:
+    try:
+        with h5py.File(path, "r") as f:
+            if "ODIM_H5" in _attr(f, "Conventions") or "what" in f and "object" in f["what"].attrs:
+                obj = _attr(f["what"], "object") if "what" in f else ""
+                if obj == "COMP":
+                    return "odim_comp"
+                if obj in ("PVOL", "SCAN"):
+                    return "odim_pvol"
+                raise BadInputError(path, f"ODIM_H5 object {obj or '(none)'!r} is not supported")
+            if "overview" in f and "image1" in f and "geographic" in f:
+                return "knmi_hdf5"
+            if "precipitation" in f and "proj" in f:
+                return "bom_rf3"
+    except OSError as exc:
+        raise BadInputError(path, f"unreadable HDF5 ({exc})") from None
+    raise BadInputError(path, "HDF5 file of no known radar layout (ODIM, KNMI, BoM Rainfields)")
+
+
+def detect_format(path: Path, head: bytes) -> str:
+    """The name of the reader for ``path`` whose first bytes are ``head``; BadInputError if none."""
+    if not head:
+        raise BadInputError(path, "empty file (0 bytes)")
+    if head.startswith(HDF5_MAGIC):
+        return _hdf5_format(path)
+    if head.startswith(GIF_MAGICS):
+        return "mch_gif"
+    if head.startswith(NETCDF3_MAGIC):
+        return "bom_rf3"
+    raise BadInputError(path, "not a known radar format (no HDF5, NetCDF or GIF signature)")

@@ -1,0 +1,288 @@
+"""The archive: observed rain rate, precip(time, y, x) in mm/h, one Zarr group per domain.
+
+Every write is one Icechunk commit: readers see whole frames only, a writer killed before its
+commit leaves the store as of the last commit, a frame already stored from the same source bytes
+is skipped, and frames arriving out of order are inserted so that time stays sorted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+from zarr.codecs import ZstdCodec
+
+from pipelines.frame import PROVENANCE_FIELDS, Frame
+from pipelines.grid import Grid
+from pipelines.store.repository import open_repository, writer_lock
+
+log = logging.getLogger(__name__)
+
+BRANCH = "main"
+PRECIP_ATTRS = {
+    "standard_name": "rainfall_rate",
+    "long_name": "rain rate",
+    "units": "mm h-1",
+    "grid_mapping": "crs",
+    "comment": "NaN where no radar sees; the rate over the period ending at time",
+}
+X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
+Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
+TIME_ENCODING = {
+    "units": "minutes since 1970-01-01",
+    "calendar": "proleptic_gregorian",
+    "dtype": "int64",
+}
+
+
+class ArchiveError(RuntimeError):
+    """The archive cannot be opened or a frame does not fit it; the message says why."""
+
+
+@dataclass
+class WriteReport:
+    added: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
+    replaced: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
+    unchanged: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
+    rejected: list[tuple[Frame, str]] = field(default_factory=list)
+    snapshot: str | None = None
+
+    @property
+    def n_written(self) -> int:
+        return sum(map(len, self.added.values())) + sum(map(len, self.replaced.values()))
+
+
+@dataclass(frozen=True)
+class DomainSummary:
+    domain: str
+    grid: Grid
+    n_frames: int
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    time_step_minutes: int
+    missing: list[pd.Timestamp]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "domain": self.domain,
+            "crs": self.grid.crs.name,
+            "proj4": self.grid.proj4,
+            "shape": list(self.grid.shape),
+            "resolution_m": [self.grid.dx, self.grid.dy],
+            "extent_m": list(self.grid.extent),
+            "n_frames": self.n_frames,
+            "start": self.start.isoformat() if self.start is not None else None,
+            "end": self.end.isoformat() if self.end is not None else None,
+            "time_step_minutes": self.time_step_minutes,
+            "n_missing": len(self.missing),
+            "missing": [t.isoformat() for t in self.missing],
+        }
+
+
+def _frames_dataset(frames: list[Frame]) -> xr.Dataset:
+    """Frames on one grid, in the given order, as the archive group's variables."""
+    grid = frames[0].grid
+    data = {
+        "precip": (("time", "y", "x"), np.stack([f.precip for f in frames]), PRECIP_ATTRS),
+        "crs": ((), np.int8(0), grid.cf_grid_mapping()),
+    }
+    for name in PROVENANCE_FIELDS:
+        data[name] = (("time",), np.array([getattr(f, name) for f in frames], dtype=object))
+    return xr.Dataset(
+        data,
+        coords={
+            "time": ("time", pd.DatetimeIndex([f.time for f in frames]), {"axis": "T"}),
+            "y": ("y", grid.y, Y_ATTRS),
+            "x": ("x", grid.x, X_ATTRS),
+        },
+    )
+
+
+class Archive:
+    """An archive store at a local path (or s3:// / gs:// URL)."""
+
+    def __init__(
+        self,
+        location: str | Path,
+        chunk_yx: int = 1024,
+        compression_level: int = 1,
+        create: bool = False,
+    ):
+        self.location = location
+        repo = open_repository(location, create=create)
+        if repo is None:
+            raise ArchiveError(f"{location}: no archive store here (run 'motioncast ingest' first)")
+        self.repo = repo
+        self.chunk_yx = chunk_yx
+        self.codec = ZstdCodec(level=compression_level)
+
+    # ---- reading -------------------------------------------------------------------------
+    def _read_store(self):
+        return self.repo.readonly_session(branch=BRANCH).store
+
+    def domains(self) -> list[str]:
+        root = zarr.open_group(self._read_store(), mode="r")
+        return sorted(name for name, _ in root.groups())
+
+    def dataset(self, domain: str | None = None) -> xr.Dataset:
+        """The domain's group as a lazy xarray Dataset, from the latest commit (a snapshot)."""
+        domains = self.domains()
+        if domain is None:
+            if len(domains) != 1:
+                raise ArchiveError(
+                    f"{self.location}: holds domains {', '.join(domains) or 'none'}: "
+                    "name one with domain="
+                )
+            domain = domains[0]
+        if domain not in domains:
+            raise ArchiveError(
+                f"{self.location}: no domain {domain!r} (has: {', '.join(domains) or 'none'})"
+            )
+        return xr.open_zarr(self._read_store(), group=domain, consolidated=False)
+
+    def summary(self) -> list[DomainSummary]:
+        out = []
+        for name in self.domains():
+            ds = self.dataset(name)
+            times = pd.DatetimeIndex(ds.time.values)
+            step = int(ds.attrs.get("time_step_minutes", 5))
+            missing: list[pd.Timestamp] = []
+            if len(times):
+                slots = pd.date_range(times[0].floor(f"{step}min"), times[-1], freq=f"{step}min")
+                missing = list(slots.difference(times.floor(f"{step}min")))
+            out.append(
+                DomainSummary(
+                    domain=name,
+                    grid=Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values),
+                    n_frames=len(times),
+                    start=times[0] if len(times) else None,
+                    end=times[-1] if len(times) else None,
+                    time_step_minutes=step,
+                    missing=missing,
+                )
+            )
+        return out
+
+    def history(self) -> list[tuple[str, str, pd.Timestamp]]:
+        """(snapshot id, message, written at) of every commit, newest first: the audit trail."""
+        return [
+            (s.id, s.message, pd.Timestamp(s.written_at)) for s in self.repo.ancestry(branch=BRANCH)
+        ]
+
+    # ---- writing -------------------------------------------------------------------------
+    def write(self, frames: Iterable[Frame], message: str) -> WriteReport:
+        """Store frames in one commit; see the module docstring for the guarantees."""
+        report = WriteReport()
+        by_domain: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
+        for frame in frames:  # a later frame for the same slot in one batch wins
+            by_domain[frame.domain][frame.time] = frame
+        if not by_domain:
+            return report
+        with writer_lock(self.location):
+            session = self.repo.writable_session(BRANCH)
+            store = session.store
+            root = zarr.open_group(store, mode="a")
+            existing = {name for name, _ in root.groups()}
+            for domain, batch in by_domain.items():
+                ordered = [batch[t] for t in sorted(batch)]
+                if domain in existing:
+                    self._merge(store, domain, ordered, report)
+                else:
+                    self._create(store, domain, ordered, report)
+            if report.n_written:
+                report.snapshot = session.commit(message)
+                log.info("committed %d frames: %s", report.n_written, report.snapshot)
+        return report
+
+    def _encoding(self, grid: Grid) -> dict[str, dict[str, object]]:
+        chunk = (1, min(self.chunk_yx, grid.ny), min(self.chunk_yx, grid.nx))
+        enc: dict[str, dict[str, object]] = {
+            "precip": {"chunks": chunk, "compressors": [self.codec], "dtype": "float32"},
+            "time": dict(TIME_ENCODING, chunks=(4096,)),
+        }
+        for name in PROVENANCE_FIELDS:
+            enc[name] = {"chunks": (4096,)}
+        return enc
+
+    def _create(self, store, domain: str, frames: list[Frame], report: WriteReport) -> None:
+        ds = _frames_dataset(frames)
+        ds.attrs = {
+            "Conventions": "CF-1.10",
+            "title": f"motioncast archive: observed rain rate, domain {domain}",
+            "domain": domain,
+            "time_step_minutes": frames[0].time_step_minutes,
+        }
+        ds.to_zarr(
+            store,
+            group=domain,
+            mode="w-",
+            consolidated=False,
+            encoding=self._encoding(frames[0].grid),
+        )
+        report.added[domain].extend(f.time for f in frames)
+
+    def _merge(self, store, domain: str, frames: list[Frame], report: WriteReport) -> None:
+        current = xr.open_zarr(store, group=domain, consolidated=False)
+        grid = Grid.from_coords(current.crs.attrs["crs_wkt"], current.x.values, current.y.values)
+        times = pd.DatetimeIndex(current.time.values)
+        hashes = current.source_sha256.values
+        new: list[Frame] = []
+        for frame in frames:
+            if not frame.grid.same_as(grid):
+                report.rejected.append(
+                    (frame, f"grid differs from domain {domain!r} ({grid.shape} cells)")
+                )
+                continue
+            pos = times.searchsorted(frame.time)
+            if pos < len(times) and times[pos] == frame.time:
+                if hashes[pos] == frame.source_sha256:
+                    report.unchanged[domain].append(frame.time)
+                else:  # a different source for a stored slot: supersede it (history keeps it)
+                    self._write_region(store, domain, _frames_dataset([frame]), pos)
+                    report.replaced[domain].append(frame.time)
+                continue
+            new.append(frame)
+        if not new:
+            return
+        first = times.searchsorted(new[0].time)
+        if first == len(times):
+            _frames_dataset(new).drop_vars(["x", "y", "crs"]).to_zarr(
+                store, group=domain, append_dim="time", consolidated=False
+            )
+        else:  # out of order: rewrite the tail from the first insertion point, in time order
+            tail = current.isel(time=slice(first, None)).drop_vars(["x", "y", "crs"]).load()
+            incoming = _frames_dataset(new).drop_vars(["x", "y", "crs"])
+            merged = xr.concat([tail, incoming], dim="time").sortby("time")
+            n_tail = tail.sizes["time"]
+            self._write_region(store, domain, merged.isel(time=slice(0, n_tail)), first)
+            merged.isel(time=slice(n_tail, None)).to_zarr(
+                store, group=domain, append_dim="time", consolidated=False
+            )
+        report.added[domain].extend(f.time for f in new)
+
+    @staticmethod
+    def _write_region(store, domain: str, ds: xr.Dataset, pos: int) -> None:
+        """Overwrite frames pos.. with ``ds``, time coordinate included (xarray's region
+        writes leave index coordinates alone, so it is set through zarr)."""
+        region = slice(pos, pos + ds.sizes["time"])
+        ds.drop_vars(["x", "y", "crs"], errors="ignore").to_zarr(
+            store, group=domain, region={"time": region}, consolidated=False
+        )
+        minutes = (pd.DatetimeIndex(ds.time.values) - pd.Timestamp("1970-01-01")) // pd.Timedelta(
+            minutes=1
+        )
+        zarr.open_array(store, path=f"{domain}/time", mode="r+")[region] = np.asarray(
+            minutes, dtype="int64"
+        )
+
+
+def open_archive(path: str | Path, domain: str | None = None) -> xr.Dataset:
+    """The archive's ``domain`` (or its only domain) as a lazy xarray Dataset."""
+    return Archive(path).dataset(domain)

@@ -1,0 +1,61 @@
+"""Icechunk repositories on a local path or object storage, and the single-writer lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+# icechunk logs a warning about local storage and concurrent commits on every open; we keep one
+# committing writer per repository (see writer_lock), so the warning carries no information.
+os.environ.setdefault("ICECHUNK_LOG", "error")
+
+import icechunk  # noqa: E402
+
+
+def _storage(location: str | Path) -> icechunk.Storage:
+    text = str(location)
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        return icechunk.s3_storage(bucket=bucket, prefix=prefix, from_env=True)
+    if text.startswith("gs://"):
+        bucket, _, prefix = text[5:].partition("/")
+        return icechunk.gcs_storage(bucket=bucket, prefix=prefix, from_env=True)
+    return icechunk.local_filesystem_storage(str(Path(text).resolve()))
+
+
+def is_local(location: str | Path) -> bool:
+    return "://" not in str(location)
+
+
+def open_repository(location: str | Path, create: bool) -> icechunk.Repository | None:
+    """The repository at ``location``; created when absent and ``create``, else None."""
+    storage = _storage(location)
+    if icechunk.Repository.exists(storage):
+        return icechunk.Repository.open(storage)
+    if not create:
+        return None
+    if is_local(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+    return icechunk.Repository.create(storage)
+
+
+@contextlib.contextmanager
+def writer_lock(location: str | Path) -> Iterator[None]:
+    """Hold the one-writer lock of a local repository (a no-op on object storage).
+
+    Icechunk's local storage is not safe for concurrent commits; a second writer waits here.
+    The lock is an flock: it is released when the holder exits, even by kill -9.
+    """
+    if not is_local(location):
+        yield
+        return
+    lock_path = Path(location) / ".writer.lock"
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import DEFAULT_CONFIG_FILE, ConfigError, MotioncastConfig, load_config
+
+
+def test_default_yaml_documents_the_builtin_defaults():
+    assert load_config(DEFAULT_CONFIG_FILE) == MotioncastConfig()
+
+
+def test_yaml_then_overrides_then_flags(tmp_path: Path):
+    user = tmp_path / "c.yaml"
+    user.write_text("ingest:\n  batch_size: 8\n  workers: 3\nzr: {a: 300}\n")
+    cfg = load_config(user, ["ingest.workers=4", "store.archive=/x/y"], ingest={"workers": 5})
+    assert cfg.ingest.batch_size == 8
+    assert cfg.ingest.workers == 5
+    assert cfg.zr.a == 300 and cfg.zr.b == 1.6
+    assert str(cfg.store.archive) == "/x/y"
+
+
+def test_configured_domain_gives_a_grid():
+    cfg = load_config(
+        overrides=["domains.bx={crs: 'EPSG:3035', extent: [0, 0, 10000, 6000], resolution: 1000}"]
+    )
+    grid = cfg.domains["bx"].grid()
+    assert grid.shape == (6, 10)
+    assert grid.x[0] == 500 and grid.y[0] == 5500
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("ingest: {batch_size: 0}", "ingest.batch_size"),
+        ("ingest: {bogus: 1}", "ingest.bogus"),
+        ("- a list", "mapping"),
+        ("zr: {a: [", "cannot read"),
+    ],
+)
+def test_bad_configuration_names_file_and_key(tmp_path: Path, text: str, fragment: str):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert str(bad) in str(err.value) and fragment in str(err.value)
