@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 archive_app = typer.Typer(help="Inspect the archive store.", no_args_is_help=True)
 app.add_typer(archive_app, name="archive")
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # one error, one line, even when piped
+out = Console(soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file.", exists=True)
@@ -42,16 +42,23 @@ StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Archive store (a 
 def _setup(
     config: Path | None, overrides: list[str] | None, verbose: bool, **sections: object
 ) -> MotioncastConfig:
+    handler = (
+        RichHandler(console=console, show_path=False, show_time=False)
+        if console.is_terminal
+        else logging.StreamHandler()  # logs and cron mails get plain, unwrapped lines
+    )
+    handler.setFormatter(
+        logging.Formatter(
+            "%(message)s" if console.is_terminal else "%(asctime)s %(levelname)s %(message)s"
+        )
+    )
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
+        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
     for noisy in ("distributed", "prefect", "asyncio", "numcodecs", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        return load_config(config, overrides, **{k: v for k, v in sections.items() if v})
+        return load_config(config, overrides, **sections)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -196,7 +196,7 @@ def load_config(
         data = loaded
     for item in overrides or []:
         data = _deep_merge(data, _parse_override(item))
-    data = _deep_merge(data, sections)
+    data = _deep_merge(data, {k: v for k, v in sections.items() if v is not None})
     try:
         return MotioncastConfig.model_validate(data)
     except ValidationError as exc:

@@ -41,13 +41,15 @@ def _domain_for(decoded: Decoded, cfg: MotioncastConfig, requested: str | None) 
 
 def _check_time(path: Path, t: pd.Timestamp, cfg: MotioncastConfig) -> None:
     earliest = pd.Timestamp(cfg.ingest.earliest_time)
-    latest = pd.Timestamp.utcnow().tz_convert(None) + pd.Timedelta(
+    latest = pd.Timestamp.now("UTC").tz_convert(None) + pd.Timedelta(
         minutes=cfg.ingest.max_future_minutes
     )
     if t < earliest:
         raise BadInputError(path, f"time {t} is before {earliest} (ingest.earliest_time)")
     if t > latest:
-        raise BadInputError(path, f"time {t} is in the future (now {pd.Timestamp.utcnow():%F %T}Z)")
+        raise BadInputError(
+            path, f"time {t} is in the future (now {pd.Timestamp.now('UTC'):%F %T}Z)"
+        )
 
 
 def _check_values(path: Path, precip: np.ndarray) -> None:

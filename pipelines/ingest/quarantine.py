@@ -28,7 +28,7 @@ def quarantine(path: Path, reason: str, cfg: MotioncastConfig) -> Path:
             shutil.move(str(path), target)
         else:
             shutil.copy2(path, target)
-    stamp = pd.Timestamp.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = pd.Timestamp.now("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
     target.with_name(target.name + ".reason.txt").write_text(
         f"file: {path}\nreason: {reason}\nquarantined: {stamp}\n"
     )

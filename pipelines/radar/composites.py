@@ -48,6 +48,11 @@ def _native_grid(meta: dict, shape: tuple[int, int], path: Path) -> Grid:
     x1, x2 = meta["x1"] * scale, meta["x2"] * scale
     y1, y2 = meta["y1"] * scale, meta["y2"] * scale
     dx, dy = meta["xpixelsize"] * scale, meta["ypixelsize"] * scale
+    if np.isclose((x2 - x1) / dx, nx - 1, atol=0.01) and np.isclose(
+        (y2 - y1) / dy, ny - 1, atol=0.01
+    ):
+        # the extent runs between cell centres (pysteps' BoM importer without valid_min/max)
+        x1, x2, y1, y2 = x1 - dx / 2, x2 + dx / 2, y1 - dy / 2, y2 + dy / 2
     if not (
         np.isclose((x2 - x1) / dx, nx, atol=0.01) and np.isclose((y2 - y1) / dy, ny, atol=0.01)
     ):

@@ -32,6 +32,9 @@ def _odim_header(path: Path) -> tuple[str, pd.Timestamp]:
         what = f["what"].attrs if "what" in f else {}
         source = what.get("source", b"")
         date, time = what.get("date", b""), what.get("time", b"")
+        sweeps = [name for name in f if name.startswith("dataset")]
+    if not sweeps:
+        raise BadInputError(path, "no sweep (dataset group) in the volume")
     text = [
         v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in (source, date, time)
     ]

@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
+from zarr.errors import GroupNotFoundError
 
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
@@ -95,8 +96,16 @@ def _frames_dataset(frames: list[Frame]) -> xr.Dataset:
     }
     for name in PROVENANCE_FIELDS:
         data[name] = (("time",), np.array([getattr(f, name) for f in frames], dtype=object))
+    domain = frames[0].domain
+    attrs = {
+        "Conventions": "CF-1.10",
+        "title": f"motioncast archive: observed rain rate, domain {domain}",
+        "domain": domain,
+        "time_step_minutes": frames[0].time_step_minutes,
+    }  # on every write: xarray replaces the group's attributes when it appends
     return xr.Dataset(
         data,
+        attrs=attrs,
         coords={
             "time": ("time", pd.DatetimeIndex([f.time for f in frames]), {"axis": "T"}),
             "y": ("y", grid.y, Y_ATTRS),
@@ -128,7 +137,10 @@ class Archive:
         return self.repo.readonly_session(branch=BRANCH).store
 
     def domains(self) -> list[str]:
-        root = zarr.open_group(self._read_store(), mode="r")
+        try:
+            root = zarr.open_group(self._read_store(), mode="r")
+        except GroupNotFoundError:  # created, nothing committed yet
+            return []
         return sorted(name for name, _ in root.groups())
 
     def dataset(self, domain: str | None = None) -> xr.Dataset:
@@ -213,12 +225,6 @@ class Archive:
 
     def _create(self, store, domain: str, frames: list[Frame], report: WriteReport) -> None:
         ds = _frames_dataset(frames)
-        ds.attrs = {
-            "Conventions": "CF-1.10",
-            "title": f"motioncast archive: observed rain rate, domain {domain}",
-            "domain": domain,
-            "time_step_minutes": frames[0].time_step_minutes,
-        }
         ds.to_zarr(
             store,
             group=domain,

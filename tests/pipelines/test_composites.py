@@ -1,0 +1,142 @@
+"""Every composite reader on real samples: units, times and geolocation checked independently."""
+
+import re
+from pathlib import Path
+
+import h5py
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.config import MotioncastConfig
+from pipelines.radar.formats import detect_format
+from pipelines.radar.pysteps_io import importers
+from pipelines.radar.readers import get_method
+from tests.conftest import radar_sample
+
+CFG = MotioncastConfig()
+pytestmark = pytest.mark.realdata
+
+
+def _decode(path: Path):
+    fmt = detect_format(path, path.read_bytes()[:16])
+    decoded = get_method(fmt)(path, CFG)
+    return fmt, decoded, decoded.to_grid(decoded.grid)
+
+
+def _same_with_nan(a: np.ndarray, b: np.ndarray) -> None:
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=1e-6, atol=1e-6)
+
+
+def test_knmi_rate_time_and_corners():
+    files = sorted(radar_sample("composites/KNMI/2010/08").glob("*.h5"))
+    assert len(files) == 92
+    path = files[30]
+    fmt, d, rate = _decode(path)
+    assert fmt == "knmi_hdf5" and d.source == "knmi"
+    raw, _, meta = importers.import_knmi_hdf5(str(path))
+    assert meta["unit"] == "mm" and meta["accutime"] == 5
+    _same_with_nan(rate, raw * 12.0)  # 5-min depth (mm) -> mm/h
+    assert np.nanmax(rate) > 1
+    # file name time is the end of the accumulation; the reader takes it from the content
+    stamp = re.search(r"(\d{12})", path.name).group(1)
+    assert d.time == pd.to_datetime(stamp, format="%Y%m%d%H%M")
+    with h5py.File(path) as f:  # lon/lat of the image corners, as KNMI states them
+        c = f["geographic"].attrs["geo_product_corners"].reshape(4, 2)  # LL, UL, UR, LR
+    lon, lat = d.grid.lonlat()
+    half = 0.01  # degrees: half a 1 km pixel, about
+    assert lon[0, 0] == pytest.approx(c[1][0], abs=half) and lat[0, 0] == pytest.approx(
+        c[1][1], abs=half
+    )
+    assert lon[-1, -1] == pytest.approx(c[3][0], abs=half)
+    assert lat[-1, -1] == pytest.approx(c[3][1], abs=half)
+    assert d.grid.dx == 1000.0 and d.grid.shape == (765, 700)
+
+
+def test_mch_gif_rate_time_and_swiss_grid():
+    files = sorted(radar_sample("composites/mch/20160711").glob("*.gif"))
+    path = files[12]
+    fmt, d, rate = _decode(path)
+    assert fmt == "mch_gif" and d.source == "mch"
+    raw, _, meta = importers.import_mch_gif(str(path), product="AQC", unit="mm", accutime=5)
+    _same_with_nan(rate, raw * 12.0)
+    m = re.search(r"AQC(\d{2})(\d{3})(\d{4})", path.name)
+    assert d.time == pd.to_datetime(f"20{m[1]}{m[2]}{m[3]}", format="%Y%j%H%M")
+    # Bern's old observatory is the origin of the Swiss grid: E 600 km, N 200 km
+    row, col = d.grid.cell_of(600_000.0, 200_000.0)
+    lon, lat = d.grid.lonlat()
+    assert lon[row, col] == pytest.approx(7.4396, abs=0.01)
+    assert lat[row, col] == pytest.approx(46.9524, abs=0.01)
+    assert 0.25 < np.isnan(rate).mean() < 0.4
+
+
+def test_rmi_odim_composite_is_a_rate_not_divided_by_accutime():
+    files = sorted(radar_sample("composites/rmi/radqpe").rglob("*.hdf"))
+    path = files[20]
+    fmt, d, rate = _decode(path)
+    assert fmt == "odim_comp" and d.source == "rmi"
+    raw, _, meta = importers.import_odim_hdf5(str(path), qty="RATE")
+    assert meta["unit"] == "mm/h" and meta["accutime"] == 15.0  # the metadata quirk
+    _same_with_nan(rate, raw)
+    assert d.time == pd.to_datetime(path.name[:14], format="%Y%m%d%H%M%S")
+    with h5py.File(path) as f:
+        where = f["where"].attrs
+        ul, lr = (where["UL_lon"], where["UL_lat"]), (where["LR_lon"], where["LR_lat"])
+    lon, lat = d.grid.lonlat()
+    assert lon[0, 0] == pytest.approx(ul[0], abs=0.02) and lat[0, 0] == pytest.approx(
+        ul[1], abs=0.01
+    )
+    assert lon[-1, -1] == pytest.approx(lr[0], abs=0.02)
+    assert lat[-1, -1] == pytest.approx(lr[1], abs=0.01)
+    assert d.radars.split(",")[0] == "behel"
+
+
+def write_bom_rf3(
+    path: Path, valid: str = "2026-06-01 12:06", depth_mm: float = 0.05
+) -> np.ndarray:
+    """A small Rainfields 3 file as the BoM writes them (no sample of the real ones lies here)."""
+    n = 64
+    values = np.zeros((n, n), dtype=np.float32)
+    values[10:20, 30:40] = depth_mm
+    values[0, 0] = 2.0
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("x", n)
+        nc.createDimension("y", n)
+        nc.createDimension("n2", 2)
+        proj = nc.createVariable("proj", "i4")
+        proj.grid_mapping_name = "albers_conical_equal_area"
+        proj.longitude_of_central_meridian = 144.752
+        proj.latitude_of_projection_origin = -37.852
+        proj.standard_parallel = [-18.0, -36.0]
+        x = nc.createVariable("x", "f8", ("x",))
+        x.units = "km"
+        x[:] = -16.0 + 0.5 * np.arange(n) + 0.25
+        y = nc.createVariable("y", "f8", ("y",))
+        y.units = "km"
+        y[:] = 16.0 - 0.5 * np.arange(n) - 0.25
+        for name, when in (("valid_time", valid), ("start_time", None)):
+            t = nc.createVariable(name, "i8")
+            t.units = "seconds since 1970-01-01 00:00:00"
+            stamp = pd.Timestamp(valid) - (
+                pd.Timedelta(minutes=6) if when is None else pd.Timedelta(0)
+            )
+            t[...] = int(stamp.timestamp())
+        p = nc.createVariable("precipitation", "f4", ("y", "x"), fill_value=-1.0)
+        p.units = "mm"
+        p[:] = values
+    return values
+
+
+def test_bom_rainfields_rate_and_time(tmp_path: Path):
+    path = tmp_path / "310_20260601_120600.prcp-c10.nc"
+    depth = write_bom_rf3(path)
+    fmt, d, rate = _decode(path)
+    assert fmt == "bom_rf3" and d.source == "bom"
+    assert d.time == pd.Timestamp("2026-06-01 12:06")
+    assert d.time_step_minutes == 6
+    np.testing.assert_allclose(rate, depth * 10.0, rtol=1e-6)  # mm per 6 min -> mm/h
+    assert d.grid.dx == 500.0 and d.grid.shape == (64, 64)
+    lon, lat = d.grid.lonlat_of(*d.grid.centre)
+    assert lon == pytest.approx(144.752, abs=0.01) and lat == pytest.approx(-37.852, abs=0.01)

@@ -1,0 +1,233 @@
+"""Ingest end to end on real files: good files land, bad ones are quarantined with a reason,
+reruns change nothing, and a writer killed mid-batch loses nothing committed."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipelines.config import load_config
+from pipelines.ingest import ingest
+from pipelines.store import Archive, open_archive
+from tests.conftest import REPO
+
+SIM_DOMAINS = ["sim01", "sim02"]
+
+
+def config(store: Path, **ingest_settings):
+    return load_config(store={"archive": store}, ingest=ingest_settings or None)
+
+
+def test_simulated_volumes_land_as_frames(sim_volumes: list[Path], tmp_path: Path):
+    result = ingest([sim_volumes[0].parent], config(tmp_path / "a"))
+    assert result.ok and result.files == 14
+    assert dict(result.added) == {"sim01": 7, "sim02": 7}
+    ds = open_archive(tmp_path / "a", "sim02")
+    assert list(ds.time.values) == list(pd.date_range("2026-06-01T12:00", periods=7, freq="5min"))
+    assert ds.product.values[0].startswith("lowest sweep 0.5 deg DBZH")
+    assert ds.source_format.values[0] == "odim_pvol"
+    wet = (ds.precip > 0).mean(("y", "x")).values
+    assert ((wet > 0.02) & (wet < 0.6)).all()
+
+
+def test_ingesting_twice_changes_nothing(sim_volumes: list[Path], tmp_path: Path):
+    cfg = config(tmp_path / "a")
+    ingest(sim_volumes[:4], cfg)
+    commits = len(Archive(tmp_path / "a").history())
+    again = ingest(sim_volumes[:4], cfg)
+    assert sum(again.added.values()) == 0 and sum(again.unchanged.values()) == 4
+    assert len(Archive(tmp_path / "a").history()) == commits
+
+
+def test_out_of_order_arrival(sim_volumes: list[Path], tmp_path: Path):
+    cfg = config(tmp_path / "a", batch_size=2)
+    late_first = [p for p in sim_volumes if "sim01" in p.name][::-1]
+    ingest(late_first[:3], cfg)  # 12:30, 12:25, 12:20
+    ingest(late_first[3:], cfg)  # then 12:15 ... 12:00
+    ds = open_archive(tmp_path / "a", "sim01")
+    times = pd.DatetimeIndex(ds.time.values)
+    assert times.is_monotonic_increasing and len(times) == 7
+    expected = ingest([p for p in sim_volumes if "sim01" in p.name], config(tmp_path / "b"))
+    assert expected.ok
+    xr.testing.assert_identical(ds.load(), open_archive(tmp_path / "b", "sim01").load())
+
+
+# ---- bad input --------------------------------------------------------------------------------
+def _edit(src: Path, dst: Path, **what: str) -> Path:
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        for key, value in what.items():
+            f["what"].attrs[key] = np.bytes_(value)
+    return dst
+
+
+def make_bad_files(folder: Path, volume: Path) -> dict[str, str]:
+    """Bad files of every kind; maps file name to a fragment of the expected reason."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.h5").write_bytes(b"")
+    (folder / "truncated.h5").write_bytes(volume.read_bytes()[: volume.stat().st_size // 3])
+    (folder / "notes.txt").write_text("not radar data\n")
+    with h5py.File(folder / "other.h5", "w") as f:
+        f.create_group("experiment").attrs["x"] = 1
+    with h5py.File(folder / "no_datasets.h5", "w") as f:  # ODIM header, no sweeps
+        f.attrs["Conventions"] = np.bytes_("ODIM_H5/V2_2")
+        f.create_group("what").attrs.update(
+            {
+                "object": np.bytes_("PVOL"),
+                "date": np.bytes_("20260601"),
+                "time": np.bytes_("120000"),
+                "source": np.bytes_("NOD:bad01"),
+            }
+        )
+        f.create_group("where").attrs.update({"lat": 52.0, "lon": 5.0, "height": 10.0})
+    (folder / "AQC161931200F_00005.801.gif").write_bytes(b"GIF89a" + os.urandom(600))
+    _edit(volume, folder / "future.h5", date="20990101")
+    _edit(volume, folder / "prehistoric.h5", date="19000101")
+    return {
+        "empty.h5": "empty file",
+        "truncated.h5": "unreadable HDF5",
+        "notes.txt": "not a known radar format",
+        "other.h5": "no known radar layout",
+        "no_datasets.h5": "no sweep",
+        "AQC161931200F_00005.801.gif": "GIF",
+        "future.h5": "far from the nominal time",
+        "prehistoric.h5": "far from the nominal time",
+    }
+
+
+def test_bad_files_are_quarantined_and_good_ones_still_land(
+    sim_volumes: list[Path], tmp_path: Path
+):
+    inbox = tmp_path / "inbox"
+    expected = make_bad_files(inbox / "bad", sim_volumes[0])
+    for good in sim_volumes[:4]:
+        shutil.copy(good, inbox / good.name)
+    cfg = config(tmp_path / "store", batch_size=3)
+    result = ingest([inbox], cfg)
+    assert result.files == 12
+    assert sum(result.added.values()) == 4  # the good files in the same batches landed
+    assert len(result.failed) == len(expected)
+    for name, fragment in expected.items():
+        lines = [line for line in result.failed if Path(line.split(": ", 1)[0]).name == name]
+        assert len(lines) == 1, name
+        assert fragment in lines[0], lines[0]
+        assert "\n" not in lines[0] and "Traceback" not in lines[0]
+        kept = tmp_path / "store.quarantine" / name
+        assert kept.exists() and (inbox / "bad" / name).exists()  # copied, original kept
+        reason = kept.with_name(name + ".reason.txt").read_text()
+        assert fragment in reason
+    assert Archive(tmp_path / "store").domains() == ["sim01", "sim02"]
+
+
+def test_impossible_times_are_rejected(sim_volumes: list[Path], tmp_path: Path):
+    volume = sim_volumes[0]
+    shifted = _edit(volume, tmp_path / "shifted.h5", date="20990101")
+    with h5py.File(shifted, "r+") as f:  # sweeps agree with the header: a clock in the future
+        for name in f:
+            if name.startswith("dataset"):
+                f[name]["what"].attrs["startdate"] = np.bytes_("20990101")
+                f[name]["what"].attrs["enddate"] = np.bytes_("20990101")
+                for key in ("startazT", "stopazT"):
+                    f[name]["how"].attrs[key] += (
+                        pd.Timestamp("2099-01-01") - pd.Timestamp("2026-06-01")
+                    ).total_seconds()
+    result = ingest([shifted], config(tmp_path / "s"))
+    assert len(result.failed) == 1 and "is in the future" in result.failed[0]
+    assert not (tmp_path / "s").exists() or Archive(tmp_path / "s").domains() == []
+
+
+# ---- the command line, as a process ------------------------------------------------------------
+def motioncast(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_cli_exit_codes_and_summary(sim_volumes: list[Path], tmp_path: Path):
+    (tmp_path / "bad.h5").write_bytes(b"")
+    store = str(tmp_path / "store")
+    ok = motioncast("ingest", str(sim_volumes[0]), "--store", store)
+    assert ok.returncode == 0, ok.stderr
+    bad = motioncast("ingest", str(sim_volumes[1]), str(tmp_path / "bad.h5"), "--store", store)
+    assert bad.returncode == 1
+    assert f"{tmp_path / 'bad.h5'}: empty file (0 bytes)" in " ".join(bad.stderr.split())
+    assert "Traceback" not in bad.stderr
+    info = motioncast("archive", "info", "--store", store, "--json")
+    assert info.returncode == 0
+    assert '"n_frames": 1' in info.stdout
+    missing = motioncast("archive", "info", "--store", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no archive store here" in missing.stderr
+
+
+# ---- crash safety --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hour_of_volumes(tmp_path_factory) -> Path:
+    from pipelines.config import MotioncastConfig
+    from pipelines.simulate import simulate_network
+
+    cfg = MotioncastConfig()
+    out = tmp_path_factory.mktemp("hour")
+    simulate_network(out, pd.Timestamp("2026-06-01T12:00"), 60, 2, 3, cfg.simulate, cfg.zr)
+    return out
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_loses_nothing_committed(hour_of_volumes: Path, tmp_path: Path):
+    reference = tmp_path / "reference"
+    assert ingest([hour_of_volumes], config(reference)).ok
+    store = tmp_path / "killed"
+    args = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "ingest",
+        str(hour_of_volumes),
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+        "--set",
+        "ingest.batch_size=4",
+    ]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # wait for the second commit, then a little more
+            if store.exists():
+                try:
+                    if len(Archive(store).history()) >= 3:
+                        break
+                except Exception:
+                    pass
+            time.sleep(0.05)
+        time.sleep(0.25)  # into the next batch: decoding, maybe writing chunks
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed = Archive(store)
+    counts = {d: open_archive(store, d).sizes["time"] for d in killed.domains()}
+    assert 0 < sum(counts.values()) < 26 and sum(counts.values()) % 4 == 0  # whole batches only
+    ref = {d: open_archive(reference, d).load() for d in SIM_DOMAINS}
+    for domain in killed.domains():  # every stored frame is whole and right
+        ds = open_archive(store, domain).load()
+        xr.testing.assert_identical(ds, ref[domain].sel(time=ds.time))
+    rerun = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    for domain in SIM_DOMAINS:
+        xr.testing.assert_identical(open_archive(store, domain).load(), ref[domain])
