@@ -1,0 +1,18 @@
+"""motioncast pipelines: everything that is not orchestration (readers, stores, CLI, ...).
+
+``pipelines.open_archive(path, domain=None)`` opens the archive as a lazy xarray Dataset.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["open_archive"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: importing a submodule should not load the stores
+    if name == "open_archive":
+        from pipelines.store.archive import open_archive
+
+        return open_archive
+    raise AttributeError(f"module 'pipelines' has no attribute {name!r}")

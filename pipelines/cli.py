@@ -27,6 +27,8 @@ archive_app = typer.Typer(help="Inspect the archive store.", no_args_is_help=Tru
 app.add_typer(archive_app, name="archive")
 console = Console(stderr=True, soft_wrap=True)  # one error, one line, even when piped
 out = Console(soft_wrap=True)
+if not out.is_terminal:  # piped or logged: tables as wide as they need, not 80 columns
+    out.width = 160
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file.", exists=True)

@@ -10,7 +10,7 @@ import logging
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -20,7 +20,7 @@ from pipelines.frame import Frame
 from pipelines.ingest.decode import DecodeOutcome, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
-from pipelines.store.archive import Archive
+from pipelines.store.archive import Archive, WriteReport
 
 log = logging.getLogger(__name__)
 
@@ -63,47 +63,63 @@ def ingest_outcomes(
     cfg: MotioncastConfig,
     on_file: Callable[[DecodeOutcome], None] | None = None,
 ) -> IngestResult:
-    """Commit good frames in batches of ``ingest.batch_size``; quarantine the bad files."""
+    """Commit good frames in batches of ``ingest.batch_size``; quarantine the bad files.
+
+    One writer thread commits a batch while the next one is being decoded (double buffering):
+    still a single committing writer, but the store no longer waits for the decoder.
+    """
     archive = open_archive_for_writing(cfg)
     result = IngestResult()
     batch: list[tuple[Frame, Path]] = []
-
-    def commit() -> None:
-        if not batch:
-            return
-        frames = [f for f, _ in batch]
-        names = sorted({f.domain for f in frames})
-        report = archive.write(frames, f"ingest {len(frames)} frames into {', '.join(names)}")
-        for domain, times in report.added.items():
-            result.added[domain] += len(times)
-        for domain, times in report.replaced.items():
-            result.replaced[domain] += len(times)
-        for domain, times in report.unchanged.items():
-            result.unchanged[domain] += len(times)
-        source = {id(f): p for f, p in batch}
-        for frame, reason in report.rejected:
-            path = source[id(frame)]
-            fail(path, f"{path}: {reason}")
-        if report.snapshot:
-            result.snapshots.append(report.snapshot)
-        batch.clear()
+    pending: Future | None = None
 
     def fail(path: Path, line: str) -> None:
         log.error(line)
         result.failed.append(line)
         quarantine(path, line, cfg)
 
-    for outcome in outcomes:
-        result.files += 1
-        if outcome.frame is None:
-            fail(outcome.path, outcome.error or f"{outcome.path}: failed")
-        else:
-            batch.append((outcome.frame, outcome.path))
-            if len(batch) >= cfg.ingest.batch_size:
-                commit()
-        if on_file:
-            on_file(outcome)
-    commit()
+    def collect(future: Future) -> None:
+        report, sources = future.result()
+        for domain, times in report.added.items():
+            result.added[domain] += len(times)
+        for domain, times in report.replaced.items():
+            result.replaced[domain] += len(times)
+        for domain, times in report.unchanged.items():
+            result.unchanged[domain] += len(times)
+        for frame, reason in report.rejected:
+            path = sources[id(frame)]
+            fail(path, f"{path}: {reason}")
+        if report.snapshot:
+            result.snapshots.append(report.snapshot)
+
+    def write(items: list[tuple[Frame, Path]]) -> tuple[WriteReport, dict[int, Path]]:
+        frames = [f for f, _ in items]
+        names = ", ".join(sorted({f.domain for f in frames}))
+        report = archive.write(frames, f"ingest {len(frames)} frames into {names}")
+        return report, {id(f): p for f, p in items}
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer") as writer:
+
+        def commit() -> None:
+            nonlocal pending
+            if pending is not None:
+                collect(pending)  # at most one batch in flight
+            pending = writer.submit(write, list(batch)) if batch else None
+            batch.clear()
+
+        for outcome in outcomes:
+            result.files += 1
+            if outcome.frame is None:
+                fail(outcome.path, outcome.error or f"{outcome.path}: failed")
+            else:
+                batch.append((outcome.frame, outcome.path))
+                if len(batch) >= cfg.ingest.batch_size:
+                    commit()
+            if on_file:
+                on_file(outcome)
+        commit()
+        if pending is not None:
+            collect(pending)
     return result
 
 

@@ -85,7 +85,9 @@ def _call_importer(fn: Callable, path: Path, **kwargs) -> tuple[np.ndarray, dict
         raise BadInputError(path, f"{fn.__name__} failed: {type(exc).__name__}: {exc}") from None
     if values is None:
         raise BadInputError(path, "the importer found no precipitation field")
-    return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan), meta
+    if np.ma.isMaskedArray(values):
+        values = np.ma.filled(values.astype(np.float64), np.nan)
+    return values, meta
 
 
 def _composite(
