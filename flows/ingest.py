@@ -19,6 +19,7 @@ from prefect_dask import DaskTaskRunner
 
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.ingest import DecodeOutcome, decode_outcome, discover, ingest_outcomes
+from pipelines.ingest.decode import check_domain
 
 INGESTED = ".ingested"
 
@@ -69,6 +70,8 @@ def ingest_flow(
     """Ingest ``paths`` (files or folders) or everything new in ``inbox`` into the archive."""
     logger = get_run_logger()
     cfg = _config(config_file, overrides, store, inbox)
+    if domain is not None:
+        check_domain(domain, cfg)
     files = discover([*(paths or []), *([inbox] if inbox else [])])
     logger.info("%d files to ingest into %s", len(files), cfg.store.archive)
     landed: list[Path] = []

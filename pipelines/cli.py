@@ -122,7 +122,9 @@ def simulate(
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
     store: StoreOpt = None,
-    domain: Annotated[str | None, typer.Option(help="Put every frame on this domain.")] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="Put every frame on this configured domain.")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     config: ConfigOpt = None,
@@ -136,6 +138,7 @@ def ingest(
     """
     from pipelines.ingest import discover
     from pipelines.ingest import ingest as run_ingest
+    from pipelines.ingest.decode import check_domain
 
     cfg = _setup(
         config,
@@ -145,8 +148,10 @@ def ingest(
         ingest={"workers": workers} if workers else None,
     )
     try:
+        if domain is not None:
+            check_domain(domain, cfg)
         files = discover(paths)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     with _progress() as progress:

@@ -25,18 +25,23 @@ MAX_PLAUSIBLE_MM_H = 1000.0
 
 
 def _domain_for(decoded: Decoded, cfg: MotioncastConfig, requested: str | None) -> tuple[str, Grid]:
-    """The requested domain, else the first configured domain holding the data's centre, else
-    the source's own (native grid, or site-centred grid for a volume)."""
-    if requested and requested != decoded.source:
-        if requested not in cfg.domains:
-            raise KeyError(requested)
+    """The requested (configured) domain, else the first configured domain holding the data's
+    centre, else the source's own (native grid, or site-centred grid for a volume)."""
+    if requested is not None:
+        check_domain(requested, cfg)
         return requested, cfg.domains[requested].grid()
-    if requested is None:
-        for name, d in cfg.domains.items():
-            grid = d.grid()
-            if grid.contains_lonlat(*decoded.centre_lonlat):
-                return name, grid
+    for name, d in cfg.domains.items():
+        grid = d.grid()
+        if grid.contains_lonlat(*decoded.centre_lonlat):
+            return name, grid
     return decoded.source, decoded.grid
+
+
+def check_domain(name: str, cfg: MotioncastConfig) -> None:
+    """A domain asked for by name must be configured (a typo must not quarantine every file)."""
+    if name not in cfg.domains:
+        known = ", ".join(cfg.domains) or "none"
+        raise ValueError(f"domain {name!r} is not configured (configured: {known})")
 
 
 def _check_time(path: Path, t: pd.Timestamp, cfg: MotioncastConfig) -> None:
@@ -105,8 +110,6 @@ def decode_outcome(path: Path, cfg: MotioncastConfig, domain: str | None = None)
             return DecodeOutcome(path, decode_file(path, cfg, domain))
         except BadInputError as exc:
             return DecodeOutcome(path, None, str(exc))
-        except KeyError as exc:
-            return DecodeOutcome(path, None, f"{path}: no configured domain {exc.args[0]!r}")
         except OSError as exc:  # the file vanished, is locked or the disk hiccuped: try again
             if attempt == attempts:
                 return DecodeOutcome(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipelines.config import MotioncastConfig
 from pipelines.frame import Frame
-from pipelines.ingest.decode import DecodeOutcome, decode_outcome
+from pipelines.ingest.decode import DecodeOutcome, check_domain, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
 from pipelines.store.archive import Archive, WriteReport
@@ -144,8 +144,8 @@ def ingest(
     files: list[Path] | None = None,
 ) -> IngestResult:
     """Ingest files and folders (recursively) into the archive ``cfg.store.archive``."""
+    if domain is not None:
+        check_domain(domain, cfg)
     files = discover(paths) if files is None else files
-    if domain is not None and domain not in cfg.domains:
-        log.info("domain %r is not configured: only sources of that name will land in it", domain)
     outcomes = _decode_in_pool(files, cfg, domain, cfg.ingest.workers)
     return ingest_outcomes(outcomes, cfg, on_file)

@@ -140,3 +140,34 @@ def test_bom_rainfields_rate_and_time(tmp_path: Path):
     assert d.grid.dx == 500.0 and d.grid.shape == (64, 64)
     lon, lat = d.grid.lonlat_of(*d.grid.centre)
     assert lon == pytest.approx(144.752, abs=0.01) and lat == pytest.approx(-37.852, abs=0.01)
+
+
+def test_composite_onto_a_configured_domain_is_nearest_neighbour():
+    import pyproj
+
+    from pipelines.ingest import decode_file
+
+    path = sorted(radar_sample("composites/KNMI/2010/08").glob("*.h5"))[40]
+    cfg = MotioncastConfig.model_validate(
+        {
+            "domains": {
+                "nl": {
+                    "crs": "EPSG:3035",
+                    "extent": [3.9e6, 3.1e6, 4.1e6, 3.3e6],
+                    "resolution": 2000,
+                }
+            }
+        }
+    )
+    frame = decode_file(path, cfg)  # the KNMI grid's centre lies in 'nl': it goes there
+    assert frame.domain == "nl" and frame.grid.shape == (100, 100)
+    native = get_method("knmi_hdf5")(path, CFG)
+    values = native.to_grid(native.grid)
+    to_native = pyproj.Transformer.from_crs("EPSG:3035", native.grid.crs, always_xy=True)
+    for row, col in [(10, 10), (50, 50), (80, 30)]:
+        x, y = to_native.transform(frame.grid.x[col], frame.grid.y[row])
+        r, c = native.grid.cell_of(x, y)
+        expected = values[r, c]
+        got = frame.precip[row, col]
+        assert (np.isnan(got) and np.isnan(expected)) or got == expected
+    assert np.isfinite(frame.precip).mean() > 0.3

@@ -231,3 +231,30 @@ def test_kill_9_mid_batch_loses_nothing_committed(hour_of_volumes: Path, tmp_pat
     assert rerun.returncode == 0, rerun.stderr
     for domain in SIM_DOMAINS:
         xr.testing.assert_identical(open_archive(store, domain).load(), ref[domain])
+
+
+def test_transient_read_errors_are_retried(sim_volumes: list[Path], tmp_path: Path, monkeypatch):
+    from pipelines.ingest import decode_outcome
+
+    cfg = load_config(ingest={"retries": 2, "retry_delay_seconds": 0})
+    real = Path.read_bytes
+    calls = {"n": 0}
+
+    def flaky(self: Path) -> bytes:  # the first two reads hit a disk hiccup
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OSError(5, "Input/output error")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", flaky)
+    outcome = decode_outcome(sim_volumes[0], cfg)
+    assert outcome.ok and calls["n"] == 3
+    calls["n"] = -10  # more failures than retries: reported, not raised
+    outcome = decode_outcome(sim_volumes[0], cfg)
+    assert not outcome.ok and "unreadable after 3 tries" in outcome.error
+
+
+def test_unconfigured_domain_is_refused_before_touching_anything(sim_volumes, tmp_path: Path):
+    with pytest.raises(ValueError, match="domain 'nowhere' is not configured"):
+        ingest(sim_volumes[:1], config(tmp_path / "s"), domain="nowhere")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.quarantine").exists()
