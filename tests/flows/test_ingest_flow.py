@@ -44,8 +44,9 @@ def test_inbox_flow_on_dask_moves_landed_and_bad_files(
         shutil.copy(path, inbox / path.name)
     (inbox / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     store = tmp_path / "archive"
-    summary = run_ingest_flow(inbox=str(inbox), store=str(store),
-                              overrides=["ingest.batch_size=4", "ingest.workers=2"])
+    summary = run_ingest_flow(
+        inbox=str(inbox), store=str(store), overrides=["ingest.batch_size=4", "ingest.workers=2"]
+    )
     assert summary["files"] == 7
     assert summary["added"] == {"sim01": 3, "sim02": 3}
     assert len(summary["failed"]) == 1 and "broken.h5: unreadable HDF5" in summary["failed"][0]
