@@ -59,11 +59,18 @@ class StoreConfig(_Section):
 
 
 class PolarConfig(_Section):
-    """How a polar volume becomes a frame when no configured domain takes it."""
+    """How a polar volume becomes a frame, and its site domain when no configured one takes it."""
 
     site_domain_size_km: float = Field(400.0, gt=0, description="Edge of the site-centred domain.")
     site_domain_resolution_m: float = Field(1000.0, gt=0)
     max_range_km: float = Field(200.0, gt=0, description="Gates beyond this range are unknown.")
+    product: Literal["lowest", "cappi"] = Field(
+        "lowest", description="Lowest sweep (pseudo-CAPPI) or CAPPI at cappi_height_m."
+    )
+    cappi_height_m: float = Field(1500.0, gt=0, description="CAPPI height above sea level.")
+    interpolation: Literal["nearest", "idw"] = "nearest"
+    idw_neighbours: int = Field(4, ge=2, description="Gates averaged per cell by idw.")
+    idw_power: float = Field(2.0, gt=0, description="Inverse-distance weight exponent.")
 
 
 class IngestConfig(_Section):

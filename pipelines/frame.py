@@ -10,7 +10,14 @@ import pandas as pd
 from pipelines.grid import Grid
 
 # per-frame provenance stored beside precip, one string per frame
-PROVENANCE_FIELDS = ("source_files", "source_sha256", "source_format", "radars", "product")
+PROVENANCE_FIELDS = (
+    "source_files",
+    "source_sha256",
+    "source_format",
+    "radars",
+    "product",
+    "scan_times",
+)
 
 
 @dataclass
@@ -24,6 +31,7 @@ class Frame:
     source_format: str
     radars: str = ""
     product: str = ""
+    scan_times: str = ""
     time_step_minutes: int = 5
     attrs: dict[str, str] = field(default_factory=dict)
 

@@ -87,6 +87,7 @@ def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) ->
         source_format=fmt,
         radars=decoded.radars,
         product=decoded.product,
+        scan_times=decoded.scan_times,
         time_step_minutes=decoded.time_step_minutes,
     )
 

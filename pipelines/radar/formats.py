@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import h5py
@@ -12,7 +13,9 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 GIF_MAGICS = (b"GIF87a", b"GIF89a")
 NETCDF3_MAGIC = b"CDF"
 
-FORMATS = ("knmi_hdf5", "odim_comp", "odim_pvol", "mch_gif", "bom_rf3")
+FORMATS = ("knmi_hdf5", "odim_comp", "odim_pvol", "mch_gif", "bom_rf3", "nexrad_l2", "cfradial1")
+NEXRAD_MAGIC = b"AR2V"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _attr(obj: h5py.HLObject, name: str) -> str:
@@ -34,11 +37,29 @@ def _hdf5_format(path: Path) -> str:
                 raise BadInputError(path, f"ODIM_H5 object {obj or '(none)'!r} is not supported")
             if "overview" in f and "image1" in f and "geographic" in f:
                 return "knmi_hdf5"
+            if "radial" in _attr(f, "Conventions").lower():
+                return "cfradial1"
             if "precipitation" in f and "proj" in f:
                 return "bom_rf3"
     except OSError as exc:
         raise BadInputError(path, f"unreadable HDF5 ({exc})") from None
     raise BadInputError(path, "HDF5 file of no known radar layout (ODIM, KNMI, BoM Rainfields)")
+
+
+def _netcdf3_format(path: Path) -> str:
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path) as nc:
+            conventions = str(getattr(nc, "Conventions", ""))
+            variables = set(nc.variables)
+    except OSError as exc:
+        raise BadInputError(path, f"unreadable NetCDF ({exc})") from None
+    if "radial" in conventions.lower():
+        return "cfradial1"
+    if {"precipitation", "proj"} <= variables:
+        return "bom_rf3"
+    raise BadInputError(path, "NetCDF file of no known radar layout (CfRadial, BoM Rainfields)")
 
 
 def detect_format(path: Path, head: bytes) -> str:
@@ -50,5 +71,16 @@ def detect_format(path: Path, head: bytes) -> str:
     if head.startswith(GIF_MAGICS):
         return "mch_gif"
     if head.startswith(NETCDF3_MAGIC):
-        return "bom_rf3"
+        return _netcdf3_format(path)
+    if head.startswith(NEXRAD_MAGIC):
+        return "nexrad_l2"
+    if head.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path) as f:
+                inner = f.read(8)
+        except (OSError, EOFError) as exc:
+            raise BadInputError(path, f"corrupt gzip ({exc})") from None
+        if inner.startswith(NEXRAD_MAGIC):
+            return "nexrad_l2"
+        raise BadInputError(path, "gzip file holding no known radar format")
     raise BadInputError(path, "not a known radar format (no HDF5, NetCDF or GIF signature)")

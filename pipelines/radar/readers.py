@@ -29,6 +29,7 @@ class Decoded:
     to_grid: Callable[[Grid], np.ndarray] = field(repr=False)  # float32 mm/h on a grid
     radars: str = ""
     time_step_minutes: int = 5
+    scan_times: str = ""  # the sweeps used and when they were scanned (volumes)
 
 
 Reader = Callable[[Path, MotioncastConfig], Decoded]

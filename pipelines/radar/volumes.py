@@ -1,12 +1,17 @@
-"""Polar volumes (ODIM_H5 PVOL/SCAN) through xradar: the lowest sweep as rain rate on a grid.
+"""Polar volumes through xradar: ODIM_H5 PVOL/SCAN, NEXRAD Level II (plain or gzip), CfRadial 1.
 
-Undetect (no echo) is dry, 0 mm/h; nodata and gates beyond the configured range are unknown (NaN).
-A volume's time is its nominal time rounded to the 5-minute slot.
+A volume becomes a rain-rate product on a grid (``products.py``): undetect (no echo) is dry,
+0 mm/h; nodata and gates beyond the configured range are unknown (NaN). Its time is the nominal
+time rounded to the 5-minute slot; the sweeps' own scan times go to the frame's provenance.
 """
 
 from __future__ import annotations
 
+import gzip
+import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -15,95 +20,179 @@ import pandas as pd
 import xradar
 
 from pipelines.config import MotioncastConfig
-from pipelines.grid import Grid
 from pipelines.radar.errors import BadInputError
-from pipelines.radar.gridding import ScanGeometry, grid_sweep
+from pipelines.radar.gridding import ScanGeometry
+from pipelines.radar.products import polar_product
 from pipelines.radar.readers import Decoded, register
-from pipelines.radar.zr import dbz_to_rainrate
 
-SLOT = pd.Timedelta(minutes=5)
-# sweeps more than this away from the nominal time betray a broken clock or a mixed-up file
+# sweeps further than this from the nominal time betray a broken clock or a mixed-up file
 SCAN_TIME_TOLERANCE = pd.Timedelta(minutes=15)
 
 
-def _odim_header(path: Path) -> tuple[str, pd.Timestamp]:
-    """(node name, nominal time) from the root /what group."""
+@dataclass(frozen=True)
+class PolarSweep:
+    geometry: ScanGeometry
+    dbz: np.ndarray  # (n_rays, n_gates) float32: -inf = no echo (dry), NaN = unknown
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class PolarVolume:
+    node: str  # radar name, lower case: the site domain's name
+    nominal: pd.Timestamp
+    lat: float
+    lon: float
+    altitude_m: float
+    sweeps: list[PolarSweep]  # ordered by elevation, lowest first
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _odim_header(path: Path, tree) -> tuple[str, pd.Timestamp]:
     with h5py.File(path, "r") as f:
         what = f["what"].attrs if "what" in f else {}
-        source = what.get("source", b"")
-        date, time = what.get("date", b""), what.get("time", b"")
-        sweeps = [name for name in f if name.startswith("dataset")]
-    if not sweeps:
-        raise BadInputError(path, "no sweep (dataset group) in the volume")
-    text = [
-        v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in (source, date, time)
-    ]
-    fields = dict(item.split(":", 1) for item in text[0].split(",") if ":" in item)
+        source, date, time = (_text(what.get(k, b"")) for k in ("source", "date", "time"))
+    fields = dict(item.split(":", 1) for item in source.split(",") if ":" in item)
     node = fields.get("NOD") or fields.get("RAD") or fields.get("WMO") or path.stem.split("_")[0]
     try:
-        nominal = pd.to_datetime(text[1] + text[2], format="%Y%m%d%H%M%S")
+        nominal = pd.to_datetime(date + time, format="%Y%m%d%H%M%S")
     except ValueError:
-        raise BadInputError(path, f"unreadable nominal date/time {text[1]!r} {text[2]!r}") from None
-    return node.lower(), nominal
+        raise BadInputError(path, f"unreadable nominal date/time {date!r} {time!r}") from None
+    return node, nominal
 
 
-def _lowest_dbzh_sweep(path: Path):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = xradar.io.open_odim_datatree(str(path))
-    except Exception as exc:
-        raise BadInputError(
-            path, f"xradar cannot read the volume: {type(exc).__name__}: {exc}"
-        ) from None
-    sweeps = [tree[name].to_dataset() for name in tree.children if name.startswith("sweep_")]
-    sweeps = [s for s in sweeps if "DBZH" in s and s.sizes.get("azimuth", 0) > 0]
-    if not sweeps:
-        raise BadInputError(path, "no sweep with DBZH rays in the volume")
-    lowest = min(sweeps, key=lambda s: float(s["sweep_fixed_angle"]))
+def _tree_header(path: Path, tree) -> tuple[str, pd.Timestamp]:
+    """Name and start time from the CfRadial-style root of an xradar tree."""
     root = tree.ds
-    site = (float(root["latitude"]), float(root["longitude"]), float(root["altitude"]))
-    return lowest, site
-
-
-@register("odim_pvol")
-def read_odim_volume(path: Path, cfg: MotioncastConfig) -> Decoded:
-    node, nominal = _odim_header(path)
-    sweep, (lat, lon, alt) = _lowest_dbzh_sweep(path)
-    scan_times = pd.DatetimeIndex(sweep["time"].values)
-    if len(scan_times) and (abs(scan_times - nominal) > SCAN_TIME_TOLERANCE).any():
-        raise BadInputError(
-            path,
-            f"sweep times {scan_times.min()}..{scan_times.max()} are far from the nominal "
-            f"time {nominal}",
+    attrs = {**tree.attrs, **root.attrs}
+    node = next(
+        (
+            _text(attrs[k]).strip()
+            for k in ("instrument_name", "site_name")
+            if _text(attrs.get(k) or "").strip()
+        ),
+        path.name.split("_")[0],
+    )
+    if not node[0].isalpha():  # a number (WMO index): make it a name
+        node = f"site_{node}"
+    stamp = (
+        _text(np.asarray(root["time_coverage_start"].values).item())
+        if ("time_coverage_start" in root)
+        else ""
+    )
+    try:
+        nominal = (
+            pd.Timestamp(stamp.strip()).tz_convert(None)
+            if stamp.strip().endswith("Z")
+            else (pd.Timestamp(stamp.strip()))
         )
+    except ValueError:
+        raise BadInputError(path, f"unreadable volume start time {stamp!r}") from None
+    return node, nominal
+
+
+def _open_nexrad(path: Path):
+    if path.read_bytes()[:2] == b"\x1f\x8b":  # gzip: xradar wants the plain file
+        with gzip.open(path) as src, tempfile.NamedTemporaryFile(suffix=".ar2v") as plain:
+            plain.write(src.read())
+            plain.flush()
+            return xradar.io.open_nexradlevel2_datatree(plain.name).load()
+    return xradar.io.open_nexradlevel2_datatree(str(path))
+
+
+@dataclass(frozen=True)
+class _Format:
+    open: Callable[[Path], object]
+    header: Callable[[Path, object], tuple[str, pd.Timestamp]]
+    missing_is_dry: bool  # does a masked gate mean "no echo" (NEXRAD, CfRadial) or "no data"?
+
+
+_FORMATS = {
+    "odim_pvol": _Format(lambda p: xradar.io.open_odim_datatree(str(p)), _odim_header, False),
+    "nexrad_l2": _Format(_open_nexrad, _tree_header, True),
+    "cfradial1": _Format(lambda p: xradar.io.open_cfradial1_datatree(str(p)), _tree_header, True),
+}
+
+
+def _sweep_dbz(sweep, missing_is_dry: bool) -> np.ndarray:
     dbzh = sweep["DBZH"]
     dbz = dbzh.values.astype(np.float32)
-    enc = dbzh.encoding
-    if "_Undetect" in dbzh.attrs:  # xradar decodes undetect to the raw value's dBZ: dry
+    if "_Undetect" in dbzh.attrs:  # ODIM: xradar decodes undetect to the raw value's dBZ
+        enc = dbzh.encoding
         undetect = dbzh.attrs["_Undetect"] * enc.get("scale_factor", 1.0) + enc.get(
             "add_offset", 0.0
         )
         dbz = np.where(np.isclose(dbz, undetect), -np.inf, dbz)
-    rate = dbz_to_rainrate(dbz, cfg.zr)  # -inf -> 0 (dry), NaN (nodata) stays NaN
-    azimuth = sweep["azimuth"].values.astype(np.float64)
-    range_m = sweep["range"].values.astype(np.float64)
-    elevation = float(sweep["sweep_fixed_angle"])
-    geometry = ScanGeometry.of(lat, lon, alt, elevation, azimuth, range_m)
-    polar = cfg.ingest.polar
+    if missing_is_dry:
+        dbz = np.where(np.isnan(dbz), -np.inf, dbz)
+    return dbz
 
-    def to_grid(grid: Grid) -> np.ndarray:
-        return grid_sweep(rate, geometry, azimuth, grid, polar.max_range_km * 1000.0)
 
-    site_grid = Grid.centred_on(
-        lat, lon, polar.site_domain_size_km * 1000.0, polar.site_domain_resolution_m
-    )
-    return Decoded(
-        source=node,
-        time=nominal.round(SLOT),
-        grid=site_grid,
-        centre_lonlat=(lon, lat),
-        product=f"lowest sweep {elevation:g} deg DBZH, Z={cfg.zr.a:g}R^{cfg.zr.b:g}",
-        to_grid=to_grid,
-        radars=node,
-    )
+def read_volume(path: Path, fmt: str) -> PolarVolume:
+    """Decode a polar volume of any supported format; BadInputError says why one cannot be."""
+    spec = _FORMATS[fmt]
+    if fmt == "odim_pvol":
+        with h5py.File(path, "r") as f:
+            if not any(name.startswith("dataset") for name in f):
+                raise BadInputError(path, "no sweep (dataset group) in the volume")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = spec.open(path)
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise BadInputError(
+            path, f"xradar cannot read the volume: {type(exc).__name__}: {exc}"
+        ) from None
+    node, nominal = spec.header(path, tree)
+    root = tree.ds
+    lat, lon, alt = (float(root[k]) for k in ("latitude", "longitude", "altitude"))
+    sweeps = []
+    for name in tree.children:
+        if not name.startswith("sweep_"):
+            continue
+        sweep = tree[name].to_dataset()
+        if "DBZH" not in sweep or sweep.sizes.get("azimuth", 0) == 0:
+            continue
+        times = pd.DatetimeIndex(sweep["time"].values)
+        if times.isna().all():
+            raise BadInputError(path, f"{name} has no ray times")
+        geometry = ScanGeometry.of(
+            lat,
+            lon,
+            alt,
+            float(sweep["sweep_fixed_angle"]),
+            sweep["azimuth"].values,
+            sweep["range"].values,
+        )
+        sweeps.append(
+            PolarSweep(geometry, _sweep_dbz(sweep, spec.missing_is_dry), times.min(), times.max())
+        )
+    if not sweeps:
+        raise BadInputError(path, "no sweep with DBZH rays in the volume")
+    sweeps.sort(key=lambda s: s.geometry.elevation_deg)
+    for s in sweeps:
+        if (
+            abs(s.start - nominal) > SCAN_TIME_TOLERANCE
+            or abs(s.end - nominal) > SCAN_TIME_TOLERANCE
+        ):
+            raise BadInputError(
+                path, f"sweep times {s.start}..{s.end} are far from the nominal time {nominal}"
+            )
+    return PolarVolume(node.lower(), nominal, lat, lon, alt, sweeps)
+
+
+def _read(fmt: str):
+    def reader(path: Path, cfg: MotioncastConfig) -> Decoded:
+        volume = read_volume(path, fmt)
+        return polar_product(volume, cfg, fmt)
+
+    return reader
+
+
+for _name in _FORMATS:
+    register(_name)(_read(_name))

@@ -8,7 +8,7 @@ import pytest
 import xradar
 
 from pipelines.config import MotioncastConfig
-from pipelines.radar.gridding import nearest_index
+from pipelines.radar.gridding import grid_index
 from pipelines.radar.readers import get_method
 from pipelines.radar.zr import dbz_to_rainrate
 
@@ -67,12 +67,12 @@ def test_cell_value_is_the_nearest_gate_converted_by_zr(sim01):
 
 
 def test_index_is_cached_per_geometry(sim_volumes: list[Path]):
-    nearest_index.cache_clear()
+    grid_index.cache_clear()
     reader = get_method("odim_pvol")
     for path in sim_volumes[:4:2]:  # two sim01 volumes: same geometry
         d = reader(path, CFG)
         d.to_grid(d.grid)
-    info = nearest_index.cache_info()
+    info = grid_index.cache_info()
     assert info.misses == 1 and info.hits == 1
 
 
