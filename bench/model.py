@@ -1,0 +1,236 @@
+"""Benchmark MotionRNN: inference and training time and peak memory, against pysteps.
+
+Inference: 6 frames in -> 12 out of one channel (rain rate) on each --sizes grid, eager and with
+torch.compile (inductor), for the default configuration and the reference recipe (4 x 64, filter 5,
+patch 4; here with one channel and 6 -> 12 frames). Training: one Adam step on a batch of 128 x 128
+sequences with scheduled sampling: the default configuration on its own 6 + 12 frames, the
+reference recipe as published (RGB, 4 + 4). In the same run pysteps' nowcast on the same frames
+(dB transform, Lucas-Kanade motion, semi-Lagrangian extrapolation of the last frame) gives the
+yardstick: ratio = MotionRNN / pysteps, goal <= 1.
+
+Each measurement runs in a fresh process. Peak memory: on CPU the growth of the peak resident set
+(VmHWM; freed heap trimmed and the peak reset before the timed calls), weights and inputs
+excluded; on CUDA torch.cuda.max_memory_allocated, weights included (and bf16 autocast there).
+Figures on a busy machine are noisy: compare medians from a quiet one.
+
+    PYTHONPATH=. python bench/model.py                      # full run
+    PYTHONPATH=. python bench/model.py --sizes 128 --repeats 1 --compile off --train-batch 2
+    PYTHONPATH=. python bench/model.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import gc
+import multiprocessing
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+
+from motionrnn import (
+    MotionRNN,
+    MotionRNNConfig,
+    next_frame_loss,
+    scheduled_sampling,
+    teacher_mask,
+)
+
+FRAMES_IN, FRAMES_OUT = 6, 12
+RADAR = {"channels": 1, "frames_in": FRAMES_IN, "frames_out": FRAMES_OUT}
+PRESETS = {
+    "default": (MotionRNNConfig(), MotionRNNConfig()),  # (inference, training) configurations
+    "reference": (
+        dataclasses.replace(MotionRNNConfig.reference(), **RADAR),
+        MotionRNNConfig.reference(),
+    ),
+}
+
+
+def rain(frames: int, size: int, channels: int = 1, batch: int = 1, seed: int = 0) -> np.ndarray:
+    """(batch, frames, channels, size, size) rain rates in mm/h: Gaussian cells that move."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    out = np.zeros((batch, frames, channels, size, size), np.float32)
+    for b in range(batch):
+        for _ in range(6):
+            y0, x0 = rng.uniform(0, size, 2)
+            vy, vx = rng.uniform(-0.01, 0.01, 2) * size
+            peak, width = rng.uniform(2, 30), rng.uniform(0.03, 0.12) * size
+            for t in range(frames):
+                d2 = (yy - y0 - vy * t) ** 2 + (xx - x0 - vx * t) ** 2
+                out[b, t] += peak * np.exp(-d2 / (2 * width**2))
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process: VmHWM (Linux), else ru_maxrss (lifetime peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def reset_peak_rss() -> float:
+    """Give freed heap memory back (glibc) and restart the peak from the current resident set
+    (Linux); return the new baseline. Elsewhere the peak stays the lifetime peak."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except (OSError, AttributeError):
+        pass
+    return peak_rss_mb()
+
+
+def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(task: str, preset: str, size: int, compiled: bool, args: argparse.Namespace) -> dict:
+    """Run in a fresh process: time one task and record its peak memory."""
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    infer_config, train_config = PRESETS[preset]
+    config = infer_config if task == "inference" else train_config
+    model = MotionRNN(config).to(device)
+    if compiled:
+        if task == "inference":
+            torch._inductor.config.freezing = True  # constant-fold weights (inference only)
+        model.step = torch.compile(model.step)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)
+
+    if task == "inference":
+        model.eval()
+        frames = torch.from_numpy(rain(config.frames_in, size)).to(device)
+
+        def run() -> None:
+            with autocast:
+                model.generate(frames, FRAMES_OUT)
+
+    else:
+        batch, n_in, n_out = args.train_batch, config.frames_in, config.frames_out
+        data = torch.from_numpy(rain(n_in + n_out, size, config.channels, batch)).to(device)
+        inputs, targets = data[:, :n_in], data[:, n_in:]
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-4)
+        probabilities = scheduled_sampling(25_000)
+
+        def run() -> None:
+            teacher = teacher_mask(probabilities, batch, n_in, n_out, device=device)
+            with autocast:
+                loss = next_frame_loss(model(inputs, n_out, targets, teacher), inputs, targets)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+
+    first = timed(run, 1, sync)[0]  # with torch.compile: compilation
+    timed(run, args.warmup, sync)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = reset_peak_rss()
+    times = timed(run, args.repeats, sync)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb() - rss_before
+    return {
+        "seconds": statistics.median(times),
+        "first": first,
+        "peak_mb": peak,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def pysteps_nowcast(size: int, repeats: int) -> float:
+    """Median seconds of pysteps' LK + extrapolation nowcast (12 frames) from 6 rain frames."""
+    from pysteps import motion, nowcasts
+    from pysteps.utils import transformation
+
+    frames = rain(FRAMES_IN, size)[0, :, 0].astype(np.float64)
+    lucas_kanade, extrapolate = motion.get_method("LK"), nowcasts.get_method("extrapolation")
+
+    def run() -> None:
+        db, _ = transformation.dB_transform(frames, threshold=0.1, zerovalue=-15.0)
+        velocity = lucas_kanade(db[-3:])
+        extrapolate(frames[-1], velocity, FRAMES_OUT)
+
+    run()
+    return statistics.median(timed(run, repeats, lambda: None))
+
+
+def profile(args: argparse.Namespace) -> None:
+    """torch.profiler table of one default-configuration forecast on the first size."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    device = torch.device(args.device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    model = MotionRNN(MotionRNNConfig()).to(device).eval()
+    frames = torch.from_numpy(rain(FRAMES_IN, args.sizes[0])).to(device)
+    model.generate(frames, FRAMES_OUT)
+    with torch_profile(activities=activities) as prof:
+        model.generate(frames, FRAMES_OUT)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="inference grids")
+    parser.add_argument("--train-size", type=int, default=128)
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls after the first")
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--compile", choices=["off", "on", "both"], default="both")
+    parser.add_argument("--no-train", action="store_true", help="skip the training step")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
+    if args.profile:
+        profile(args)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    pysteps = {size: pysteps_nowcast(size, args.repeats) for size in args.sizes}
+    for size, seconds in pysteps.items():
+        print(f"pysteps LK + extrapolation, {size} x {size}, 6 -> 12: {seconds:.3f} s")
+
+    tasks = [("inference", p, s) for p in args.presets for s in args.sizes]
+    if not args.no_train:
+        tasks += [("training", p, args.train_size) for p in args.presets]
+    print("training: default on 1 x (6 + 12) frames, reference on 3 x (4 + 4) (its recipe)")
+    header = "task       preset     params     grid  compile   median s   first s   peak MB  ratio"
+    print(header)
+    print("-" * len(header))
+    context = multiprocessing.get_context("spawn")
+    for task, preset, size in tasks:
+        for compiled in modes:
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                r = pool.submit(measure, task, preset, size, compiled, args).result()
+            ratio = f"{r['seconds'] / pysteps[size]:6.2f}" if task == "inference" else "     -"
+            print(
+                f"{task:10} {preset:10} {r['params']:>9,} {size:>5}  {str(compiled):7} "
+                f"{r['seconds']:9.3f} {r['first']:9.2f} {r['peak_mb']:9.0f} {ratio}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+import dataclasses
+
+import pytest
+import torch
+
+from motionrnn import MotionRNN, MotionRNNConfig
+
+SMALL = MotionRNNConfig(layers=3, hidden=8, filter_size=3, patch=2, frames_in=3, frames_out=2)
+VARIANTS = {
+    "motionrnn-predrnn": SMALL,
+    "motionrnn-convlstm": dataclasses.replace(SMALL, base="convlstm"),
+    "predrnn": dataclasses.replace(SMALL, motion=False),
+    "convlstm": dataclasses.replace(SMALL, base="convlstm", motion=False),
+}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize(("patch", "height", "width"), [(1, 6, 10), (2, 12, 20), (4, 36, 20)])
+def test_shapes_on_non_square_frames(name: str, patch: int, height: int, width: int) -> None:
+    config = dataclasses.replace(VARIANTS[name], patch=patch, channels=2)
+    model = MotionRNN(config)
+    frames = torch.rand(1, 3, 2, height, width)
+    assert model(frames, 4).shape == (1, 3 + 4 - 1, 2, height, width)
+    assert model.generate(frames).shape == (1, 2, 2, height, width)
+
+
+def test_deterministic_and_independent_of_the_batch() -> None:
+    torch.manual_seed(0)
+    model = MotionRNN(SMALL)
+    frames = torch.rand(3, 3, 1, 12, 16)
+    first = model.generate(frames)
+    torch.testing.assert_close(model.generate(frames), first, rtol=0, atol=0)
+    alone = model.generate(frames[1:2])  # batch of 1, then a batch of 3: any size at each call
+    torch.testing.assert_close(alone, first[1:2], atol=1e-6, rtol=1e-5)
+
+
+def test_generate_is_the_forecast_tail_of_forward_without_autograd() -> None:
+    torch.manual_seed(0)
+    model = MotionRNN(SMALL)
+    frames = torch.rand(2, 3, 1, 8, 8)
+    forecast = model.generate(frames, 5)
+    assert forecast.shape == (2, 5, 1, 8, 8) and not forecast.requires_grad
+    torch.testing.assert_close(forecast, model(frames, 5)[:, 2:].detach())
+
+
+def test_teacher_forcing_feeds_the_true_frames() -> None:
+    torch.manual_seed(0)
+    model = MotionRNN(SMALL)
+    frames = torch.rand(2, 5, 1, 8, 8)
+    inputs, targets = frames[:, :3], frames[:, 3:]
+    # teacher all ones: every step reads the true frame, like 4 observed frames and 1 forecast
+    forced = model(inputs, 2, targets, teacher=torch.ones(2, 3))
+    torch.testing.assert_close(forced, model(frames[:, :4], 1))
+    # true inputs, own forecasts: the same as no teacher at all
+    free = model(inputs, 2, targets, teacher=torch.tensor([[1.0, 1.0, 0.0]] * 2))
+    torch.testing.assert_close(free, model(inputs, 2))
+    assert (forced[:, -1] - free[:, -1]).abs().max() > 1e-6
+    with pytest.raises(ValueError, match="targets"):
+        model(inputs, 2, teacher=torch.ones(2, 3))
+
+
+def test_plain_base_has_no_motion_parts() -> None:
+    plain = MotionRNN(VARIANTS["predrnn"])
+    assert len(plain.motion_grus) == 0 and plain.highway_in is None
+    assert len(MotionRNN(SMALL).motion_grus) == SMALL.layers - 1
+
+
+def test_parameter_counts_at_the_reference_recipe() -> None:
+    reference = MotionRNNConfig.reference()
+    motion = n_params(MotionRNN(reference))
+    plain = n_params(MotionRNN(dataclasses.replace(reference, motion=False)))
+    print(f"PredRNN {plain:,}  MotionRNN-PredRNN {motion:,}  (+{motion / plain - 1:.1%})")
+    assert plain == 6_410_240
+    assert motion == 7_214_657
+    assert 0.10 <= motion / plain - 1 <= 0.15
+
+
+def test_indivisible_frames_are_refused() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        MotionRNN(SMALL)(torch.zeros(1, 3, 1, 9, 8), 1)
+
+
+def test_wiring_of_the_highway_and_the_zigzag_memory() -> None:
+    """Hooks record what each cell receives: the highway is the layer below's output before its
+    MotionGRU fusion (a 1 x 1 projection of the frame at layer 0), and the top layer's memory M
+    feeds layer 0 at the next step."""
+    torch.manual_seed(0)
+    model = MotionRNN(SMALL)
+    calls: list[tuple[int, tuple, tuple]] = []
+    for layer, cell in enumerate(model.cells):
+        cell.register_forward_hook(lambda _, a, out, layer=layer: calls.append((layer, a, out)))
+    fused: list[torch.Tensor] = []
+    model.motion_grus[0].register_forward_hook(lambda _, a, out: fused.append(out[0]))
+    frames = torch.rand(1, 3, 1, 8, 12)
+    with torch.no_grad():
+        model(frames, 1)
+    layers = SMALL.layers
+    assert len(calls) == 3 * layers
+    for t in range(3):
+        step = calls[t * layers : (t + 1) * layers]
+        x = step[0][1][0]
+        torch.testing.assert_close(step[0][1][4], model.highway_in(x))
+        for below, above in zip(step, step[1:], strict=False):
+            torch.testing.assert_close(above[1][4], below[2][0])  # highway = output before fusion
+        torch.testing.assert_close(step[1][1][0], fused[t])  # layer 1 reads the fused state
+        assert (fused[t] - step[0][2][0]).abs().max() > 1e-6
+        if t > 0:
+            torch.testing.assert_close(step[0][1][3], calls[t * layers - 1][2][2])  # M zig-zags
