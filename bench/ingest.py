@@ -4,7 +4,7 @@
 
 Decode-only: pysteps' ``import_knmi_hdf5`` over the files, one after the other, as a pysteps
 script reads them. Ingest: ``pipelines.ingest.ingest`` into a fresh archive store (content
-detection, mm/h conversion, checks, hashing, Icechunk commits of 32 frames), with the default
+detection, mm/h conversion, checks, hashing, Icechunk commits of 64 frames), with the default
 configuration (2 decoding processes) and with 1. Prints frames per second and the ratio
 ingest / decode-only (goal: >= 0.7). Imports and one warm-up decode happen before timing.
 """

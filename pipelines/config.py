@@ -34,6 +34,9 @@ class DomainConfig(_Section):
     )
     resolution: float = Field(gt=0, description="Cell size in CRS metres.")
     time_step_minutes: int = Field(5, gt=0, description="Nominal interval between frames.")
+    radars: list[str] = Field(
+        [], description="Radars expected in this domain's mosaic (node names); empty: any."
+    )
 
     def grid(self) -> Grid:
         return Grid.from_extent(self.crs, self.extent, self.resolution)
@@ -73,12 +76,23 @@ class PolarConfig(_Section):
     idw_power: float = Field(2.0, gt=0, description="Inverse-distance weight exponent.")
 
 
+class MosaicConfig(_Section):
+    """How radars in one configured domain are merged per 5-minute slot."""
+
+    method: Literal["max", "distance_weighted"] = Field(
+        "max", description="Per cell: the largest rate, or rates weighted by 1/distance^2."
+    )
+    deadline_minutes: float = Field(
+        10.0, ge=0, description="A slot missing expected radars is written this long after it."
+    )
+
+
 class IngestConfig(_Section):
     quarantine: Path | None = Field(
         None, description="Where bad files go; default: '<archive>.quarantine' beside the store."
     )
     quarantine_action: Literal["copy", "move"] = "copy"
-    batch_size: int = Field(32, gt=0, description="Frames per store commit.")
+    batch_size: int = Field(64, gt=0, description="Frames per store commit.")
     workers: int = Field(2, ge=1, description="Decoding processes (CLI) or local Dask workers.")
     dask_address: str | None = Field(None, description="Dask scheduler address for the flow.")
     retries: int = Field(2, ge=0, description="Retries of a decode on a transient (I/O) error.")
@@ -88,6 +102,7 @@ class IngestConfig(_Section):
     )
     earliest_time: str = Field("1990-01-01", description="A frame stamped before this is rejected.")
     polar: PolarConfig = PolarConfig()
+    mosaic: MosaicConfig = MosaicConfig()
 
 
 class SimRadar(_Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ PROVENANCE_FIELDS = (
     "radars",
     "product",
     "scan_times",
+    "updates",
 )
 
 
@@ -32,8 +33,9 @@ class Frame:
     radars: str = ""
     product: str = ""
     scan_times: str = ""
+    updates: str = ""  # for a mosaic: radars that arrived after the slot was first written
     time_step_minutes: int = 5
-    attrs: dict[str, str] = field(default_factory=dict)
+    site_lonlat: tuple[float, float] | None = None  # a single radar's product: where it stands
 
     def provenance(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in PROVENANCE_FIELDS}

@@ -131,8 +131,12 @@ class Grid:
         """Longitude and latitude of projected points."""
         return _to_lonlat(self.crs_wkt).transform(x, y)
 
+    def xy_of(self, lon: float, lat: float) -> tuple[float, float]:
+        """Projected coordinates of a point."""
+        return _from_lonlat(self.crs_wkt).transform(lon, lat)
+
     def contains_lonlat(self, lon: float, lat: float) -> bool:
-        x, y = _from_lonlat(self.crs_wkt).transform(lon, lat)
+        x, y = self.xy_of(lon, lat)
         xmin, ymin, xmax, ymax = self.extent
         return bool(xmin <= x <= xmax and ymin <= y <= ymax)
 

@@ -88,6 +88,7 @@ def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) ->
         radars=decoded.radars,
         product=decoded.product,
         scan_times=decoded.scan_times,
+        site_lonlat=decoded.site_lonlat,
         time_step_minutes=decoded.time_step_minutes,
     )
 

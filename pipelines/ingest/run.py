@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numcodecs
+import numpy as np
+
 from pipelines.config import MotioncastConfig
 from pipelines.frame import Frame
 from pipelines.ingest.decode import DecodeOutcome, check_domain, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
 from pipelines.store.archive import Archive, WriteReport
+from pipelines.store.mosaic import MosaicSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ class IngestResult:
     added: Counter = field(default_factory=Counter)  # frames per domain
     replaced: Counter = field(default_factory=Counter)
     unchanged: Counter = field(default_factory=Counter)
+    staged: Counter = field(default_factory=Counter)  # single-radar frames awaiting a mosaic
+    pending: set = field(default_factory=set)  # (domain, slot) mosaics waiting for radars
     failed: list[str] = field(default_factory=list)  # one line each: file and reason
     snapshots: list[str] = field(default_factory=list)
 
@@ -44,6 +50,8 @@ class IngestResult:
             "added": dict(self.added),
             "replaced": dict(self.replaced),
             "unchanged": dict(self.unchanged),
+            "staged": dict(self.staged),
+            "pending": sorted(f"{d} {t:%Y-%m-%dT%H:%M}" for d, t in self.pending),
             "failed": list(self.failed),
             "snapshots": list(self.snapshots),
         }
@@ -58,6 +66,15 @@ def open_archive_for_writing(cfg: MotioncastConfig) -> Archive:
     )
 
 
+def mosaic_specs(cfg: MotioncastConfig) -> dict[str, MosaicSpec]:
+    """Every configured domain merges the radars whose volumes land on it."""
+    m = cfg.ingest.mosaic
+    return {
+        name: MosaicSpec(tuple(d.radars), m.method, m.deadline_minutes)
+        for name, d in cfg.domains.items()
+    }
+
+
 def ingest_outcomes(
     outcomes: Iterable[DecodeOutcome],
     cfg: MotioncastConfig,
@@ -69,6 +86,7 @@ def ingest_outcomes(
     still a single committing writer, but the store no longer waits for the decoder.
     """
     archive = open_archive_for_writing(cfg)
+    mosaics = mosaic_specs(cfg)
     result = IngestResult()
     batch: list[tuple[Frame, Path]] = []
     pending: Future | None = None
@@ -86,6 +104,11 @@ def ingest_outcomes(
             result.replaced[domain] += len(times)
         for domain, times in report.unchanged.items():
             result.unchanged[domain] += len(times)
+        for domain, times in report.staged.items():
+            result.staged[domain] += len(times)
+        for domain in report.added:  # slots written now are no longer pending
+            result.pending -= {(domain, t) for t in report.added[domain]}
+        result.pending |= {(d, t) for d, times in report.pending.items() for t in times}
         for frame, reason in report.rejected:
             path = sources[id(frame)]
             fail(path, f"{path}: {reason}")
@@ -95,7 +118,7 @@ def ingest_outcomes(
     def write(items: list[tuple[Frame, Path]]) -> tuple[WriteReport, dict[int, Path]]:
         frames = [f for f, _ in items]
         names = ", ".join(sorted({f.domain for f in frames}))
-        report = archive.write(frames, f"ingest {len(frames)} frames into {names}")
+        report = archive.write(frames, f"ingest {len(frames)} frames into {names}", mosaics)
         return report, {id(f): p for f, p in items}
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer") as writer:
@@ -123,17 +146,46 @@ def ingest_outcomes(
     return result
 
 
+@dataclass(frozen=True)
+class _PackedArray:
+    """A float32 field compressed for the trip from a decoding process (2 MB -> ~50 KB): the
+    pipe, pickling and unpickling of raw frames cost more than compressing them."""
+
+    data: bytes
+    shape: tuple[int, ...]
+
+    @classmethod
+    def pack(cls, array: np.ndarray) -> _PackedArray:
+        return cls(_WIRE.encode(np.ascontiguousarray(array, dtype=np.float32)), array.shape)
+
+    def unpack(self) -> np.ndarray:
+        return np.frombuffer(_WIRE.decode(self.data), dtype=np.float32).reshape(self.shape)
+
+
+_WIRE = numcodecs.Zstd(level=1)
+
+
+def _decode_packed(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:
+    outcome = decode_outcome(path, cfg, domain)
+    if outcome.frame is not None:
+        outcome.frame.precip = _PackedArray.pack(outcome.frame.precip)
+    return outcome
+
+
 def _decode_in_pool(
     files: list[Path], cfg: MotioncastConfig, domain: str | None, workers: int
 ) -> Iterator[DecodeOutcome]:
-    decode = partial(decode_outcome, cfg=cfg, domain=domain)
     if workers <= 1 or len(files) <= 1:
-        yield from map(decode, files)
+        yield from map(partial(decode_outcome, cfg=cfg, domain=domain), files)
         return
     # fork: workers inherit the imported readers instead of importing them again (seconds)
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from pool.map(decode, files, chunksize=2)
+        decode = partial(_decode_packed, cfg=cfg, domain=domain)
+        for outcome in pool.map(decode, files, chunksize=2):
+            if outcome.frame is not None:
+                outcome.frame.precip = outcome.frame.precip.unpack()
+            yield outcome
 
 
 def ingest(

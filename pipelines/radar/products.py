@@ -88,4 +88,5 @@ def polar_product(volume: PolarVolume, cfg: MotioncastConfig, fmt: str) -> Decod
         to_grid=lowest if polar.product == "lowest" else cappi,
         radars=volume.node,
         scan_times=_scan_times(used),
+        site_lonlat=(volume.lon, volume.lat),
     )

@@ -30,6 +30,7 @@ class Decoded:
     radars: str = ""
     time_step_minutes: int = 5
     scan_times: str = ""  # the sweeps used and when they were scanned (volumes)
+    site_lonlat: tuple[float, float] | None = None  # a single radar's site (volumes)
 
 
 Reader = Callable[[Path, MotioncastConfig], Decoded]

@@ -28,4 +28,6 @@ def accumulation_to_rate(depth_mm: np.ndarray, minutes: float) -> np.ndarray:
     """Mean rain rate (mm/h) of a ``minutes``-long accumulation (mm)."""
     if not minutes > 0:
         raise ValueError(f"accumulation time must be positive, got {minutes}")
-    return (np.asarray(depth_mm, dtype=np.float32) * np.float32(60.0 / minutes)).astype(np.float32)
+    rate = np.array(depth_mm, dtype=np.float32)  # a copy: the caller's array stays as it was
+    rate *= np.float32(60.0 / minutes)
+    return rate

@@ -140,7 +140,8 @@ def simulate_network(
         nominal = start + pd.Timedelta(minutes=k * cfg.interval_minutes)
         rain = storm.rain_rate()
         for radar in radars:
-            path = out_dir / f"{radar.site.id}_{nominal:%Y%m%dT%H%M}Z.pvol.h5"
+            # time first, as radar networks name files: sorted names interleave the radars
+            path = out_dir / f"{nominal:%Y%m%dT%H%M}Z_{radar.site.id}.pvol.h5"
             write_pvol(
                 path,
                 node=radar.site.id,

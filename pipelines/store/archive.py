@@ -22,11 +22,13 @@ from zarr.errors import GroupNotFoundError
 
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
+from pipelines.store.mosaic import MosaicSpec, merge
 from pipelines.store.repository import open_repository, writer_lock
 
 log = logging.getLogger(__name__)
 
 BRANCH = "main"
+RADARS = "contributions"  # <domain>/contributions/<radar>: radar frames staged for mosaics
 PRECIP_ATTRS = {
     "standard_name": "rainfall_rate",
     "long_name": "rain rate",
@@ -53,6 +55,8 @@ class WriteReport:
     replaced: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
     unchanged: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
     rejected: list[tuple[Frame, str]] = field(default_factory=list)
+    staged: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
+    pending: dict[str, list[pd.Timestamp]] = field(default_factory=lambda: defaultdict(list))
     snapshot: str | None = None
 
     @property
@@ -103,6 +107,8 @@ def _frames_dataset(frames: list[Frame]) -> xr.Dataset:
         "domain": domain,
         "time_step_minutes": frames[0].time_step_minutes,
     }  # on every write: xarray replaces the group's attributes when it appends
+    if frames[0].site_lonlat is not None:
+        attrs["site_lon"], attrs["site_lat"] = frames[0].site_lonlat
     return xr.Dataset(
         data,
         attrs=attrs,
@@ -141,7 +147,7 @@ class Archive:
             root = zarr.open_group(self._read_store(), mode="r")
         except GroupNotFoundError:  # created, nothing committed yet
             return []
-        return sorted(name for name, _ in root.groups())
+        return sorted(name for name, group in root.groups() if "precip" in group)
 
     def dataset(self, domain: str | None = None) -> xr.Dataset:
         """The domain's group as a lazy xarray Dataset, from the latest commit (a snapshot)."""
@@ -189,29 +195,131 @@ class Archive:
         ]
 
     # ---- writing -------------------------------------------------------------------------
-    def write(self, frames: Iterable[Frame], message: str) -> WriteReport:
-        """Store frames in one commit; see the module docstring for the guarantees."""
+    def write(
+        self,
+        frames: Iterable[Frame],
+        message: str,
+        mosaics: dict[str, MosaicSpec] | None = None,
+        now: pd.Timestamp | None = None,
+    ) -> WriteReport:
+        """Store frames in one commit; see the module docstring for the guarantees.
+
+        A single radar's frame on a domain of ``mosaics`` is staged under
+        ``<domain>/contributions/<radar>``; the domain's frame for that slot is then (re)built from
+        every staged radar once all expected radars are in or the slot's deadline has passed
+        (``now``, default the wall clock). A radar arriving later rebuilds the slot and is named
+        in the frame's ``updates``.
+        """
+        mosaics = mosaics or {}
+        now = pd.Timestamp.now("UTC").tz_convert(None) if now is None else now
         report = WriteReport()
-        by_domain: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
+        direct: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
+        staged: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
         for frame in frames:  # a later frame for the same slot in one batch wins
-            by_domain[frame.domain][frame.time] = frame
-        if not by_domain:
+            if frame.domain in mosaics and frame.site_lonlat is not None:
+                staged[f"{frame.domain}/{RADARS}/{frame.radars}"][frame.time] = frame
+            else:
+                direct[frame.domain][frame.time] = frame
+        if not direct and not staged and not mosaics:
             return report
         with writer_lock(self.location):
             session = self.repo.writable_session(BRANCH)
             store = session.store
-            root = zarr.open_group(store, mode="a")
-            existing = {name for name, _ in root.groups()}
-            for domain, batch in by_domain.items():
-                ordered = [batch[t] for t in sorted(batch)]
-                if domain in existing:
-                    self._merge(store, domain, ordered, report)
-                else:
-                    self._create(store, domain, ordered, report)
-            if report.n_written:
+            for group, batch in direct.items():
+                self._upsert(store, group, [batch[t] for t in sorted(batch)], report)
+            staging = WriteReport()
+            for group, batch in staged.items():
+                self._upsert(store, group, [batch[t] for t in sorted(batch)], staging)
+            for frame, reason in staging.rejected:
+                report.rejected.append((frame, reason))
+            for group, times in staging.added.items():
+                report.staged[group.split("/")[0]].extend(times)
+            for domain, spec in mosaics.items():
+                if self._has_group(store, f"{domain}/{RADARS}"):
+                    built, pending = self._due_mosaics(store, domain, spec, now)
+                    report.pending[domain].extend(pending)
+                    self._upsert(store, domain, built, report)
+            if report.n_written or staging.n_written:
                 report.snapshot = session.commit(message)
                 log.info("committed %d frames: %s", report.n_written, report.snapshot)
         return report
+
+    @staticmethod
+    def _has_group(store, path: str) -> bool:
+        try:
+            zarr.open_group(store, path=path, mode="r")
+        except GroupNotFoundError:
+            return False
+        return True
+
+    @classmethod
+    def _has_frames(cls, store, group: str) -> bool:
+        return cls._has_group(store, group) and "precip" in zarr.open_group(
+            store, path=group, mode="r"
+        )
+
+    def _due_mosaics(
+        self, store, domain: str, spec: MosaicSpec, now: pd.Timestamp
+    ) -> tuple[list[Frame], list[pd.Timestamp]]:
+        """Mosaic frames to (re)write, and slots still waiting for radars."""
+        radars_group = zarr.open_group(store, path=f"{domain}/{RADARS}", mode="r")
+        parts = {
+            node: xr.open_zarr(store, group=f"{domain}/{RADARS}/{node}", consolidated=False)
+            for node, _ in sorted(radars_group.groups())
+        }
+        stored: dict[pd.Timestamp, tuple[str, str]] = {}
+        if self._has_frames(store, domain):
+            current = xr.open_zarr(store, group=domain, consolidated=False)
+            stored = {
+                pd.Timestamp(t): (r, u)
+                for t, r, u in zip(
+                    current.time.values,
+                    current.radars.values,
+                    current.updates.values,
+                    strict=True,
+                )
+            }
+        slots = sorted({pd.Timestamp(t) for ds in parts.values() for t in ds.time.values})
+        deadline = pd.Timedelta(minutes=spec.deadline_minutes)
+        built, pending = [], []
+        for slot in slots:
+            present = [n for n, ds in parts.items() if slot in ds.indexes["time"]]
+            before = stored.get(slot)
+            if before is not None and before[0] == ",".join(present):
+                continue
+            complete = set(spec.radars) <= set(present) if spec.radars else True
+            if not complete and now < slot + deadline:
+                pending.append(slot)
+                continue
+            frames = [parts[n].sel(time=slot).load() for n in present]
+            any_part = frames[0]
+            grid = Grid.from_coords(
+                any_part.crs.attrs["crs_wkt"], any_part.x.values, any_part.y.values
+            )
+            sites = [(parts[n].attrs["site_lon"], parts[n].attrs["site_lat"]) for n in present]
+            updates = ""
+            if before is not None:
+                late = [n for n in present if n not in before[0].split(",")]
+                updates = "; ".join(filter(None, [before[1], f"{','.join(late)} arrived late"]))
+            built.append(
+                Frame(
+                    domain=domain,
+                    time=slot,
+                    grid=grid,
+                    precip=merge([f.precip.values for f in frames], sites, grid, spec.method),
+                    source_files=";".join(str(f.source_files.values) for f in frames),
+                    source_sha256=";".join(str(f.source_sha256.values) for f in frames),
+                    source_format="mosaic",
+                    radars=",".join(present),
+                    product=f"mosaic ({spec.method}) of {str(any_part.product.values)}",
+                    scan_times="; ".join(
+                        f"{n}: {f.scan_times.values}" for n, f in zip(present, frames, strict=True)
+                    ),
+                    updates=updates,
+                    time_step_minutes=int(parts[present[0]].attrs.get("time_step_minutes", 5)),
+                )
+            )
+        return built, pending
 
     def _encoding(self, grid: Grid) -> dict[str, dict[str, object]]:
         chunk = (1, min(self.chunk_yx, grid.ny), min(self.chunk_yx, grid.nx))
@@ -223,19 +331,21 @@ class Archive:
             enc[name] = {"chunks": (4096,)}
         return enc
 
-    def _create(self, store, domain: str, frames: list[Frame], report: WriteReport) -> None:
-        ds = _frames_dataset(frames)
-        ds.to_zarr(
-            store,
-            group=domain,
-            mode="w-",
-            consolidated=False,
-            encoding=self._encoding(frames[0].grid),
-        )
-        report.added[domain].extend(f.time for f in frames)
-
-    def _merge(self, store, domain: str, frames: list[Frame], report: WriteReport) -> None:
-        current = xr.open_zarr(store, group=domain, consolidated=False)
+    def _upsert(self, store, group: str, frames: list[Frame], report: WriteReport) -> None:
+        """Add, replace (other source bytes) or skip (same bytes) time-ordered frames."""
+        if not frames:
+            return
+        if not self._has_frames(store, group):
+            _frames_dataset(frames).to_zarr(
+                store,
+                group=group,
+                mode="a",
+                consolidated=False,
+                encoding=self._encoding(frames[0].grid),
+            )
+            report.added[group].extend(f.time for f in frames)
+            return
+        current = xr.open_zarr(store, group=group, consolidated=False)
         grid = Grid.from_coords(current.crs.attrs["crs_wkt"], current.x.values, current.y.values)
         times = pd.DatetimeIndex(current.time.values)
         hashes = current.source_sha256.values
@@ -243,16 +353,16 @@ class Archive:
         for frame in frames:
             if not frame.grid.same_as(grid):
                 report.rejected.append(
-                    (frame, f"grid differs from domain {domain!r} ({grid.shape} cells)")
+                    (frame, f"grid differs from domain {group!r} ({grid.shape} cells)")
                 )
                 continue
             pos = times.searchsorted(frame.time)
             if pos < len(times) and times[pos] == frame.time:
                 if hashes[pos] == frame.source_sha256:
-                    report.unchanged[domain].append(frame.time)
+                    report.unchanged[group].append(frame.time)
                 else:  # a different source for a stored slot: supersede it (history keeps it)
-                    self._write_region(store, domain, _frames_dataset([frame]), pos)
-                    report.replaced[domain].append(frame.time)
+                    self._write_region(store, group, _frames_dataset([frame]), pos)
+                    report.replaced[group].append(frame.time)
                 continue
             new.append(frame)
         if not new:
@@ -260,18 +370,18 @@ class Archive:
         first = times.searchsorted(new[0].time)
         if first == len(times):
             _frames_dataset(new).drop_vars(["x", "y", "crs"]).to_zarr(
-                store, group=domain, append_dim="time", consolidated=False
+                store, group=group, append_dim="time", consolidated=False
             )
         else:  # out of order: rewrite the tail from the first insertion point, in time order
             tail = current.isel(time=slice(first, None)).drop_vars(["x", "y", "crs"]).load()
             incoming = _frames_dataset(new).drop_vars(["x", "y", "crs"])
             merged = xr.concat([tail, incoming], dim="time").sortby("time")
             n_tail = tail.sizes["time"]
-            self._write_region(store, domain, merged.isel(time=slice(0, n_tail)), first)
+            self._write_region(store, group, merged.isel(time=slice(0, n_tail)), first)
             merged.isel(time=slice(n_tail, None)).to_zarr(
-                store, group=domain, append_dim="time", consolidated=False
+                store, group=group, append_dim="time", consolidated=False
             )
-        report.added[domain].extend(f.time for f in new)
+        report.added[group].extend(f.time for f in new)
 
     @staticmethod
     def _write_region(store, domain: str, ds: xr.Dataset, pos: int) -> None:

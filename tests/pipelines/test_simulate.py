@@ -20,8 +20,8 @@ CFG = MotioncastConfig()
 def test_one_volume_per_radar_every_five_minutes(sim_volumes: list[Path]):
     names = sorted(p.name for p in sim_volumes)
     assert len(names) == 14
-    assert names[0] == "sim01_20260601T1200Z.pvol.h5"
-    assert names[-1] == "sim02_20260601T1230Z.pvol.h5"
+    assert names[0] == "20260601T1200Z_sim01.pvol.h5"
+    assert names[-1] == "20260601T1230Z_sim02.pvol.h5"
 
 
 def test_odim_structure_and_encodings(sim_volumes: list[Path]):
