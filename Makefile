@@ -30,13 +30,14 @@ test-fast: setup
 demo: setup
 	rm -rf $(DEMO)
 	$(VENV)/bin/motioncast simulate --out $(DEMO)/radar --start 2026-06-01T12:00 --minutes 120 --radars 2 --seed 0
-	$(VENV)/bin/motioncast ingest $(DEMO)/radar --store $(DEMO)/archive
+	$(VENV)/bin/motioncast ingest $(DEMO)/radar --store $(DEMO)/archive --config $(DEMO)/radar/network.yaml
 	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
-	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain sim01 --out $(DEMO)/last-frame-sim01.png
-	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain sim02 --out $(DEMO)/last-frame-sim02.png
+	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain simnet --out $(DEMO)/mosaic-last-frame.png
 
 bench: setup
 	$(PY) bench/ingest.py
+	$(PY) bench/sweeps.py
+	$(PY) bench/model.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -92,6 +92,7 @@ def simulate(
 ) -> None:
     """Write synthetic radar volumes (one ODIM_H5 PVOL per radar every 5 minutes)."""
     from pipelines.simulate import simulate_network
+    from pipelines.simulate.network import NETWORK_CONFIG, NETWORK_DOMAIN
 
     cfg = _setup(config, set_, verbose)
     try:
@@ -116,6 +117,9 @@ def simulate(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
     console.print(f"wrote {len(paths)} volumes to {out_dir}")
+    console.print(
+        f"mosaic domain '{NETWORK_DOMAIN}': ingest with --config {out_dir / NETWORK_CONFIG}"
+    )
 
 
 @app.command()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-# written by us or half-written by others: never inputs
-_SKIP_SUFFIXES = (".part", ".tmp", ".reason.txt", ".lock")
+# written by us, half-written by others, or configuration: never radar data
+_SKIP_SUFFIXES = (".part", ".tmp", ".reason.txt", ".lock", ".yaml", ".yml")
 
 
 def _wanted(path: Path) -> bool:

@@ -42,7 +42,7 @@ def polar_product(volume: PolarVolume, cfg: MotioncastConfig, fmt: str) -> Decod
         "power": polar.idw_power,
     }
     used = volume.sweeps[:1] if polar.product == "lowest" else volume.sweeps
-    rates = [dbz_to_rainrate(s.dbz, cfg.zr) for s in used]
+    rates = [dbz_to_rainrate(s.dbz(), cfg.zr) for s in used]  # only the sweeps used are read
 
     def on_grid(sweep: PolarSweep, values: np.ndarray, grid: Grid) -> np.ndarray:
         return grid_sweep(values, sweep.geometry, grid, max_range, **gridding)

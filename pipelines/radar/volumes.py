@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+import xarray as xr
 import xradar
 
 from pipelines.config import MotioncastConfig
@@ -32,9 +33,14 @@ SCAN_TIME_TOLERANCE = pd.Timedelta(minutes=15)
 @dataclass(frozen=True)
 class PolarSweep:
     geometry: ScanGeometry
-    dbz: np.ndarray  # (n_rays, n_gates) float32: -inf = no echo (dry), NaN = unknown
+    data: xr.Dataset  # the sweep as xradar opened it: lazy until dbz() reads it
+    missing_is_dry: bool
     start: pd.Timestamp
     end: pd.Timestamp
+
+    def dbz(self) -> np.ndarray:
+        """(n_rays, n_gates) float32 reflectivity: -inf = no echo (dry), NaN = unknown."""
+        return _sweep_dbz(self.data, self.missing_is_dry)
 
 
 @dataclass(frozen=True)
@@ -169,9 +175,7 @@ def read_volume(path: Path, fmt: str) -> PolarVolume:
             sweep["azimuth"].values,
             sweep["range"].values,
         )
-        sweeps.append(
-            PolarSweep(geometry, _sweep_dbz(sweep, spec.missing_is_dry), times.min(), times.max())
-        )
+        sweeps.append(PolarSweep(geometry, sweep, spec.missing_is_dry, times.min(), times.max()))
     if not sweeps:
         raise BadInputError(path, "no sweep with DBZH rays in the volume")
     sweeps.sort(key=lambda s: s.geometry.elevation_deg)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyproj
+import yaml
 from scipy.ndimage import map_coordinates
 
 from pipelines.config import SimRadar, SimulatorConfig, ZRConfig
@@ -107,6 +108,28 @@ def truth_grid(sites: list[SimRadar], cfg: SimulatorConfig) -> Grid:
     return Grid.from_extent(crs, extent, res)
 
 
+NETWORK_CONFIG = "network.yaml"
+NETWORK_DOMAIN = "simnet"
+
+
+def write_network_config(out_dir: Path, sites: list[SimRadar], cfg: SimulatorConfig) -> Path:
+    """A configuration defining the network's mosaic domain (every radar's reach, 1 km), for
+    ``motioncast ingest --config``: the radars' volumes then merge into one domain."""
+    truth = truth_grid(sites, cfg)
+    margin = cfg.margin_km * 1000.0
+    xmin, ymin, xmax, ymax = truth.extent
+    domain = {
+        "crs": truth.proj4,
+        "extent": [xmin + margin, ymin + margin, xmax - margin, ymax - margin],
+        "resolution": 1000.0,
+        "radars": [s.id for s in sites],
+    }
+    path = Path(out_dir) / NETWORK_CONFIG
+    header = "# The synthetic network's mosaic domain (written by motioncast simulate)\n"
+    path.write_text(header + yaml.safe_dump({"domains": {NETWORK_DOMAIN: domain}}, sort_keys=False))
+    return path
+
+
 def simulate_network(
     out_dir: Path,
     start: pd.Timestamp,
@@ -119,7 +142,8 @@ def simulate_network(
 ) -> list[Path]:
     """Write one PVOL per radar every ``cfg.interval_minutes`` from ``start`` for ``minutes``.
 
-    Same seed, same files. Returns the written paths in time order.
+    Same seed, same files. Returns the written paths in time order. Also writes
+    ``network.yaml``, the configuration of the network's mosaic domain.
     """
     if not 1 <= n_radars <= len(cfg.radars):
         raise ValueError(f"--radars must be between 1 and {len(cfg.radars)} (configured sites)")
@@ -132,6 +156,7 @@ def simulate_network(
     radars = [VirtualRadar(site, cfg, truth) for site in sites]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_network_config(out_dir, sites, cfg)
     n_cycles = minutes // cfg.interval_minutes + 1
     written = []
     for k in range(n_cycles):

@@ -110,3 +110,14 @@ def test_motion_varies_in_space_and_time():
     u2, v2 = m.velocity(xs, ys, 7200.0)
     assert np.ptp(np.hypot(u0, v0)) > 1.0 or np.ptp(np.arctan2(v0, u0)) > 0.1  # space
     assert np.max(np.hypot(u2 - u0, v2 - v0)) > 0.5  # time
+
+
+def test_network_config_defines_the_mosaic_domain(sim_volumes: list[Path]):
+    from pipelines.config import load_config
+
+    cfg = load_config(sim_volumes[0].parent / "network.yaml")
+    simnet = cfg.domains["simnet"]
+    assert simnet.radars == ["sim01", "sim02"] and simnet.resolution == 1000.0
+    grid = simnet.grid()
+    for site in CFG.simulate.radars[:2]:
+        assert grid.contains_lonlat(site.lon, site.lat)
