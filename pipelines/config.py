@@ -74,6 +74,9 @@ class PolarConfig(_Section):
     interpolation: Literal["nearest", "idw"] = "nearest"
     idw_neighbours: int = Field(4, ge=2, description="Gates averaged per cell by idw.")
     idw_power: float = Field(2.0, gt=0, description="Inverse-distance weight exponent.")
+    slot_tolerance_minutes: float = Field(
+        2.5, ge=0, le=2.5, description="A volume's nominal time may be this far from its slot."
+    )
 
 
 class MosaicConfig(_Section):

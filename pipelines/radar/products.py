@@ -8,6 +8,7 @@ Reflectivity becomes rain rate through the configured Z-R relation before griddi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 from pipelines.config import MotioncastConfig
 from pipelines.grid import Grid
 from pipelines.radar.beam import beam_height_and_ground_range
+from pipelines.radar.errors import BadInputError
 from pipelines.radar.gridding import grid_sweep
 from pipelines.radar.readers import Decoded
 from pipelines.radar.zr import dbz_to_rainrate
@@ -33,8 +35,15 @@ def _scan_times(sweeps: list[PolarSweep]) -> str:
     )
 
 
-def polar_product(volume: PolarVolume, cfg: MotioncastConfig, fmt: str) -> Decoded:
+def polar_product(volume: PolarVolume, cfg: MotioncastConfig, fmt: str, path: Path) -> Decoded:
     polar = cfg.ingest.polar
+    slot = volume.nominal.round(SLOT)
+    if abs(volume.nominal - slot) > pd.Timedelta(minutes=polar.slot_tolerance_minutes):
+        raise BadInputError(
+            path,
+            f"nominal time {volume.nominal} is more than {polar.slot_tolerance_minutes:g} "
+            f"min from the slot {slot:%H:%M} (ingest.polar.slot_tolerance_minutes)",
+        )
     max_range = polar.max_range_km * 1000.0
     gridding = {
         "method": polar.interpolation,
@@ -81,7 +90,7 @@ def polar_product(volume: PolarVolume, cfg: MotioncastConfig, fmt: str) -> Decod
     )
     return Decoded(
         source=volume.node,
-        time=volume.nominal.round(SLOT),
+        time=slot,
         grid=site_grid,
         centre_lonlat=(volume.lon, volume.lat),
         product=f"{name}, {polar.interpolation}, Z={cfg.zr.a:g}R^{cfg.zr.b:g} ({fmt})",

@@ -193,7 +193,7 @@ def read_volume(path: Path, fmt: str) -> PolarVolume:
 def _read(fmt: str):
     def reader(path: Path, cfg: MotioncastConfig) -> Decoded:
         volume = read_volume(path, fmt)
-        return polar_product(volume, cfg, fmt)
+        return polar_product(volume, cfg, fmt, path)
 
     return reader
 
