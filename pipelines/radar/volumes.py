@@ -137,13 +137,24 @@ def _sweep_dbz(sweep, missing_is_dry: bool) -> np.ndarray:
     return dbz
 
 
+def _check_odim_layout(path: Path) -> None:
+    """What xradar would fail on with a message naming its own internals."""
+    with h5py.File(path, "r") as f:
+        sweeps = [name for name in f if name.startswith("dataset")]
+        if not sweeps:
+            raise BadInputError(path, "no sweep (dataset group) in the volume")
+        for name in sweeps:
+            rays = f[name]["where"].attrs.get("nrays", 0) if "where" in f[name] else 0
+            data = f[name].get("data1/data")
+            if int(rays) == 0 or data is None or data.shape[0] == 0:
+                raise BadInputError(path, f"sweep {name} has no rays")
+
+
 def read_volume(path: Path, fmt: str) -> PolarVolume:
     """Decode a polar volume of any supported format; BadInputError says why one cannot be."""
     spec = _FORMATS[fmt]
     if fmt == "odim_pvol":
-        with h5py.File(path, "r") as f:
-            if not any(name.startswith("dataset") for name in f):
-                raise BadInputError(path, "no sweep (dataset group) in the volume")
+        _check_odim_layout(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
