@@ -13,28 +13,14 @@ nearest and inverse-distance (k=4) gridding. Goal: full path >= 0.5 of decode-on
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
 import statistics
-import tempfile
 import time
-import warnings
-from pathlib import Path
 
-DEFAULT_DATA = Path(
-    os.environ.get(
-        "MOTIONCAST_RADAR_DATA", Path(__file__).resolve().parents[2] / "shared/data/radar"
-    )
-)
+from ingest_timing import arguments, race
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="radar samples folder")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
+    args = arguments(__doc__)
     files = sorted((args.data / "sweeps/behel").glob("*.hdf"))
     if len(files) != 8:
         raise SystemExit(f"expected the 8 behel volumes below {args.data}/sweeps/behel")
@@ -43,10 +29,9 @@ def main() -> None:
 
     from pipelines.config import load_config
     from pipelines.grid import Grid
-    from pipelines.ingest import decode_file, ingest
+    from pipelines.ingest import decode_file
     from pipelines.radar.gridding import grid_index, grid_sweep
     from pipelines.radar.volumes import read_volume
-    from pipelines.store import open_archive
 
     cfg = load_config()
     decode_file(files[0], cfg)  # warm-up: imports and the gridding index of behel's geometry
@@ -69,39 +54,14 @@ def main() -> None:
         gridding[method] = statistics.median(runs)
     decode_file(files[0], cfg)  # the default method's index, cached again for the runs below
 
-    def decode_only() -> float:
-        t0 = time.perf_counter()
-        for path in files:
-            xradar.io.open_odim_datatree(str(path)).load()
-        return time.perf_counter() - t0
-
-    def ingest_run(workers: int) -> float:
-        root = Path(tempfile.mkdtemp(prefix="bench-sweeps-"))
-        try:
-            c = load_config(store={"archive": root / "archive"}, ingest={"workers": workers})
-            t0 = time.perf_counter()
-            result = ingest(files, c)
-            elapsed = time.perf_counter() - t0
-            assert result.ok and open_archive(root / "archive").sizes["time"] == 8
-            return elapsed
-        finally:
-            shutil.rmtree(root)
-
-    rows: dict[str, list[float]] = {
-        "xradar decode only": [],
-        "full path, 2 workers (default)": [],
-        "full path, 1 worker": [],
-    }
-    for _ in range(args.repeats):
-        rows["xradar decode only"].append(decode_only())
-        rows["full path, 2 workers (default)"].append(ingest_run(2))
-        rows["full path, 1 worker"].append(ingest_run(1))
-    base = 8 / statistics.median(rows["xradar decode only"])
-    print(f"{'path':32} {'median s':>9} {'volumes/s':>10} {'ratio':>6}")
-    for name, times in rows.items():
-        rate = 8 / statistics.median(times)
-        print(f"{name:32} {statistics.median(times):9.3f} {rate:10.2f} {rate / base:6.2f}")
-    print(f"(8 behel volumes, 12 sweeps of 360 x 800; median of {args.repeats})")
+    race(
+        files,
+        "xradar decode only",
+        lambda p: xradar.io.open_odim_datatree(str(p)).load(),
+        "volumes",
+        args.repeats,
+    )
+    print("(8 behel volumes, 12 sweeps of 360 x 800)")
     print(f"gridding one sweep onto 400 x 400 cells ({sweep.dbz().size} gates):")
     for method in ("nearest", "idw"):
         print(
