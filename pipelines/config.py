@@ -161,12 +161,43 @@ class SimulatorConfig(_Section):
     )
 
 
+class TransformConfig(_Section):
+    """Rain rate to the model's scale, as pysteps' dB transform, then mapped to about [0, 1]."""
+
+    threshold_mm_h: float = Field(0.1, gt=0, description="Below this: no rain.")
+    zerovalue_db: float = Field(-15.0, description="dB value given to no rain.")
+    max_db: float = Field(23.0, description="dB value mapped to 1 (23 dB = 200 mm/h).")
+
+
+class DataConfig(_Section):
+    """Training windows drawn from the archive."""
+
+    domains: list[str] = Field([], description="Archive domains to train on; empty: all.")
+    frames_in: int = Field(6, ge=1)
+    frames_out: int = Field(12, ge=1)
+    crop: int = Field(128, gt=0, description="Edge of the random square crop (cells).")
+    wet_floor: float = Field(
+        0.02, ge=0, description="Sampling weight of a window is its wet share plus this floor."
+    )
+    block_hours: float = Field(6.0, gt=0, description="Length of the time blocks of the split.")
+    split: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="Shares of blocks for train, validation, test."
+    )
+    seed: int = 0
+    transform: TransformConfig = TransformConfig()
+
+
+class TrainingConfig(_Section):
+    data: DataConfig = DataConfig()
+
+
 class MotioncastConfig(_Section):
     domains: dict[str, DomainConfig] = {}
     store: StoreConfig = StoreConfig()
     zr: ZRConfig = ZRConfig()
     ingest: IngestConfig = IngestConfig()
     simulate: SimulatorConfig = SimulatorConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @field_validator("domains")
     @classmethod

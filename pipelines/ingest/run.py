@@ -172,20 +172,11 @@ def _decode_packed(path: Path, cfg: MotioncastConfig, domain: str | None) -> Dec
     return outcome
 
 
-def _decode_in_pool(
-    files: list[Path], cfg: MotioncastConfig, domain: str | None, workers: int
-) -> Iterator[DecodeOutcome]:
-    if workers <= 1 or len(files) <= 1:
-        yield from map(partial(decode_outcome, cfg=cfg, domain=domain), files)
-        return
-    # fork: workers inherit the imported readers instead of importing them again (seconds)
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        decode = partial(_decode_packed, cfg=cfg, domain=domain)
-        for outcome in pool.map(decode, files, chunksize=2):
-            if outcome.frame is not None:
-                outcome.frame.precip = outcome.frame.precip.unpack()
-            yield outcome
+def _unpacked(outcomes: Iterable[DecodeOutcome]) -> Iterator[DecodeOutcome]:
+    for outcome in outcomes:
+        if outcome.frame is not None:
+            outcome.frame.precip = outcome.frame.precip.unpack()
+        yield outcome
 
 
 def ingest(
@@ -195,9 +186,20 @@ def ingest(
     on_file: Callable[[DecodeOutcome], None] | None = None,
     files: list[Path] | None = None,
 ) -> IngestResult:
-    """Ingest files and folders (recursively) into the archive ``cfg.store.archive``."""
+    """Ingest files and folders (recursively) into the archive ``cfg.store.archive``, decoding
+    in ``ingest.workers`` processes."""
     if domain is not None:
         check_domain(domain, cfg)
     files = discover(paths) if files is None else files
-    outcomes = _decode_in_pool(files, cfg, domain, cfg.ingest.workers)
-    return ingest_outcomes(outcomes, cfg, on_file)
+    workers = cfg.ingest.workers
+    if workers <= 1 or len(files) <= 1:
+        return ingest_outcomes(
+            map(partial(decode_outcome, cfg=cfg, domain=domain), files), cfg, on_file
+        )
+    # fork, so that workers inherit the imported readers instead of importing them again
+    # (seconds); map() forks them at once, before this process opens the store and starts the
+    # store's runtime threads, which a forked child must not inherit
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        outcomes = pool.map(partial(_decode_packed, cfg=cfg, domain=domain), files, chunksize=2)
+        return ingest_outcomes(_unpacked(outcomes), cfg, on_file)

@@ -36,6 +36,13 @@ PRECIP_ATTRS = {
     "grid_mapping": "crs",
     "comment": "NaN where no radar sees; the rate over the period ending at time",
 }
+WET_MM_H = 0.1  # rain rate from which a cell counts as wet in wet_fraction
+WET_ATTRS = {
+    "long_name": "share of the seen area with rain",
+    "units": "1",
+    "threshold_mm_h": WET_MM_H,
+    "comment": "for sampling training windows and quick looks",
+}
 X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
 Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
 TIME_ENCODING = {
@@ -91,6 +98,13 @@ class DomainSummary:
         }
 
 
+def wet_fraction(precip: np.ndarray) -> np.float32:
+    """Share of the cells some radar sees where it rains at least WET_MM_H."""
+    seen = np.isfinite(precip)
+    n = seen.sum()
+    return np.float32((precip[seen] >= WET_MM_H).sum() / n if n else 0.0)
+
+
 def _frames_dataset(frames: list[Frame]) -> xr.Dataset:
     """Frames on one grid, in the given order, as the archive group's variables."""
     grid = frames[0].grid
@@ -100,6 +114,11 @@ def _frames_dataset(frames: list[Frame]) -> xr.Dataset:
     }
     for name in PROVENANCE_FIELDS:
         data[name] = (("time",), np.array([getattr(f, name) for f in frames], dtype=object))
+    data["wet_fraction"] = (
+        ("time",),
+        np.array([wet_fraction(f.precip) for f in frames]),
+        WET_ATTRS,
+    )
     domain = frames[0].domain
     attrs = {
         "Conventions": "CF-1.10",
@@ -327,7 +346,7 @@ class Archive:
             "precip": {"chunks": chunk, "compressors": [self.codec], "dtype": "float32"},
             "time": dict(TIME_ENCODING, chunks=(4096,)),
         }
-        for name in PROVENANCE_FIELDS:
+        for name in (*PROVENANCE_FIELDS, "wet_fraction"):
             enc[name] = {"chunks": (4096,)}
         return enc
 

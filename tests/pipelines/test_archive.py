@@ -51,6 +51,7 @@ def test_schema_is_cf_with_grid_mapping_and_provenance(archive: Archive):
     assert list(ds.source_files.values) == ["f0.h5", "f1.h5"]
     assert list(ds.radars.values) == ["r1", "r1"]
     assert np.isnan(ds.precip.values[:, 0, 0]).all()  # NaN (no coverage) survives
+    assert ds.wet_fraction.values.tolist() == [0.0, 1.0]  # frame 1 rains 1 mm/h where seen
 
 
 def test_out_of_order_frames_land_in_time_order(archive: Archive):

@@ -1,0 +1,1 @@
+"""Training MotionRNN on the archive: windows, transform, splits, data loading."""

@@ -1,0 +1,92 @@
+"""Training samples read lazily from the archive: each process opens the store itself and reads
+only the frames and the crop of the window it is asked for.
+
+Data-loader worker processes must be started with "spawn" or "forkserver" (``LOADER_CONTEXT``):
+a process forked from one that has opened an Icechunk store can deadlock in its runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from scipy.ndimage import uniform_filter
+
+from pipelines.config import DataConfig
+from pipelines.store.archive import open_archive
+from pipelines.training.transform import RainTransform
+from pipelines.training.windows import Window
+
+LOADER_CONTEXT = "spawn"
+MIN_CROP_COVERAGE = 0.5  # a crop must have radar coverage over at least this share of its cells
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Item i: (inputs (T_in, 1, c, c), targets (T_out, 1, c, c), seen (T_out, 1, c, c)).
+
+    Values are on the model scale (``RainTransform``); unknown cells are 0 in the tensors and
+    False in ``seen``. With ``augment`` the crop position, a 90-degree turn and a flip are drawn
+    from (seed, epoch, i): reproducible, and different every epoch (``set_epoch``). Without it
+    the crop is centred on the domain's coverage.
+    """
+
+    def __init__(
+        self, store: str | Path, windows: list[Window], cfg: DataConfig, augment: bool = True
+    ):
+        self.store, self.windows, self.cfg, self.augment = str(store), windows, cfg, augment
+        self.transform = RainTransform(cfg.transform)
+        self.epoch = 0
+        self._open: dict[str, xr.Dataset] = {}  # per process: opened on first use
+        self._origins: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        """Workers get the recipe, not open stores: each opens its own on first use."""
+        return {**self.__dict__, "_open": {}, "_origins": {}}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def _domain(self, name: str) -> tuple[xr.Dataset, np.ndarray]:
+        if name not in self._open:
+            ds = open_archive(self.store, name)
+            c = self.cfg.crop
+            if ds.sizes["y"] < c or ds.sizes["x"] < c:
+                raise ValueError(
+                    f"domain {name} ({ds.sizes['y']} x {ds.sizes['x']}) is smaller "
+                    f"than the crop {c}"
+                )
+            seen = np.isfinite(ds.precip.isel(time=0).values).astype(np.float32)
+            # share of seen cells in the c x c crop whose top-left corner is each cell
+            share = uniform_filter(seen, size=c, mode="constant", origin=-(c // 2))
+            origins = np.argwhere(
+                share[: seen.shape[0] - c + 1, : seen.shape[1] - c + 1] >= MIN_CROP_COVERAGE
+            )
+            if len(origins) == 0:
+                origins = np.array([[(seen.shape[0] - c) // 2, (seen.shape[1] - c) // 2]])
+            self._open[name], self._origins[name] = ds, origins
+        return self._open[name], self._origins[name]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w = self.windows[i]
+        ds, origins = self._domain(w.domain)
+        c, n_in = self.cfg.crop, self.cfg.frames_in
+        length = n_in + self.cfg.frames_out
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
+        y0, x0 = origins[rng.integers(len(origins))] if self.augment else origins[len(origins) // 2]
+        block = ds.precip.isel(
+            time=slice(w.start, w.start + length), y=slice(y0, y0 + c), x=slice(x0, x0 + c)
+        ).values  # (T, c, c) mm/h, only these chunks are read
+        scaled = self.transform.forward(block)
+        if self.augment:
+            scaled = np.rot90(scaled, k=int(rng.integers(4)), axes=(1, 2))
+            if rng.integers(2):
+                scaled = scaled[:, :, ::-1]
+        seen = np.isfinite(scaled)
+        frames = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(scaled, nan=0.0)))[:, None]
+        mask = torch.from_numpy(np.ascontiguousarray(seen[n_in:]))[:, None]
+        return frames[:n_in], frames[n_in:], mask

@@ -1,0 +1,102 @@
+"""Training data: the transform, complete windows, the block split and lazy samples."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipelines.config import DataConfig, TransformConfig
+from pipelines.frame import Frame
+from pipelines.grid import Grid
+from pipelines.store import Archive, open_archive
+from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
+from pipelines.training.transform import RainTransform
+from pipelines.training.windows import SPLITS, block_of, complete_starts, split_windows
+
+
+def test_transform_round_trips_rates_above_threshold():
+    t = RainTransform(TransformConfig())
+    rates = np.array([0.0, 0.05, 0.1, 0.37, 1.0, 12.5, 99.0, 200.0, np.nan], dtype=np.float32)
+    x = t.forward(rates)
+    assert x[0] == 0.0 and x[1] == 0.0  # no rain -> zerovalue -> 0
+    assert x[7] == pytest.approx(1.0, abs=1e-3)  # 200 mm/h = 23.01 dB -> 1
+    assert np.all(np.diff(x[1:8]) > 0) and np.isnan(x[8])
+    back = t.inverse(x)
+    np.testing.assert_allclose(back[2:8], rates[2:8], rtol=1e-5)
+    assert back[0] == 0.0 and back[1] == 0.0  # below the threshold: 0, as pysteps
+    with pytest.raises(ValueError):
+        RainTransform(TransformConfig(zerovalue_db=-5.0))  # above 10 log10(0.1) = -10 dB
+
+
+def test_complete_starts_skip_windows_with_a_missing_frame():
+    times = pd.date_range("2026-06-01", periods=12, freq="5min").delete(7)  # 12:35 missing
+    starts = complete_starts(times, 4, pd.Timedelta(minutes=5))
+    assert starts.tolist() == [0, 1, 2, 3, 7]  # the 4 frames from index 7 on: 12:40 .. 12:55
+
+
+def test_split_has_no_window_crossing_a_block_and_is_reproducible():
+    times = pd.date_range("2026-06-01", periods=12 * 24 * 6, freq="5min")  # 6 days
+    wet = np.linspace(0, 0.4, len(times))
+    cfg = DataConfig(block_hours=6.0, seed=3)
+    split = split_windows("d", times, wet, cfg, 5)
+    assert split == split_windows("d", times, wet, cfg, 5)
+    assert split != split_windows("d", times, wet, DataConfig(block_hours=6.0, seed=4), 5)
+    length = cfg.frames_in + cfg.frames_out
+    blocks = block_of(times, 6.0)
+    owner = {}
+    for name in SPLITS:
+        for w in split[name]:
+            assert blocks[w.start] == blocks[w.start + length - 1]  # within one block
+            owner.setdefault(int(blocks[w.start]), set()).add(name)
+    assert all(len(names) == 1 for names in owner.values())  # a block feeds one split
+    counts = {name: len(split[name]) for name in SPLITS}
+    assert counts["train"] > counts["validation"] > 0 and counts["test"] > 0
+    windows_per_block = 72 - length + 1
+    assert sum(counts.values()) == 24 * windows_per_block
+    heavy = max(split["train"], key=lambda w: w.weight)
+    assert heavy.weight == pytest.approx(wet[heavy.start : heavy.start + length].mean() + 0.02)
+
+
+@pytest.fixture
+def small_archive(tmp_path: Path) -> Path:
+    grid = Grid.from_extent("EPSG:3035", (0, 0, 60e3, 50e3), 1000.0)  # 50 x 60
+    t0 = pd.Timestamp("2026-06-01T12:00")
+    frames = []
+    for k in range(20):
+        precip = np.full(grid.shape, 0.5 + k, dtype=np.float32)
+        precip[:, :5] = np.nan  # a strip no radar sees
+        frames.append(
+            Frame("d", t0 + pd.Timedelta(minutes=5 * k), grid, precip, f"f{k}", f"s{k}", "test")
+        )
+    Archive(tmp_path / "a", create=True).write(frames, "test")
+    return tmp_path / "a"
+
+
+def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
+    cfg = DataConfig(frames_in=3, frames_out=4, crop=32)
+    ds = open_archive(small_archive)
+    windows = split_windows("d", pd.DatetimeIndex(ds.time.values), ds.wet_fraction.values, cfg, 5)
+    every = [w for name in SPLITS for w in windows[name]]
+    data = WindowDataset(small_archive, every, cfg, augment=True)
+    t = RainTransform(cfg.transform)
+    w = every[5]
+    inputs, targets, seen = data[5]
+    assert inputs.shape == (3, 1, 32, 32) and targets.shape == (4, 1, 32, 32)
+    assert inputs.dtype == torch.float32 and seen.dtype == torch.bool
+    for k in range(3):  # frame k of the window is constant 0.5 + (start + k) where seen
+        values = inputs[k, 0][inputs[k, 0] > 0]
+        assert torch.allclose(values, torch.tensor(t.forward(np.float32(0.5 + w.start + k))))
+    assert seen.float().mean() >= 0.5  # crops keep to covered cells
+    again = data[5]
+    assert all(torch.equal(a, b) for a, b in zip(again, data[5], strict=True))
+    data.set_epoch(1)
+    other = [data[i][0] for i in range(len(data))]
+    data.set_epoch(0)
+    assert any(not torch.equal(a, data[i][0]) for i, a in enumerate(other))  # new draws
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=4, num_workers=2, multiprocessing_context=LOADER_CONTEXT
+    )
+    x, y, m = next(iter(loader))  # worker processes open the store themselves
+    assert x.shape == (4, 3, 1, 32, 32) and m.shape == (4, 4, 1, 32, 32)
