@@ -17,6 +17,7 @@ from PIL import Image
 
 from pipelines.config import MotioncastConfig
 from pipelines.grid import Grid, wkt_of
+from pipelines.radar.attributes import attr_text
 from pipelines.radar.errors import BadInputError
 from pipelines.radar.pysteps_io import importers
 from pipelines.radar.readers import Decoded, register
@@ -112,18 +113,12 @@ def _composite(
     )
 
 
-def _text(value: object) -> str:
-    if isinstance(value, np.ndarray):
-        value = value.ravel()[0]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @register("knmi_hdf5")
 def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
     values, meta = _call_importer(importers.import_knmi_hdf5, path)
     with h5py.File(path, "r") as f:
-        end = _text(f["overview"].attrs.get("product_datetime_end", b""))
-        radars = [_text(f[g].attrs.get("radar_name", b"")) for g in f if g.startswith("radar")]
+        end = attr_text(f["overview"].attrs.get("product_datetime_end", b""))
+        radars = [attr_text(f[g].attrs.get("radar_name", b"")) for g in f if g.startswith("radar")]
     try:
         time = pd.to_datetime(end, format="%d-%b-%Y;%H:%M:%S.%f")
     except ValueError:
@@ -205,16 +200,16 @@ def _odim_source(source: str) -> str:
 def read_odim_comp(path: Path, cfg: MotioncastConfig) -> Decoded:
     with h5py.File(path, "r") as f:
         what = f["what"].attrs
-        stamp = _text(what.get("date", b"")) + _text(what.get("time", b""))
-        source = _text(what.get("source", b""))
+        stamp = attr_text(what.get("date", b"")) + attr_text(what.get("time", b""))
+        source = attr_text(what.get("source", b""))
         qty = (
-            _text(f["dataset1/data1/what"].attrs.get("quantity", b""))
+            attr_text(f["dataset1/data1/what"].attrs.get("quantity", b""))
             if ("dataset1/data1/what" in f)
             else ""
         )
         dwhat = f["dataset1/what"].attrs if "dataset1/what" in f else {}
-        start = _text(dwhat.get("startdate", b"")) + _text(dwhat.get("starttime", b""))
-        end = _text(dwhat.get("enddate", b"")) + _text(dwhat.get("endtime", b""))
+        start = attr_text(dwhat.get("startdate", b"")) + attr_text(dwhat.get("starttime", b""))
+        end = attr_text(dwhat.get("enddate", b"")) + attr_text(dwhat.get("endtime", b""))
     if qty not in ("RATE", "ACRR", "DBZH"):
         raise BadInputError(path, f"ODIM composite quantity {qty or '(none)'!r} is not supported")
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 
+from pipelines.radar.attributes import attr_text
 from pipelines.radar.errors import BadInputError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -19,10 +20,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _attr(obj: h5py.HLObject, name: str) -> str:
-    value = obj.attrs.get(name, b"")
-    if hasattr(value, "tobytes") and getattr(value, "ndim", 0):
-        value = value.ravel()[0]
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return attr_text(obj.attrs.get(name, b""))
 
 
 def _hdf5_format(path: Path) -> str:

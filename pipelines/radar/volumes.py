@@ -21,6 +21,7 @@ import xarray as xr
 import xradar
 
 from pipelines.config import MotioncastConfig
+from pipelines.radar.attributes import attr_text
 from pipelines.radar.errors import BadInputError
 from pipelines.radar.gridding import ScanGeometry
 from pipelines.radar.products import polar_product
@@ -53,14 +54,10 @@ class PolarVolume:
     sweeps: list[PolarSweep]  # ordered by elevation, lowest first
 
 
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _odim_header(path: Path, tree) -> tuple[str, pd.Timestamp]:
     with h5py.File(path, "r") as f:
         what = f["what"].attrs if "what" in f else {}
-        source, date, time = (_text(what.get(k, b"")) for k in ("source", "date", "time"))
+        source, date, time = (attr_text(what.get(k, b"")) for k in ("source", "date", "time"))
     fields = dict(item.split(":", 1) for item in source.split(",") if ":" in item)
     node = fields.get("NOD") or fields.get("RAD") or fields.get("WMO") or path.stem.split("_")[0]
     try:
@@ -76,16 +73,16 @@ def _tree_header(path: Path, tree) -> tuple[str, pd.Timestamp]:
     attrs = {**tree.attrs, **root.attrs}
     node = next(
         (
-            _text(attrs[k]).strip()
+            attr_text(attrs[k]).strip()
             for k in ("instrument_name", "site_name")
-            if _text(attrs.get(k) or "").strip()
+            if attr_text(attrs.get(k) or "").strip()
         ),
         path.name.split("_")[0],
     )
     if not node[0].isalpha():  # a number (WMO index): make it a name
         node = f"site_{node}"
     stamp = (
-        _text(np.asarray(root["time_coverage_start"].values).item())
+        attr_text(np.asarray(root["time_coverage_start"].values).item())
         if ("time_coverage_start" in root)
         else ""
     )
