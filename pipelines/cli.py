@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 archive_app = typer.Typer(help="Inspect the archive store.", no_args_is_help=True)
 app.add_typer(archive_app, name="archive")
+models_app = typer.Typer(help="The model registry: list, inspect, promote.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 console = Console(stderr=True, soft_wrap=True)  # one error, one line, even when piped
 out = Console(soft_wrap=True)
 if not out.is_terminal:  # piped or logged: tables as wide as they need, not 80 columns
@@ -248,6 +250,70 @@ def archive_plot(
     title = f"{ds.attrs.get('domain', domain)}  {when:%Y-%m-%d %H:%M} UTC  (rain rate, mm/h)"
     path = plot_rain_map(frame.load(), out_png, title)
     out.print(str(path))
+
+
+RegistryOpt = Annotated[Path, typer.Option("--registry", "-r", help="Model registry folder.")]
+
+
+def _registry(path: Path):
+    from pipelines.registry import Registry
+
+    if not path.is_dir():
+        console.print(f"[red]error:[/red] {path}: no model registry here")
+        raise typer.Exit(2)
+    return Registry(path)
+
+
+@models_app.command("list")
+def models_list(registry: RegistryOpt) -> None:
+    """Registered versions with their validation scores; * marks the one in service."""
+    reg = _registry(registry)
+    promoted = reg.promoted()
+    table = Table(title=f"models in {registry}")
+    for col in ("", "version", "registered", "run", "CSI 1 mm/h", "MAE", "extrapolation CSI"):
+        table.add_column(col)
+    for v in reg.versions():
+        csi, mae, ext = v.score(), v.score(metric="mae"), v.score("extrapolation")
+        table.add_row(
+            "*" if promoted and promoted.version == v.version else "",
+            v.version,
+            str(v.card.get("registered_at", ""))[:19],
+            str(v.card.get("run", "")),
+            "-" if csi is None else f"{csi:.3f}",
+            "-" if mae is None else f"{mae:.3f}",
+            "-" if ext is None else f"{ext:.3f}",
+        )
+    out.print(table)
+
+
+@models_app.command("show")
+def models_show(version: str, registry: RegistryOpt) -> None:
+    """The version's card (run, model config, data, validation scores) as JSON."""
+    from pipelines.registry import RegistryError
+
+    try:
+        card = _registry(registry).get(version).card
+    except RegistryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print_json(json.dumps(card, default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: str,
+    registry: RegistryOpt,
+    force: Annotated[bool, typer.Option(help="Promote even if it scores worse.")] = False,
+) -> None:
+    """Put a version in service; refused if it scores worse than the current one."""
+    from pipelines.registry import RegistryError
+
+    try:
+        _registry(registry).promote(version, force=force)
+    except RegistryError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"{version} is in service")
 
 
 if __name__ == "__main__":
