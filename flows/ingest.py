@@ -84,9 +84,8 @@ def ingest_flow(
     if inbox:  # every commit is done: the landed files can leave the inbox
         done = Path(inbox) / INGESTED
         done.mkdir(exist_ok=True)
-        failed_paths = {line.split(": ", 1)[0] for line in result.failed}
         for path in landed:
-            if str(path) not in failed_paths and path.exists():
+            if path not in result.failed_paths and path.exists():
                 shutil.move(str(path), done / path.name)
     summary = result.as_dict()
     create_markdown_artifact(

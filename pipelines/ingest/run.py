@@ -38,6 +38,7 @@ class IngestResult:
     staged: Counter = field(default_factory=Counter)  # single-radar frames awaiting a mosaic
     pending: set = field(default_factory=set)  # (domain, slot) mosaics waiting for radars
     failed: list[str] = field(default_factory=list)  # one line each: file and reason
+    failed_paths: set[Path] = field(default_factory=set)  # the files those lines name
     snapshots: list[str] = field(default_factory=list)
 
     @property
@@ -94,6 +95,7 @@ def ingest_outcomes(
     def fail(path: Path, line: str) -> None:
         log.error(line)
         result.failed.append(line)
+        result.failed_paths.add(path)
         quarantine(path, line, cfg)
 
     def collect(future: Future) -> None:

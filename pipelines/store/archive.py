@@ -28,7 +28,7 @@ from pipelines.store.repository import open_repository, writer_lock
 log = logging.getLogger(__name__)
 
 BRANCH = "main"
-RADARS = "contributions"  # <domain>/contributions/<radar>: radar frames staged for mosaics
+CONTRIBUTIONS = "contributions"  # <domain>/contributions/<radar>: radar frames staged for mosaics
 PRECIP_ATTRS = {
     "standard_name": "rainfall_rate",
     "long_name": "rain rate",
@@ -236,7 +236,7 @@ class Archive:
         staged: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
         for frame in frames:  # a later frame for the same slot in one batch wins
             if frame.domain in mosaics and frame.site_lonlat is not None:
-                staged[f"{frame.domain}/{RADARS}/{frame.radars}"][frame.time] = frame
+                staged[f"{frame.domain}/{CONTRIBUTIONS}/{frame.radars}"][frame.time] = frame
             else:
                 direct[frame.domain][frame.time] = frame
         if not direct and not staged and not mosaics:
@@ -254,7 +254,7 @@ class Archive:
             for group, times in staging.added.items():
                 report.staged[group.split("/")[0]].extend(times)
             for domain, spec in mosaics.items():
-                if self._has_group(store, f"{domain}/{RADARS}"):
+                if self._has_group(store, f"{domain}/{CONTRIBUTIONS}"):
                     built, pending = self._due_mosaics(store, domain, spec, now)
                     report.pending[domain].extend(pending)
                     self._upsert(store, domain, built, report)
@@ -281,9 +281,9 @@ class Archive:
         self, store, domain: str, spec: MosaicSpec, now: pd.Timestamp
     ) -> tuple[list[Frame], list[pd.Timestamp]]:
         """Mosaic frames to (re)write, and slots still waiting for radars."""
-        radars_group = zarr.open_group(store, path=f"{domain}/{RADARS}", mode="r")
+        radars_group = zarr.open_group(store, path=f"{domain}/{CONTRIBUTIONS}", mode="r")
         parts = {
-            node: xr.open_zarr(store, group=f"{domain}/{RADARS}/{node}", consolidated=False)
+            node: xr.open_zarr(store, group=f"{domain}/{CONTRIBUTIONS}/{node}", consolidated=False)
             for node, _ in sorted(radars_group.groups())
         }
         stored: dict[pd.Timestamp, tuple[str, str]] = {}
