@@ -4,6 +4,8 @@ A schedule gives, for a training iteration, the probability of feeding the true 
 the model's own prediction: ``observed`` for the steps that consume input frames (t = 1 .. T_in-1)
 and ``forecast`` for the steps that consume future frames (t = T_in .. T_in + T_out - 2).
 ``teacher_mask`` draws the per-sample mask that ``MotionRNN.forward(teacher=...)`` takes.
+The iteration may be any monotone measure of training progress (a share of a budget, with the
+step arguments in the same unit).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class TeacherProbabilities(NamedTuple):
 
 
 def scheduled_sampling(
-    iteration: int, start: float = 1.0, rate: float = 2e-5
+    iteration: float, start: float = 1.0, rate: float = 2e-5
 ) -> TeacherProbabilities:
     """PredRNN: always the true inputs; eta = start - rate * iteration, down to 0, afterwards.
 
@@ -30,7 +32,7 @@ def scheduled_sampling(
 
 
 def reverse_scheduled_sampling(
-    iteration: int, step_1: int = 25_000, step_2: int = 50_000, exp_alpha: float = 5_000.0
+    iteration: float, step_1: float = 25_000, step_2: float = 50_000, exp_alpha: float = 5_000.0
 ) -> TeacherProbabilities:
     """PredRNN-V2: the input steps see more and more true frames (0.5 -> 1, exponentially),
     the forecast steps fewer and fewer (0.5 -> 0, linearly), between step_1 and step_2."""

@@ -255,6 +255,69 @@ def archive_plot(
 RegistryOpt = Annotated[Path, typer.Option("--registry", "-r", help="Model registry folder.")]
 
 
+@app.command()
+def train(
+    store: StoreOpt,
+    registry: RegistryOpt,
+    workers: Annotated[
+        int | None, typer.Option(help="Training workers (DDP processes).", min=1)
+    ] = None,
+    gpu: Annotated[bool | None, typer.Option("--gpu/--cpu", help="One GPU per worker.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Time budget of the training loop.", min=0)
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Step budget.", min=1)] = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option(help="Continue this run from its last checkpoint (default: a new run)."),
+    ] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train MotionRNN on the archive with Ray Train and register the model.
+
+    Windows come from a pinned snapshot of the archive, split by time blocks; validation scores
+    the model, pysteps extrapolation and persistence on the same windows every epoch. The run's
+    checkpoints lie in training.scaling.storage/RUN: a failed worker resumes from the last one,
+    and --run-name RUN continues a stopped run.
+    """
+    scaling = {"workers": workers, "use_gpu": gpu}
+    cfg = _setup(
+        config,
+        overrides,
+        verbose,
+        training={
+            "scaling": {k: v for k, v in scaling.items() if v is not None},
+            **({"max_minutes": max_minutes} if max_minutes is not None else {}),
+            **({"max_steps": max_steps} if max_steps is not None else {}),
+        },
+    )
+    from pipelines.store.archive import ArchiveError
+    from pipelines.training.run import TrainingError
+    from pipelines.training.run import train as train_run
+
+    try:
+        result = train_run(store, registry, cfg, run_name=run_name)
+    except (TrainingError, ArchiveError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    state = result.state
+    table = Table(
+        title=f"{result.version.version}: run {result.run_name}, {state.step} steps, "
+        f"{state.elapsed_s / 60:.1f} min; validation on the same windows"
+    )
+    metrics = [k for k in state.validation["model"] if k not in ("per_lead", "val_loss")]
+    for col in ("method", *metrics):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, scores in state.validation.items():
+        table.add_row(method, *("-" if scores[m] is None else f"{scores[m]:.3f}" for m in metrics))
+    out.print(table)
+    out.print(
+        f"registered {result.version.version} in {registry} (promote: motioncast models promote)"
+    )
+
+
 def _registry(path: Path):
     from pipelines.registry import Registry
 

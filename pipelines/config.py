@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from motionrnn import MotionRNNConfig
 from pipelines.grid import Grid
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,107 @@ class DataConfig(_Section):
     transform: TransformConfig = TransformConfig()
 
 
+class OptimiserConfig(_Section):
+    """AdamW with linear warm-up then cosine decay over the run's budget, and norm clipping."""
+
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0)
+    offset_lr_scale: float = Field(
+        0.1, gt=0, description="Learning-rate factor of the MotionGRU offset and mask gates."
+    )
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the budget warming up.")
+    min_lr_fraction: float = Field(0.05, ge=0, le=1, description="Final lr as a share of lr.")
+    clip_norm: float = Field(1.0, gt=0, description="Gradient norm clipping threshold.")
+
+
+class SamplingConfig(_Section):
+    """Teacher forcing during training (motionrnn.sampling), on the share of the budget used."""
+
+    method: Literal["reverse", "scheduled", "none"] = Field(
+        "reverse",
+        description="reverse: PredRNN-V2's reverse scheduled sampling; scheduled: PredRNN's; "
+        "none: always the model's own forecasts after the inputs.",
+    )
+    start: float = Field(
+        0.25, ge=0, le=1, description="reverse: budget share where the schedules start moving."
+    )
+    end: float = Field(
+        0.5, ge=0, le=1, description="Budget share from which no true future frame is fed."
+    )
+
+
+class ScalingSection(_Section):
+    """Where and how wide training runs (Ray Train)."""
+
+    address: str | None = Field(
+        None, description="Ray cluster address ('auto': the running cluster); None: start one here."
+    )
+    workers: int = Field(2, ge=1, description="Training workers (DDP processes).")
+    use_gpu: bool = Field(False, description="One GPU per worker (CUDA, bf16 autocast).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved (and torch threads).")
+    loader_workers: int = Field(
+        0, ge=0, description="Data-loader processes per worker (0: read in the training process)."
+    )
+    storage: Path = Field(
+        Path("data/runs"), description="Run folders: checkpoints, so that a run can resume."
+    )
+    max_failures: int = Field(
+        2, ge=-1, description="Worker-group restarts from the last checkpoint (-1: no limit)."
+    )
+    checkpoints_to_keep: int = Field(2, ge=1)
+
+
 class TrainingConfig(_Section):
     data: DataConfig = DataConfig()
+    model: MotionRNNConfig = Field(
+        MotionRNNConfig(), description="motionrnn.MotionRNNConfig; frames follow data's."
+    )
+    optimiser: OptimiserConfig = OptimiserConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    scaling: ScalingSection = ScalingSection()
+    batch_size: int = Field(8, ge=1, description="Windows per step per worker.")
+    steps_per_epoch: int = Field(100, ge=1, description="Optimiser steps between validations.")
+    max_steps: int = Field(2000, ge=1, description="Step budget of a run.")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Time budget of the training loop; the first budget spent ends it."
+    )
+    validation_windows: int = Field(
+        64, ge=1, description="Validation windows scored per epoch (evenly spread over the split)."
+    )
+    thresholds_mm_h: list[float] = Field(
+        [1.0, 5.0], description="CSI thresholds scored; 1 mm/h (which decides promotion) is a must."
+    )
+    amp: bool = Field(True, description="bf16 autocast on GPU (CPU always trains in float32).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_frames_from_data(cls, values: Any) -> Any:
+        """The model's frames default to the data's: setting data.frames_* is enough."""
+        if isinstance(values, dict) and isinstance(values.get("data"), dict):
+            model = values.get("model")
+            if model is None or isinstance(model, dict):
+                model = dict(model or {})
+                for key in ("frames_in", "frames_out"):
+                    if key in values["data"]:
+                        model.setdefault(key, values["data"][key])
+                values = {**values, "model": model}
+        return values
+
+    @model_validator(mode="after")
+    def _frames_agree(self) -> TrainingConfig:
+        m, d = self.model, self.data
+        if (m.frames_in, m.frames_out) != (d.frames_in, d.frames_out):
+            raise ValueError(
+                f"model frames {m.frames_in} + {m.frames_out} differ from data frames "
+                f"{d.frames_in} + {d.frames_out}: set both"
+            )
+        if 1.0 not in self.thresholds_mm_h:
+            raise ValueError("thresholds_mm_h must hold 1.0: CSI at 1 mm/h decides promotion")
+        if m.channels != 1:
+            raise ValueError("model.channels must be 1 (rain rate)")
+        if d.crop % m.patch:
+            raise ValueError(f"data.crop {d.crop} is not a multiple of model.patch {m.patch}")
+        return self
 
 
 class MotioncastConfig(_Section):

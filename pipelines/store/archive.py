@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import icechunk
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -158,19 +159,28 @@ class Archive:
         self.codec = ZstdCodec(level=compression_level)
 
     # ---- reading -------------------------------------------------------------------------
-    def _read_store(self):
-        return self.repo.readonly_session(branch=BRANCH).store
-
-    def domains(self) -> list[str]:
+    def _read_store(self, snapshot: str | None = None):
+        if snapshot is None:
+            return self.repo.readonly_session(branch=BRANCH).store
         try:
-            root = zarr.open_group(self._read_store(), mode="r")
+            return self.repo.readonly_session(snapshot_id=snapshot).store
+        except icechunk.IcechunkError:
+            raise ArchiveError(f"{self.location}: no snapshot {snapshot!r}") from None
+
+    def head(self) -> str:
+        """Id of the latest commit: pins what a reader (a training run) sees."""
+        return self.repo.lookup_branch(BRANCH)
+
+    def domains(self, snapshot: str | None = None) -> list[str]:
+        try:
+            root = zarr.open_group(self._read_store(snapshot), mode="r")
         except GroupNotFoundError:  # created, nothing committed yet
             return []
         return sorted(name for name, group in root.groups() if "precip" in group)
 
-    def dataset(self, domain: str | None = None) -> xr.Dataset:
-        """The domain's group as a lazy xarray Dataset, from the latest commit (a snapshot)."""
-        domains = self.domains()
+    def dataset(self, domain: str | None = None, snapshot: str | None = None) -> xr.Dataset:
+        """The domain's group as a lazy xarray Dataset, from the latest commit or ``snapshot``."""
+        domains = self.domains(snapshot)
         if domain is None:
             if len(domains) != 1:
                 raise ArchiveError(
@@ -182,7 +192,7 @@ class Archive:
             raise ArchiveError(
                 f"{self.location}: no domain {domain!r} (has: {', '.join(domains) or 'none'})"
             )
-        return xr.open_zarr(self._read_store(), group=domain, consolidated=False)
+        return xr.open_zarr(self._read_store(snapshot), group=domain, consolidated=False)
 
     def summary(self) -> list[DomainSummary]:
         out = []
@@ -418,6 +428,9 @@ class Archive:
         )
 
 
-def open_archive(path: str | Path, domain: str | None = None) -> xr.Dataset:
-    """The archive's ``domain`` (or its only domain) as a lazy xarray Dataset."""
-    return Archive(path).dataset(domain)
+def open_archive(
+    path: str | Path, domain: str | None = None, snapshot: str | None = None
+) -> xr.Dataset:
+    """The archive's ``domain`` (or its only domain) as a lazy xarray Dataset, as of the latest
+    commit or of ``snapshot`` (an id from ``Archive.history``)."""
+    return Archive(path).dataset(domain, snapshot)

@@ -33,9 +33,15 @@ class WindowDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, store: str | Path, windows: list[Window], cfg: DataConfig, augment: bool = True
+        self,
+        store: str | Path,
+        windows: list[Window],
+        cfg: DataConfig,
+        augment: bool = True,
+        snapshot: str | None = None,
     ):
         self.store, self.windows, self.cfg, self.augment = str(store), windows, cfg, augment
+        self.snapshot = snapshot
         self.transform = RainTransform(cfg.transform)
         self.epoch = 0
         self._open: dict[str, xr.Dataset] = {}  # per process: opened on first use
@@ -53,7 +59,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def _domain(self, name: str) -> tuple[xr.Dataset, np.ndarray]:
         if name not in self._open:
-            ds = open_archive(self.store, name)
+            ds = open_archive(self.store, name, self.snapshot)
             c = self.cfg.crop
             if ds.sizes["y"] < c or ds.sizes["x"] < c:
                 raise ValueError(

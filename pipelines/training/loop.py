@@ -1,0 +1,238 @@
+"""The training loop each Ray Train worker runs (``train_worker``), and its checkpoints.
+
+One loop for one CPU or many GPUs: ``prepare_model`` wraps the model in DDP (gloo on CPU, NCCL
+on GPU); each worker draws its own windows; every ``steps_per_epoch`` steps the workers score
+their share of the validation windows, rank 0 writes a checkpoint and all report it through
+``ray.train.report``. A restarted worker group (``FailureConfig``) or a restarted driver with the
+same run name resumes from the latest checkpoint: model, optimiser, step, epoch, time spent.
+
+A checkpoint folder holds ``model.safetensors`` (motionrnn checkpoint), ``optimiser.pt`` (a plain
+tensor state dict, loaded with ``weights_only``) and ``state.json`` (``RunState``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from motionrnn import (
+    MotionRNN,
+    load_checkpoint,
+    next_frame_loss,
+    parameter_groups,
+    save_checkpoint,
+    teacher_mask,
+)
+from pipelines.config import TrainingConfig
+from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
+from pipelines.training.sampler import WeightedWindowSampler
+from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
+from pipelines.training.validation import Evaluation, Validator
+from pipelines.training.windows import Window
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+OPTIMISER_FILE = "optimiser.pt"
+STATE_FILE = "state.json"
+
+StepHook = Callable[[int, int], None]  # (rank, step) after each optimiser step; for fault tests
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    epoch: int = 0
+    elapsed_s: float = 0.0  # time spent in the training loop, over all attempts
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per validation
+    validation: dict[str, Any] = field(default_factory=dict)  # latest scores, by method
+
+
+@dataclass
+class TrainJob:
+    """What the driver sends every worker."""
+
+    store: str
+    snapshot: str
+    train: list[Window]
+    validation: list[Window]
+    cfg: TrainingConfig
+    step_hook: StepHook | None = None
+
+
+def read_state(folder: Path) -> RunState:
+    return RunState(**json.loads((folder / STATE_FILE).read_text()))
+
+
+def _all_reduce(values: np.ndarray, op: dist.ReduceOp, device: torch.device) -> np.ndarray:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.as_tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=op)
+    return t.cpu().numpy()
+
+
+def _validate(
+    validator: Validator, model: MotionRNN, device: torch.device, amp: bool
+) -> dict[str, Any]:
+    local: Evaluation = validator.run(model, device, amp)
+    total = local.from_vector(_all_reduce(local.vector(), dist.ReduceOp.SUM, device))
+    return total.summary()
+
+
+def _save(
+    folder: Path, model: MotionRNN, optimiser: torch.optim.Optimizer, state: RunState
+) -> None:
+    save_checkpoint(folder / MODEL_FILE, model, {"step": str(state.step)})
+    torch.save(optimiser.state_dict(), folder / OPTIMISER_FILE)
+    (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+
+
+def _report(
+    state: RunState, model: MotionRNN, optimiser: torch.optim.Optimizer, rank: int, **metrics: Any
+) -> None:
+    model_scores = state.validation.get("model", {})
+    flat = {
+        "step": state.step,
+        "epoch": state.epoch,
+        **{k: v for k, v in model_scores.items() if k != "per_lead"},
+        **metrics,
+    }
+    if rank != 0:
+        ray.train.report(flat, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        _save(Path(tmp), model, optimiser, state)
+        ray.train.report(
+            flat,
+            checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=f"checkpoint_step{state.step:07d}",
+        )
+
+
+def train_worker(job: TrainJob) -> None:
+    """The loop of one worker (``TorchTrainer``'s ``train_loop_per_worker``)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = job.cfg
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    torch.manual_seed(cfg.data.seed)  # the same initial weights on every rank
+    amp = cfg.amp and device.type == "cuda"
+
+    model = MotionRNN(cfg.model)
+    state = RunState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            model.load_state_dict(load_checkpoint(Path(folder) / MODEL_FILE).state_dict())
+            state = read_state(Path(folder))
+            optimiser_state = torch.load(Path(folder) / OPTIMISER_FILE, weights_only=True)
+        log.info("rank %d resumes at step %d (epoch %d)", rank, state.step, state.epoch)
+    ddp_model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
+    optimiser = torch.optim.AdamW(
+        parameter_groups(model, cfg.optimiser.lr, cfg.optimiser.offset_lr_scale),
+        weight_decay=cfg.optimiser.weight_decay,
+    )
+    if checkpoint is not None:
+        optimiser.load_state_dict(optimiser_state)
+    peak_lrs = [g["lr"] for g in optimiser.param_groups]
+
+    train_set = WindowDataset(job.store, job.train, cfg.data, augment=True, snapshot=job.snapshot)
+    sampler = WeightedWindowSampler(
+        [w.weight for w in job.train], cfg.steps_per_epoch * cfg.batch_size, cfg.data.seed, rank
+    )
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.scaling.loader_workers,
+        multiprocessing_context=LOADER_CONTEXT if cfg.scaling.loader_workers else None,
+        pin_memory=device.type == "cuda",
+    )
+    val_set = WindowDataset(
+        job.store, job.validation, cfg.data, augment=False, snapshot=job.snapshot
+    )
+    validator = Validator(
+        val_set, range(rank, len(val_set), world), cfg.thresholds_mm_h, cfg.batch_size
+    )
+    n_in, n_out = cfg.data.frames_in, cfg.data.frames_out
+    generator = torch.Generator().manual_seed(cfg.data.seed * 1000 + rank)
+
+    if not state.history:  # the untrained model and the baselines: where the run starts from
+        state.validation = _validate(validator, model, device, amp)
+        state.history.append({"step": 0, "val_loss": state.validation["model"]["val_loss"]})
+        _report(state, model, optimiser, rank)
+
+    started, spent_before = time.monotonic(), state.elapsed_s
+
+    def budget_spent() -> float:
+        elapsed = spent_before + time.monotonic() - started
+        state.elapsed_s = float(_all_reduce(np.array([elapsed]), dist.ReduceOp.MAX, device)[0])
+        return progress(state.step, state.elapsed_s, cfg.max_steps, cfg.max_minutes)
+
+    while budget_spent() < 1.0:
+        sampler.set_epoch(state.epoch)
+        train_set.set_epoch(state.epoch)
+        loss_sum, steps = 0.0, 0
+        for inputs, targets, _seen in loader:
+            p = budget_spent()
+            if p >= 1.0:
+                break
+            for group, peak in zip(optimiser.param_groups, peak_lrs, strict=True):
+                group["lr"] = peak * lr_factor(p, cfg.optimiser)
+            inputs = inputs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            probabilities = teacher_probabilities(p, cfg.sampling)
+            teacher = None
+            if probabilities is not None:
+                teacher = teacher_mask(
+                    probabilities, len(inputs), n_in, n_out, generator, device=device
+                )
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                predictions = ddp_model(inputs, n_out, targets, teacher)
+            loss = next_frame_loss(predictions.float(), inputs, targets)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), cfg.optimiser.clip_norm)
+            optimiser.step()
+            state.step += 1
+            loss_sum, steps = loss_sum + loss.item(), steps + 1
+            if job.step_hook is not None:
+                job.step_hook(rank, state.step)
+        state.epoch += 1
+        budget_spent()
+        state.validation = _validate(validator, model, device, amp)
+        train_loss = loss_sum / max(steps, 1)
+        state.history.append(
+            {
+                "step": state.step,
+                "epoch": state.epoch,
+                "train_loss": train_loss,
+                "val_loss": state.validation["model"]["val_loss"],
+                "elapsed_s": round(state.elapsed_s, 1),
+            }
+        )
+        if rank == 0:
+            log.info(
+                "epoch %d step %d: train loss %.5f, validation loss %.5f (%.0f s)",
+                state.epoch,
+                state.step,
+                train_loss,
+                state.validation["model"]["val_loss"] or float("nan"),
+                state.elapsed_s,
+            )
+        _report(state, model, optimiser, rank, train_loss=train_loss)

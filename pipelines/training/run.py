@@ -1,0 +1,212 @@
+"""The training driver: windows from a pinned archive snapshot, a Ray Train run, a registry entry.
+
+    result = train(store, registry, cfg)               # a new run, named motionrnn-<UTC time>
+    result = train(store, registry, cfg, run_name=R)   # continue run R from its last checkpoint
+
+The run folder (``training.scaling.storage``/RUN) holds Ray Train's checkpoints and
+``motioncast-run.json``: the archive snapshot and windows of the run, so that a restarted driver
+trains on exactly the data the run began with, even if the archive has grown since.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import MotioncastConfig, TrainingConfig
+from pipelines.registry import ModelVersion, Registry
+from pipelines.store.archive import Archive
+from pipelines.training.loop import (
+    MODEL_FILE,
+    RunState,
+    StepHook,
+    TrainJob,
+    read_state,
+    train_worker,
+)
+from pipelines.training.windows import SPLITS, Window, split_metadata, split_windows
+
+log = logging.getLogger(__name__)
+
+RUN_MANIFEST = "motioncast-run.json"
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot start or did not finish; the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_name: str
+    run_dir: Path
+    state: RunState
+    version: ModelVersion
+
+
+def collect_windows(
+    archive: Archive, snapshot: str, cfg: TrainingConfig
+) -> dict[str, list[Window]]:
+    """Every complete window of the chosen domains (all by default), by split."""
+    domains = cfg.data.domains or archive.domains(snapshot)
+    out: dict[str, list[Window]] = {name: [] for name in SPLITS}
+    for domain in domains:
+        ds = archive.dataset(domain, snapshot)
+        times = pd.DatetimeIndex(ds.time.values)
+        step = int(ds.attrs.get("time_step_minutes", 5))
+        for name, items in split_windows(
+            domain, times, ds.wet_fraction.values, cfg.data, step
+        ).items():
+            out[name].extend(items)
+    return out
+
+
+def spread(windows: list[Window], n: int) -> list[Window]:
+    """At most n windows, evenly spread over the list (which is in time order per domain)."""
+    if len(windows) <= n:
+        return windows
+    return [windows[i] for i in np.linspace(0, len(windows) - 1, n).round().astype(int)]
+
+
+def _manifest(run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig) -> dict[str, Any]:
+    """The run's data: read back for a continued run, else pinned now and written."""
+    path = run_dir / RUN_MANIFEST
+    if path.exists():
+        manifest = json.loads(path.read_text())
+        if manifest["archive"] != store:
+            raise TrainingError(
+                f"run {run_dir.name} trained on {manifest['archive']}, not {store}: "
+                "use a new run name"
+            )
+        log.info("continuing run %s on snapshot %s", run_dir.name, manifest["snapshot"])
+        return manifest
+    snapshot = archive.head()
+    windows = collect_windows(archive, snapshot, cfg)
+    if not windows["train"] or not windows["validation"]:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in windows.items())
+        raise TrainingError(
+            f"{store}: not enough complete windows of {cfg.data.frames_in} + "
+            f"{cfg.data.frames_out} frames for a run ({counts}); ingest more, or shorten "
+            "training.data.block_hours or the frames"
+        )
+    manifest = {
+        "archive": store,
+        "snapshot": snapshot,
+        "domains": sorted({w.domain for ws in windows.values() for w in ws}),
+        "windows": {k: len(v) for k, v in windows.items()},
+        "splits": split_metadata(windows, cfg.data.block_hours),
+        "created_at": str(pd.Timestamp.now("UTC")),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _ray(cfg: TrainingConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.scaling.address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
+        ray.init(num_cpus=os.cpu_count(), log_to_driver=True)
+        need = cfg.scaling.workers * cfg.scaling.cpus_per_worker
+        have = ray.cluster_resources().get("CPU", 0)
+        if need > have:
+            raise TrainingError(
+                f"{cfg.scaling.workers} workers x {cfg.scaling.cpus_per_worker} CPUs need "
+                f"{need:g} CPUs; this machine has {have:g}: lower training.scaling.workers"
+            )
+    else:
+        ray.init(address=cfg.scaling.address)
+
+
+def train(
+    store: str | Path,
+    registry: str | Path,
+    cfg: MotioncastConfig,
+    run_name: str | None = None,
+    step_hook: StepHook | None = None,
+) -> TrainResult:
+    """Train (or continue) a run, register its final model, and return it with its scores."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    t = cfg.training
+    store = str(store)
+    archive = Archive(store)
+    run_name = run_name or f"motionrnn-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}"
+    storage = t.scaling.storage.resolve()
+    run_dir = storage / run_name
+    manifest = _manifest(run_dir, store, archive, t)
+    windows = collect_windows(archive, manifest["snapshot"], t)
+    job = TrainJob(
+        store=store,
+        snapshot=manifest["snapshot"],
+        train=windows["train"],
+        validation=spread(windows["validation"], t.validation_windows),
+        cfg=t,
+        step_hook=step_hook,
+    )
+    log.info(
+        "run %s: %d training windows, %d validation windows scored, %d x %s worker(s)",
+        run_name,
+        len(job.train),
+        len(job.validation),
+        t.scaling.workers,
+        "GPU" if t.scaling.use_gpu else "CPU",
+    )
+    _ray(t)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=job,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=t.scaling.workers,
+            use_gpu=t.scaling.use_gpu,
+            resources_per_worker={"CPU": t.scaling.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=str(storage),
+            failure_config=ray.train.FailureConfig(max_failures=t.scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.scaling.checkpoints_to_keep),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps the worker's error; keep its last line
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        raise TrainingError(f"run {run_name} failed: {message}") from exc
+    if result.checkpoint is None:
+        raise TrainingError(f"run {run_name} ended without a checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        state = read_state(Path(folder))
+        version = Registry(registry).register(
+            Path(folder) / MODEL_FILE, _card(run_name, manifest, t, state)
+        )
+    log.info("registered %s from run %s (step %d)", version.version, run_name, state.step)
+    return TrainResult(run_name, run_dir, state, version)
+
+
+def _card(
+    run_name: str, manifest: dict[str, Any], t: TrainingConfig, state: RunState
+) -> dict[str, Any]:
+    return {
+        "run": run_name,
+        "model_config": asdict(t.model),
+        "data": manifest,
+        "training": t.model_dump(mode="json", exclude={"model"}),
+        "steps": state.step,
+        "epochs": state.epoch,
+        "training_minutes": round(state.elapsed_s / 60.0, 2),
+        "workers": t.scaling.workers,
+        "device": "cuda" if t.scaling.use_gpu else "cpu",
+        "validation": state.validation,
+        "history": state.history,
+    }
