@@ -27,12 +27,22 @@ test: setup lint
 test-fast: setup
 	$(VENV)/bin/pytest -m "not slow"
 
+# a small model and short windows, so that a few CPU minutes show the whole training path
+DEMO_TRAINING := --set training.data.frames_in=4 --set training.data.frames_out=4 \
+	--set training.data.crop=64 --set training.data.block_hours=1 \
+	--set training.data.split=[0.6,0.2,0.2] --set training.batch_size=4 \
+	--set training.steps_per_epoch=40 --set training.validation_windows=16 \
+	--set training.scaling.storage=$(DEMO)/runs
+
 demo: setup
 	rm -rf $(DEMO)
-	$(VENV)/bin/motioncast simulate --out $(DEMO)/radar --start 2026-06-01T12:00 --minutes 120 --radars 2 --seed 0
+	$(VENV)/bin/motioncast simulate --out $(DEMO)/radar --start 2026-06-01T12:00 --minutes 360 --radars 2 --seed 0
 	$(VENV)/bin/motioncast ingest $(DEMO)/radar --store $(DEMO)/archive --config $(DEMO)/radar/network.yaml
 	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
 	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain simnet --out $(DEMO)/mosaic-last-frame.png
+	$(VENV)/bin/motioncast train --store $(DEMO)/archive --registry $(DEMO)/registry --workers 2 --max-minutes 3 $(DEMO_TRAINING)
+	$(VENV)/bin/motioncast models promote v0001 --registry $(DEMO)/registry
+	$(VENV)/bin/motioncast models list --registry $(DEMO)/registry
 
 bench: setup
 	$(PY) bench/ingest.py

@@ -255,6 +255,11 @@ class TrainingConfig(_Section):
     validation_windows: int = Field(
         64, ge=1, description="Validation windows scored per epoch (evenly spread over the split)."
     )
+    validation_area: Literal["domain", "crop"] = Field(
+        "domain",
+        description="domain: whole domain grids (cut to a multiple of model.patch); "
+        "crop: centred crops of data.crop.",
+    )
     thresholds_mm_h: list[float] = Field(
         [1.0, 5.0], description="CSI thresholds scored; 1 mm/h (which decides promotion) is a must."
     )

@@ -42,3 +42,44 @@ def sim_volumes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     cfg = MotioncastConfig()
     out = tmp_path_factory.mktemp("sim")
     return simulate_network(out, pd.Timestamp("2026-06-01T12:00"), 30, 2, 0, cfg.simulate, cfg.zr)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance of 2 CPUs for the session's training tests."""
+    import tempfile
+
+    import ray
+
+    ray.init(num_cpus=2, _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def truth_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 h of the synthetic storm (no radar) on a 64 x 64, 2 km grid: 73 frames, domain 'syn'."""
+    from pipelines.grid import Grid
+    from pipelines.simulate import truth_frames
+    from pipelines.store import Archive
+
+    path = tmp_path_factory.mktemp("truth") / "archive"
+    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 128e3, 3.0e6 + 128e3), 2000.0)
+    frames = list(truth_frames("syn", grid, pd.Timestamp("2026-06-01"), 6 * 60, seed=0))
+    Archive(path, create=True).write(frames, "synthetic truth")
+    return path
+
+
+# a small training configuration for 2 CPU workers on truth_archive: seconds per epoch
+SMALL_TRAINING = [
+    "training.data.frames_in=4",
+    "training.data.frames_out=4",
+    "training.data.crop=32",
+    "training.data.block_hours=1",
+    "training.data.split=[0.6,0.2,0.2]",
+    "training.model.hidden=16",
+    "training.batch_size=4",
+    "training.steps_per_epoch=5",
+    "training.validation_windows=8",
+    "training.optimiser.lr=0.003",
+]

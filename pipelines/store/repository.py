@@ -14,6 +14,8 @@ os.environ.setdefault("ICECHUNK_LOG", "error")
 
 import icechunk  # noqa: E402
 
+icechunk.set_logs_filter(os.environ["ICECHUNK_LOG"])
+
 
 def _storage(location: str | Path) -> icechunk.Storage:
     text = str(location)

@@ -39,9 +39,13 @@ class WindowDataset(torch.utils.data.Dataset):
         cfg: DataConfig,
         augment: bool = True,
         snapshot: str | None = None,
+        whole_domain_multiple: int | None = None,
     ):
         self.store, self.windows, self.cfg, self.augment = str(store), windows, cfg, augment
         self.snapshot = snapshot
+        self.whole = whole_domain_multiple
+        if self.whole is not None and augment:
+            raise ValueError("whole-domain samples are not augmented")
         self.transform = RainTransform(cfg.transform)
         self.epoch = 0
         self._open: dict[str, xr.Dataset] = {}  # per process: opened on first use
@@ -79,14 +83,23 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.windows[i]
-        ds, origins = self._domain(w.domain)
-        c, n_in = self.cfg.crop, self.cfg.frames_in
+        n_in = self.cfg.frames_in
         length = n_in + self.cfg.frames_out
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
-        y0, x0 = origins[rng.integers(len(origins))] if self.augment else origins[len(origins) // 2]
+        if self.whole is not None:
+            if w.domain not in self._open:
+                self._open[w.domain] = open_archive(self.store, w.domain, self.snapshot)
+            ds = self._open[w.domain]
+            ny, nx = ds.sizes["y"], ds.sizes["x"]
+            (y0, x0), (hy, hx) = _centred(ny, nx, self.whole)
+        else:
+            ds, origins = self._domain(w.domain)
+            hy = hx = self.cfg.crop
+            pick = rng.integers(len(origins)) if self.augment else len(origins) // 2
+            y0, x0 = origins[pick]
         block = ds.precip.isel(
-            time=slice(w.start, w.start + length), y=slice(y0, y0 + c), x=slice(x0, x0 + c)
-        ).values  # (T, c, c) mm/h, only these chunks are read
+            time=slice(w.start, w.start + length), y=slice(y0, y0 + hy), x=slice(x0, x0 + hx)
+        ).values  # (T, hy, hx) mm/h, only these chunks are read
         scaled = self.transform.forward(block)
         if self.augment:
             scaled = np.rot90(scaled, k=int(rng.integers(4)), axes=(1, 2))
@@ -96,3 +109,9 @@ class WindowDataset(torch.utils.data.Dataset):
         frames = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(scaled, nan=0.0)))[:, None]
         mask = torch.from_numpy(np.ascontiguousarray(seen[n_in:]))[:, None]
         return frames[:n_in], frames[n_in:], mask
+
+
+def _centred(ny: int, nx: int, multiple: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Origin and size of the centred region of a (ny, nx) grid cut to a multiple."""
+    hy, hx = ny // multiple * multiple, nx // multiple * multiple
+    return ((ny - hy) // 2, (nx - hx) // 2), (hy, hx)

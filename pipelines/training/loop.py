@@ -164,7 +164,12 @@ def train_worker(job: TrainJob) -> None:
         pin_memory=device.type == "cuda",
     )
     val_set = WindowDataset(
-        job.store, job.validation, cfg.data, augment=False, snapshot=job.snapshot
+        job.store,
+        job.validation,
+        cfg.data,
+        augment=False,
+        snapshot=job.snapshot,
+        whole_domain_multiple=cfg.model.patch if cfg.validation_area == "domain" else None,
     )
     validator = Validator(
         val_set, range(rank, len(val_set), world), cfg.thresholds_mm_h, cfg.batch_size
@@ -224,6 +229,11 @@ def train_worker(job: TrainJob) -> None:
                 "train_loss": train_loss,
                 "val_loss": state.validation["model"]["val_loss"],
                 "elapsed_s": round(state.elapsed_s, 1),
+                **(
+                    {"gpu_peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+                    if device.type == "cuda"
+                    else {}
+                ),
             }
         )
         if rank == 0:

@@ -23,6 +23,7 @@ import pandas as pd
 from pipelines.config import MotioncastConfig, TrainingConfig
 from pipelines.registry import ModelVersion, Registry
 from pipelines.store.archive import Archive
+from pipelines.store.repository import is_local
 from pipelines.training.loop import (
     MODEL_FILE,
     RunState,
@@ -48,6 +49,11 @@ class TrainResult:
     run_dir: Path
     state: RunState
     version: ModelVersion
+
+
+def new_run_name() -> str:
+    """motionrnn-<UTC time>: unique per second (Ray resumes a run whose name is reused)."""
+    return f"motionrnn-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}"
 
 
 def collect_windows(
@@ -139,9 +145,9 @@ def train(
     from ray.train.torch import TorchTrainer
 
     t = cfg.training
-    store = str(store)
+    store = str(Path(store).resolve()) if is_local(store) else str(store)  # workers' cwd differs
     archive = Archive(store)
-    run_name = run_name or f"motionrnn-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}"
+    run_name = run_name or new_run_name()
     storage = t.scaling.storage.resolve()
     run_dir = storage / run_name
     manifest = _manifest(run_dir, store, archive, t)

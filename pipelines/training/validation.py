@@ -29,12 +29,12 @@ class Evaluation:
     loss_n: float
 
     def vector(self) -> np.ndarray:
-        parts = [self.scores[k].vector() for k in sorted(self.scores)]
+        parts = [s.vector() for s in self.scores.values()]
         return np.concatenate([*parts, [self.loss_sum, self.loss_n]])
 
     def from_vector(self, values: np.ndarray) -> Evaluation:
         scores, offset = {}, 0
-        for k in sorted(self.scores):
+        for k in self.scores:
             size = self.scores[k].vector().size
             scores[k] = self.scores[k].from_vector(values[offset : offset + size])
             offset += size
@@ -71,6 +71,21 @@ class Validator:
         for name, f in forecasts.items():
             self._baselines[name].add(f, observed, cells)
 
+    def _batches(self) -> list[list[int]]:
+        """Consecutive windows of one domain (frames of one size), batch_size at most."""
+        out: list[list[int]] = []
+        for i in self.indices:
+            domain = self.dataset.windows[i].domain
+            if (
+                out
+                and len(out[-1]) < self.batch_size
+                and self.dataset.windows[out[-1][0]].domain == domain
+            ):
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
     def run(self, model: MotionRNN, device: torch.device, amp: bool) -> Evaluation:
         """Score ``model`` (and, the first time, the baselines) on this worker's windows."""
         first = self._baselines is None
@@ -79,8 +94,7 @@ class Validator:
         scores = ScoreSums(self.leads, self.thresholds)
         loss_sum = loss_n = 0.0
         model.eval()
-        for b in range(0, len(self.indices), self.batch_size):
-            batch = self.indices[b : b + self.batch_size]
+        for batch in self._batches():
             items = [self.dataset[i] for i in batch]
             inputs = torch.stack([x for x, _, _ in items]).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

@@ -100,3 +100,16 @@ def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
     )
     x, y, m = next(iter(loader))  # worker processes open the store themselves
     assert x.shape == (4, 3, 1, 32, 32) and m.shape == (4, 4, 1, 32, 32)
+
+
+def test_whole_domain_samples_for_validation(small_archive: Path):
+    cfg = DataConfig(frames_in=3, frames_out=4, crop=32)
+    ds = open_archive(small_archive)
+    windows = split_windows("d", pd.DatetimeIndex(ds.time.values), ds.wet_fraction.values, cfg, 5)
+    every = [w for name in SPLITS for w in windows[name]]
+    data = WindowDataset(small_archive, every, cfg, augment=False, whole_domain_multiple=8)
+    inputs, targets, seen = data[0]
+    assert inputs.shape == (3, 1, 48, 56) and targets.shape == (4, 1, 48, 56)  # 50 x 60 cut
+    assert not seen[0, 0, :, :3].any() and seen[0, 0, :, 3].all()  # columns 2.. of 60 kept
+    with pytest.raises(ValueError, match="not augmented"):
+        WindowDataset(small_archive, every, cfg, augment=True, whole_domain_multiple=8)

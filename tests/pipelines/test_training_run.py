@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import cloudpickle
 import numpy as np
-import pandas as pd
 import pytest
 
 from pipelines import baselines
 from pipelines.config import OptimiserConfig, SamplingConfig, load_config
-from pipelines.grid import Grid
 from pipelines.registry import Registry
 from pipelines.scores import ScoreSums
-from pipelines.simulate import truth_frames
 from pipelines.store import Archive
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
+from tests.conftest import SMALL_TRAINING
 
 
 def test_progress_is_the_first_budget_spent():
@@ -94,37 +91,6 @@ def test_extrapolation_moves_rain_with_the_flow_and_persistence_does_not():
 
 
 # ---- real Ray Train runs -------------------------------------------------------------------
-SMALL = [
-    "training.data.frames_in=4",
-    "training.data.frames_out=4",
-    "training.data.crop=32",
-    "training.data.block_hours=1",
-    "training.data.split=[0.6,0.2,0.2]",
-    "training.model.hidden=16",
-    "training.batch_size=4",
-    "training.steps_per_epoch=5",
-    "training.validation_windows=8",
-    "training.optimiser.lr=0.003",
-]
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def truth_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 h of the synthetic storm on a 64 x 64, 2 km grid: 73 frames."""
-    path = tmp_path_factory.mktemp("train") / "archive"
-    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 128e3, 3.0e6 + 128e3), 2000.0)
-    frames = list(truth_frames("syn", grid, pd.Timestamp("2026-06-01"), 6 * 60, seed=0))
-    Archive(path, create=True).write(frames, "synthetic truth")
-    return path
 
 
 @pytest.mark.slow
@@ -132,7 +98,7 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
     from pipelines.training.run import train
 
     cfg = load_config(
-        None, [*SMALL, "training.max_steps=20", f"training.scaling.storage={tmp_path}"]
+        None, [*SMALL_TRAINING, "training.max_steps=20", f"training.scaling.storage={tmp_path}"]
     )
     result = train(truth_archive, tmp_path / "registry", cfg, run_name="e2e")
     state = result.state
@@ -148,7 +114,7 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
     assert card["data"]["windows"]["validation"] > 0 and card["data"]["splits"]["train"]
     # a driver restarted with the same run name continues it (here with a larger budget)
     more = load_config(
-        None, [*SMALL, "training.max_steps=30", f"training.scaling.storage={tmp_path}"]
+        None, [*SMALL_TRAINING, "training.max_steps=30", f"training.scaling.storage={tmp_path}"]
     )
     again = train(truth_archive, tmp_path / "registry", more, run_name="e2e")
     assert again.state.step == 30 and [h["step"] for h in again.state.history][:5] == [
@@ -186,7 +152,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_local, truth_archi
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     cfg = load_config(
-        None, [*SMALL, "training.max_steps=10", f"training.scaling.storage={tmp_path}"]
+        None, [*SMALL_TRAINING, "training.max_steps=10", f"training.scaling.storage={tmp_path}"]
     )
     log = tmp_path / "steps.log"
     hook = kill_rank1_once(str(tmp_path / "killed"), str(log), at_step=7)

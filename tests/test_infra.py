@@ -1,0 +1,40 @@
+"""infra/: the manifests parse and point at things that exist; the GPU config is valid."""
+
+import shlex
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.config import load_config
+
+INFRA = Path(__file__).resolve().parents[1] / "infra"
+
+
+def test_gpu_training_config_is_valid():
+    cfg = load_config(INFRA / "train-gpu.yaml")
+    assert cfg.training.scaling.use_gpu and cfg.training.scaling.workers == 8
+    assert cfg.training.model.frames_out == cfg.training.data.frames_out
+
+
+def test_rayjob_runs_the_train_verb_with_the_repo_config():
+    job = yaml.safe_load((INFRA / "kuberay" / "rayjob-train.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["apiVersion"] == "ray.io/v1"
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:2] == ["motioncast", "train"]
+    config = argv[argv.index("--config") + 1]
+    assert (INFRA.parent / config.removeprefix("/opt/motioncast/")).exists()
+    gpus = sum(
+        int(g["replicas"])
+        * int(g["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+        for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    )
+    assert gpus == load_config(INFRA / "train-gpu.yaml").training.scaling.workers
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--registry" in result.output
+
+
+def test_cluster_launcher_config_parses():
+    cluster = yaml.safe_load((INFRA / "ray-cluster.yaml").read_text())
+    assert cluster["provider"]["type"] == "local" and cluster["head_start_ray_commands"]
