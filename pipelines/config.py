@@ -243,6 +243,11 @@ class TrainingConfig(_Section):
     model: MotionRNNConfig = Field(
         MotionRNNConfig(), description="motionrnn.MotionRNNConfig; frames follow data's."
     )
+    init_checkpoint: Path | None = Field(
+        None,
+        description="Start from these weights (a motionrnn checkpoint, e.g. a registry "
+        "version's model.safetensors) instead of random ones: fine-tuning.",
+    )
     optimiser: OptimiserConfig = OptimiserConfig()
     sampling: SamplingConfig = SamplingConfig()
     scaling: ScalingSection = ScalingSection()

@@ -142,6 +142,8 @@ def train_worker(job: TrainJob) -> None:
             state = read_state(Path(folder))
             optimiser_state = torch.load(Path(folder) / OPTIMISER_FILE, weights_only=True)
         log.info("rank %d resumes at step %d (epoch %d)", rank, state.step, state.epoch)
+    elif cfg.init_checkpoint is not None:
+        model.load_state_dict(load_checkpoint(cfg.init_checkpoint).state_dict())
     ddp_model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
     optimiser = torch.optim.AdamW(
         parameter_groups(model, cfg.optimiser.lr, cfg.optimiser.offset_lr_scale),

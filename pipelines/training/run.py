@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from motionrnn import load_checkpoint
 from pipelines.config import MotioncastConfig, TrainingConfig
 from pipelines.registry import ModelVersion, Registry
 from pipelines.store.archive import Archive
@@ -114,6 +115,22 @@ def _manifest(run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig) 
     return manifest
 
 
+def _check_init(t: TrainingConfig) -> None:
+    """The starting weights must fit the configured model (frames may differ: they are not
+    weights)."""
+    if t.init_checkpoint is None:
+        return
+    try:
+        given = load_checkpoint(t.init_checkpoint).config
+    except Exception as exc:
+        raise TrainingError(f"{t.init_checkpoint}: not a motionrnn checkpoint ({exc})") from None
+    frames = {"frames_in": t.model.frames_in, "frames_out": t.model.frames_out}
+    if replace(given, **frames) != t.model:
+        raise TrainingError(
+            f"{t.init_checkpoint}: its model {given} differs from training.model {t.model}"
+        )
+
+
 def _ray(cfg: TrainingConfig) -> None:
     import ray
 
@@ -145,6 +162,9 @@ def train(
     from ray.train.torch import TorchTrainer
 
     t = cfg.training
+    if t.init_checkpoint is not None:  # workers' cwd differs
+        t = t.model_copy(update={"init_checkpoint": t.init_checkpoint.resolve()})
+    _check_init(t)
     store = str(Path(store).resolve()) if is_local(store) else str(store)  # workers' cwd differs
     archive = Archive(store)
     run_name = run_name or new_run_name()

@@ -125,6 +125,32 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
         20,
     ]
     assert again.version.version == "v0002"
+    # fine-tuning starts from the given weights: its first validation is v0002's last
+    tune = load_config(
+        None,
+        [
+            *SMALL_TRAINING,
+            "training.max_steps=5",
+            f"training.scaling.storage={tmp_path}",
+            f"training.init_checkpoint={again.version.checkpoint}",
+        ],
+    )
+    tuned = train(truth_archive, tmp_path / "registry", tune, run_name="tune")
+    first, last = tuned.state.history[0]["val_loss"], again.state.history[-1]["val_loss"]
+    assert first == pytest.approx(last, rel=1e-5)
+    assert tuned.version.card["training"]["init_checkpoint"] == str(again.version.checkpoint)
+
+
+def test_init_checkpoint_must_fit_the_model(truth_archive, tmp_path):
+    from motionrnn import MotionRNN, MotionRNNConfig, save_checkpoint
+    from pipelines.training.run import TrainingError, train
+
+    save_checkpoint(tmp_path / "wide.safetensors", MotionRNN(MotionRNNConfig(hidden=64)))
+    cfg = load_config(
+        None, [*SMALL_TRAINING, f"training.init_checkpoint={tmp_path / 'wide.safetensors'}"]
+    )
+    with pytest.raises(TrainingError, match="differs from training.model"):
+        train(truth_archive, tmp_path / "registry", cfg)
 
 
 def kill_rank1_once(marker: str, log: str, at_step: int):
