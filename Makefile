@@ -48,6 +48,8 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/sweeps.py
 	$(PY) bench/model.py
+	$(PY) bench/train.py
+	$(PY) bench/skill.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
