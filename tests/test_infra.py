@@ -38,3 +38,29 @@ def test_rayjob_runs_the_train_verb_with_the_repo_config():
 def test_cluster_launcher_config_parses():
     cluster = yaml.safe_load((INFRA / "ray-cluster.yaml").read_text())
     assert cluster["provider"]["type"] == "local" and cluster["head_start_ray_commands"]
+
+
+def test_train_verb_fails_in_one_line_on_bad_input(tmp_path: Path, truth_archive: Path):
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train", "--store", str(tmp_path / "none"), "-r", str(tmp_path)])
+    assert missing.exit_code == 1 and "no archive store here" in missing.output
+    assert "Traceback" not in missing.output
+    clash = runner.invoke(
+        app,
+        ["train", "--store", str(truth_archive), "-r", str(tmp_path)]
+        + ["--set", "training.data.frames_out=5", "--set", "training.model.frames_out=6"],
+    )
+    assert clash.exit_code == 2 and "differ from data frames" in clash.output
+    few = runner.invoke(
+        app,
+        [
+            "train",
+            "--store",
+            str(truth_archive),
+            "-r",
+            str(tmp_path),
+            "--set",
+            "training.data.block_hours=24",
+        ],
+    )
+    assert few.exit_code == 1 and "not enough complete windows" in few.output
