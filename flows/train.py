@@ -17,6 +17,7 @@ from prefect.cache_policies import NONE
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.registry import Registry, RegistryError
 from pipelines.training.run import TrainResult, new_run_name, train
+from pipelines.training.validation import score_table
 
 
 @task(name="train", cache_policy=NONE, retries=1)
@@ -25,8 +26,7 @@ def train_task(store: str, registry: str, cfg: MotioncastConfig, run_name: str) 
 
 
 def _scores_markdown(result: TrainResult, promoted: bool, note: str) -> str:
-    validation = result.state.validation
-    metrics = [k for k in validation["model"] if k not in ("per_lead", "val_loss")]
+    metrics, rows = score_table(result.state.validation)
     lines = [
         f"# {result.version.version} from run `{result.run_name}`",
         "",
@@ -35,9 +35,7 @@ def _scores_markdown(result: TrainResult, promoted: bool, note: str) -> str:
         "| method | " + " | ".join(metrics) + " |",
         "|---" * (len(metrics) + 1) + "|",
     ]
-    for method, scores in validation.items():
-        values = ["-" if scores[m] is None else f"{scores[m]:.3f}" for m in metrics]
-        lines.append(f"| {method} | " + " | ".join(values) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"promoted: {'yes' if promoted else 'no'}"]
     return "\n".join(lines)
 

@@ -296,6 +296,7 @@ def train(
     from pipelines.store.archive import ArchiveError
     from pipelines.training.run import TrainingError
     from pipelines.training.run import train as train_run
+    from pipelines.training.validation import score_table
 
     try:
         result = train_run(store, registry, cfg, run_name=run_name)
@@ -307,11 +308,11 @@ def train(
         title=f"{result.version.version}: run {result.run_name}, {state.step} steps, "
         f"{state.elapsed_s / 60:.1f} min; validation on the same windows"
     )
-    metrics = [k for k in state.validation["model"] if k not in ("per_lead", "val_loss")]
+    metrics, rows = score_table(state.validation)
     for col in ("method", *metrics):
         table.add_column(col, justify="left" if col == "method" else "right")
-    for method, scores in state.validation.items():
-        table.add_row(method, *("-" if scores[m] is None else f"{scores[m]:.3f}" for m in metrics))
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
     out.print(
         f"registered {result.version.version} in {registry} (promote: motioncast models promote)"

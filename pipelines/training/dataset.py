@@ -61,9 +61,15 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _domain(self, name: str) -> tuple[xr.Dataset, np.ndarray]:
+    def _dataset(self, name: str) -> xr.Dataset:
         if name not in self._open:
-            ds = open_archive(self.store, name, self.snapshot)
+            self._open[name] = open_archive(self.store, name, self.snapshot)
+        return self._open[name]
+
+    def _crop_origins(self, name: str) -> np.ndarray:
+        """Top-left corners of the crops that keep to covered cells (computed once per domain)."""
+        if name not in self._origins:
+            ds = self._dataset(name)
             c = self.cfg.crop
             if ds.sizes["y"] < c or ds.sizes["x"] < c:
                 raise ValueError(
@@ -78,22 +84,19 @@ class WindowDataset(torch.utils.data.Dataset):
             )
             if len(origins) == 0:
                 origins = np.array([[(seen.shape[0] - c) // 2, (seen.shape[1] - c) // 2]])
-            self._open[name], self._origins[name] = ds, origins
-        return self._open[name], self._origins[name]
+            self._origins[name] = origins
+        return self._origins[name]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.windows[i]
         n_in = self.cfg.frames_in
         length = n_in + self.cfg.frames_out
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
+        ds = self._dataset(w.domain)
         if self.whole is not None:
-            if w.domain not in self._open:
-                self._open[w.domain] = open_archive(self.store, w.domain, self.snapshot)
-            ds = self._open[w.domain]
-            ny, nx = ds.sizes["y"], ds.sizes["x"]
-            (y0, x0), (hy, hx) = _centred(ny, nx, self.whole)
+            (y0, x0), (hy, hx) = _centred(ds.sizes["y"], ds.sizes["x"], self.whole)
         else:
-            ds, origins = self._domain(w.domain)
+            origins = self._crop_origins(w.domain)
             hy = hx = self.cfg.crop
             pick = rng.integers(len(origins)) if self.augment else len(origins) // 2
             y0, x0 = origins[pick]

@@ -81,8 +81,11 @@ def spread(windows: list[Window], n: int) -> list[Window]:
     return [windows[i] for i in np.linspace(0, len(windows) - 1, n).round().astype(int)]
 
 
-def _manifest(run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig) -> dict[str, Any]:
-    """The run's data: read back for a continued run, else pinned now and written."""
+def _manifest(
+    run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig
+) -> tuple[dict[str, Any], dict[str, list[Window]]]:
+    """The run's data and its windows: read back for a continued run, else pinned now and
+    written."""
     path = run_dir / RUN_MANIFEST
     if path.exists():
         manifest = json.loads(path.read_text())
@@ -92,7 +95,7 @@ def _manifest(run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig) 
                 "use a new run name"
             )
         log.info("continuing run %s on snapshot %s", run_dir.name, manifest["snapshot"])
-        return manifest
+        return manifest, collect_windows(archive, manifest["snapshot"], cfg)
     snapshot = archive.head()
     windows = collect_windows(archive, snapshot, cfg)
     if not windows["train"] or not windows["validation"]:
@@ -112,7 +115,7 @@ def _manifest(run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig) 
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    return manifest, windows
 
 
 def _check_init(t: TrainingConfig) -> None:
@@ -170,8 +173,7 @@ def train(
     run_name = run_name or new_run_name()
     storage = t.scaling.storage.resolve()
     run_dir = storage / run_name
-    manifest = _manifest(run_dir, store, archive, t)
-    windows = collect_windows(archive, manifest["snapshot"], t)
+    manifest, windows = _manifest(run_dir, store, archive, t)
     job = TrainJob(
         store=store,
         snapshot=manifest["snapshot"],

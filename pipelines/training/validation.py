@@ -46,6 +46,17 @@ class Evaluation:
         return out
 
 
+def score_table(validation: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """The pooled metrics of a validation summary (column names) and one row per method
+    (its name, then each metric to 3 decimals, '-' where undefined): for tables and reports."""
+    metrics = [k for k in validation[MODEL] if k not in ("per_lead", "val_loss")]
+    rows = [
+        [method, *("-" if scores[m] is None else f"{scores[m]:.3f}" for m in metrics)]
+        for method, scores in validation.items()
+    ]
+    return metrics, rows
+
+
 class Validator:
     def __init__(
         self,
