@@ -20,6 +20,8 @@ from prefect_dask import DaskTaskRunner
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.ingest import DecodeOutcome, decode_outcome, discover, ingest_outcomes
 from pipelines.ingest.decode import check_domain
+from pipelines.ingest.placement import free_path
+from pipelines.store.repository import check_location
 
 INGESTED = ".ingested"
 
@@ -47,6 +49,15 @@ def _in_order(
                 yield DecodeOutcome(path, None, f"{path}: decode task failed: {exc}")
 
 
+def set_aside(path: Path, inbox: Path) -> Path:
+    """Move an ingested file to ``<inbox>/.ingested/`` under its path relative to the inbox;
+    a file of the same name never overwrites another (pipelines.ingest.placement)."""
+    target = free_path(inbox / INGESTED / path.relative_to(inbox))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), target)
+    return target
+
+
 def _summary_markdown(result: dict, store: Path) -> str:
     lines = [f"# Ingest into `{store}`", "", f"- files: {result['files']}"]
     for key in ("added", "replaced", "unchanged"):
@@ -72,6 +83,7 @@ def ingest_flow(
     cfg = _config(config_file, overrides, store, inbox)
     if domain is not None:
         check_domain(domain, cfg)
+    check_location(cfg.store.archive)
     files = discover([*(paths or []), *([inbox] if inbox else [])])
     logger.info("%d files to ingest into %s", len(files), cfg.store.archive)
     landed: list[Path] = []
@@ -82,11 +94,9 @@ def ingest_flow(
 
     result = ingest_outcomes(_in_order(files, cfg, domain), cfg, on_file=note)
     if inbox:  # every commit is done: the landed files can leave the inbox
-        done = Path(inbox) / INGESTED
-        done.mkdir(exist_ok=True)
         for path in landed:
             if path not in result.failed_paths and path.exists():
-                shutil.move(str(path), done / path.name)
+                set_aside(path, Path(inbox))
     summary = result.as_dict()
     create_markdown_artifact(
         markdown=_summary_markdown(summary, Path(cfg.store.archive)),

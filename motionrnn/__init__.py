@@ -1,16 +1,45 @@
-"""MotionRNN (Wu et al., CVPR 2021) in pure PyTorch: the model, training helpers, checkpoints."""
+"""MotionRNN (Wu et al., CVPR 2021) in pure PyTorch: the model, training helpers, checkpoints.
 
-from motionrnn.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
+Only the configuration is imported eagerly (it needs no torch): ``from motionrnn import
+MotionRNNConfig`` stays cheap, and the torch modules load on first use of a name that needs them
+(``from motionrnn import MotionRNN`` works as before).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from motionrnn.config import MotionRNNConfig
-from motionrnn.model import MotionRNN, State
-from motionrnn.patching import from_patches, to_patches
-from motionrnn.sampling import (
-    TeacherProbabilities,
-    reverse_scheduled_sampling,
-    scheduled_sampling,
-    teacher_mask,
-)
-from motionrnn.training import next_frame_loss, parameter_groups
+
+if TYPE_CHECKING:
+    from motionrnn.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
+    from motionrnn.model import MotionRNN, State
+    from motionrnn.patching import from_patches, to_patches
+    from motionrnn.sampling import (
+        TeacherProbabilities,
+        reverse_scheduled_sampling,
+        scheduled_sampling,
+        teacher_mask,
+    )
+    from motionrnn.training import next_frame_loss, parameter_groups
+
+# public name -> submodule that defines it (imported, with torch, on first access)
+_LAZY = {
+    "MotionRNN": "model",
+    "State": "model",
+    "TeacherProbabilities": "sampling",
+    "checkpoint_metadata": "checkpoint",
+    "from_patches": "patching",
+    "load_checkpoint": "checkpoint",
+    "next_frame_loss": "training",
+    "parameter_groups": "training",
+    "reverse_scheduled_sampling": "sampling",
+    "save_checkpoint": "checkpoint",
+    "scheduled_sampling": "sampling",
+    "teacher_mask": "sampling",
+    "to_patches": "patching",
+}
 
 __all__ = [
     "MotionRNN",
@@ -28,3 +57,16 @@ __all__ = [
     "teacher_mask",
     "to_patches",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'motionrnn' has no attribute {name!r}")
+    value = getattr(import_module(f"motionrnn.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

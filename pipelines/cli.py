@@ -145,6 +145,7 @@ def ingest(
     from pipelines.ingest import discover
     from pipelines.ingest import ingest as run_ingest
     from pipelines.ingest.decode import check_domain
+    from pipelines.store.repository import StoreError, check_location
 
     cfg = _setup(
         config,
@@ -156,15 +157,16 @@ def ingest(
     try:
         if domain is not None:
             check_domain(domain, cfg)
+        check_location(cfg.store.archive)
         files = discover(paths)
-    except (FileNotFoundError, ValueError) as exc:
+        with _progress() as progress:
+            task = progress.add_task("ingesting", total=len(files))
+            result = run_ingest(
+                paths, cfg, domain, files=files, on_file=lambda _: progress.advance(task)
+            )
+    except (FileNotFoundError, ValueError, StoreError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    with _progress() as progress:
-        task = progress.add_task("ingesting", total=len(files))
-        result = run_ingest(
-            paths, cfg, domain, files=files, on_file=lambda _: progress.advance(task)
-        )
     if as_json:
         out.print_json(json.dumps(result.as_dict()))
     else:
@@ -223,33 +225,46 @@ def archive_plot(
     store: StoreOpt,
     out_png: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
-    time: Annotated[str, typer.Option(help="Frame time, or 'last'.")] = "last",
+    time: Annotated[
+        str,
+        typer.Option(
+            help="Frame time (UTC), or 'last'. With no frame exactly then, the nearest one "
+            "(a warning says which); a time more than one step outside the archive is refused."
+        ),
+    ] = "last",
 ) -> None:
     """Save a map of one archived frame as PNG, and print its path."""
-    import warnings
+    from rich.markup import escape
 
+    from pipelines.frame_select import FrameSelectError, parse_time, select_frame
     from pipelines.plots import plot_rain_map
     from pipelines.store import ArchiveError
 
     try:
+        parse_time(time)  # a bad --time is refused before the store is opened
         ds = _open(store).dataset(domain)
-    except ArchiveError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        chosen = select_frame(ds, time)
+    except (ArchiveError, FrameSelectError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")  # --time text is not markup
         raise typer.Exit(2) from None
-    if ds.sizes["time"] == 0:
-        console.print("[red]error:[/red] the domain holds no frames")
-        raise typer.Exit(2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frame = (
-            ds.precip.isel(time=-1)
-            if time == "last"
-            else ds.precip.sel(time=pd.Timestamp(time), method="nearest")
+    name = ds.attrs.get("domain", domain)
+    if not chosen.exact:
+        logging.getLogger(__name__).warning(
+            "no frame of %s at %s: plotting the nearest one, %s (%s away)",
+            name,
+            f"{chosen.requested:%Y-%m-%d %H:%M}",
+            f"{chosen.time:%Y-%m-%d %H:%M}",
+            _minutes(abs(chosen.time - chosen.requested)),
         )
-    when = pd.Timestamp(frame.time.values)
-    title = f"{ds.attrs.get('domain', domain)}  {when:%Y-%m-%d %H:%M} UTC  (rain rate, mm/h)"
+    frame = ds.precip.isel(time=chosen.index)
+    title = f"{name}  {chosen.time:%Y-%m-%d %H:%M} UTC  (rain rate, mm/h)"
     path = plot_rain_map(frame.load(), out_png, title)
     out.print(str(path))
+
+
+def _minutes(delta: pd.Timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
 RegistryOpt = Annotated[Path, typer.Option("--registry", "-r", help="Model registry folder.")]

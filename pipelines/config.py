@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from motionrnn import MotionRNNConfig
+from motionrnn.config import MotionRNNConfig
 from pipelines.grid import Grid
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ class StoreConfig(_Section):
         "this size compress and write fastest.",
     )
     compression_level: int = Field(1, ge=0, le=22, description="Zstandard level for precip.")
+    time_block_hours: float = Field(
+        24.0,
+        gt=0,
+        description="A domain's time axis grows in blocks of this length, ahead of the frames.",
+    )
 
 
 class PolarConfig(_Section):
@@ -105,6 +110,13 @@ class IngestConfig(_Section):
         15.0, ge=0, description="A frame stamped further ahead of the wall clock is rejected."
     )
     earliest_time: str = Field("1990-01-01", description="A frame stamped before this is rejected.")
+    max_invalid_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Impossible cells (negative, implausibly high) become unknown (NaN); a frame "
+        "with a larger share of them among its valued cells is rejected.",
+    )
     polar: PolarConfig = PolarConfig()
     mosaic: MosaicConfig = MosaicConfig()
 

@@ -18,13 +18,14 @@ PROVENANCE_FIELDS = (
     "product",
     "scan_times",
     "updates",
+    "quality",
 )
 
 
 @dataclass
 class Frame:
     domain: str
-    time: pd.Timestamp  # end of the observation/accumulation period, UTC, tz-naive
+    time: pd.Timestamp  # end of the observation/accumulation period, UTC, tz-naive, exact
     grid: Grid
     precip: np.ndarray  # (ny, nx) float32 mm/h, NaN where no radar sees
     source_files: str  # comma-separated file names
@@ -34,6 +35,7 @@ class Frame:
     product: str = ""
     scan_times: str = ""
     updates: str = ""  # for a mosaic: radars that arrived after the slot was first written
+    quality: str = ""  # cells set to unknown by the checks, how many and why
     time_step_minutes: int = 5
     site_lonlat: tuple[float, float] | None = None  # a single radar's product: where it stands
 

@@ -23,8 +23,6 @@ from typing import Any
 
 import pandas as pd
 
-from motionrnn import checkpoint_metadata
-
 PROMOTION_METRIC = "csi_1mm"
 CHECKPOINT = "model.safetensors"
 CARD = "card.json"
@@ -86,6 +84,8 @@ class Registry:
 
     def register(self, checkpoint: str | Path, card: dict[str, Any]) -> ModelVersion:
         """Copy a motionrnn checkpoint in as the next version, with its card."""
+        from motionrnn.checkpoint import checkpoint_metadata  # torch: only to register
+
         checkpoint = Path(checkpoint)
         try:
             metadata = checkpoint_metadata(checkpoint)

@@ -57,14 +57,41 @@ def _check_time(path: Path, t: pd.Timestamp, cfg: MotioncastConfig) -> None:
         )
 
 
-def _check_values(path: Path, precip: np.ndarray) -> None:
-    finite = precip[np.isfinite(precip)]
-    if finite.size == 0:
+def _screen_values(path: Path, precip: np.ndarray, max_invalid_share: float) -> str:
+    """Set impossible cells (negative, or above MAX_PLAUSIBLE_MM_H) to unknown, in place.
+
+    Returns what was done, for the frame's provenance ('' when nothing). The frame is unusable,
+    and the file rejected, when it has no valid cell or more than ``max_invalid_share`` of its
+    valued cells are impossible.
+    """
+    finite = np.isfinite(precip)
+    n = int(finite.sum())
+    if n == 0:
         raise BadInputError(path, "no valid data: every cell is missing")
-    if finite.min() < 0:
-        raise BadInputError(path, f"negative rain rate {finite.min():g} mm/h")
-    if finite.max() > MAX_PLAUSIBLE_MM_H:
-        raise BadInputError(path, f"implausible rain rate {finite.max():g} mm/h")
+    with np.errstate(invalid="ignore"):
+        negative = finite & (precip < 0)
+        huge = finite & (precip > MAX_PLAUSIBLE_MM_H)
+    notes = []
+    for mask, what in ((negative, "negative"), (huge, f"above {MAX_PLAUSIBLE_MM_H:g} mm/h")):
+        count = int(mask.sum())
+        if count:
+            values = precip[mask]
+            notes.append(f"{count} {what} ({values.min():g} to {values.max():g} mm/h)")
+    if not notes:
+        return ""
+    bad = negative | huge
+    share = bad.sum() / n
+    summary = ", ".join(notes)
+    if share > max_invalid_share:
+        raise BadInputError(
+            path,
+            f"{share:.1%} of the valued cells are impossible: {summary} "
+            f"(ingest.max_invalid_share {max_invalid_share:g})",
+        )
+    precip[bad] = np.nan
+    note = f"{int(bad.sum())} of {n} cells set to unknown: {summary}"
+    log.warning("%s: %s", path, note)
+    return note
 
 
 def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) -> Frame:
@@ -75,8 +102,9 @@ def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) ->
     decoded = get_method(fmt)(path, cfg)
     _check_time(path, decoded.time, cfg)
     name, grid = _domain_for(decoded, cfg, domain)
-    precip = decoded.to_grid(grid)
-    _check_values(path, precip)
+    precip = np.array(decoded.to_grid(grid), dtype=np.float32)
+    quality = _screen_values(path, precip, cfg.ingest.max_invalid_share)
+    step = cfg.domains[name].time_step_minutes if name in cfg.domains else None
     return Frame(
         domain=name,
         time=decoded.time,
@@ -88,8 +116,9 @@ def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) ->
         radars=decoded.radars,
         product=decoded.product,
         scan_times=decoded.scan_times,
+        quality=quality,
         site_lonlat=decoded.site_lonlat,
-        time_step_minutes=decoded.time_step_minutes,
+        time_step_minutes=step or decoded.time_step_minutes,
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import MotioncastConfig
+from pipelines.ingest.placement import free_path
 
 
 def quarantine_folder(cfg: MotioncastConfig) -> Path:
@@ -19,10 +20,14 @@ def quarantine_folder(cfg: MotioncastConfig) -> Path:
 
 def quarantine(path: Path, reason: str, cfg: MotioncastConfig) -> Path:
     """Copy (or move, per ``ingest.quarantine_action``) ``path`` into the quarantine folder with
-    ``<name>.reason.txt`` beside it. Returns the quarantined file's path."""
+    ``<name>.reason.txt`` beside it. Returns the quarantined file's path: a file of the same
+    name from elsewhere gets a suffix, it never overwrites another."""
     folder = quarantine_folder(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
+    if path.resolve().parent == folder.resolve():  # already in the quarantine
+        target = path
+    else:
+        target = free_path(folder / path.name, source=path)
     if path.exists() and path.resolve() != target.resolve():
         if cfg.ingest.quarantine_action == "move":
             shutil.move(str(path), target)

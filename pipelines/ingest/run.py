@@ -25,6 +25,7 @@ from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
 from pipelines.store.archive import Archive, WriteReport
 from pipelines.store.mosaic import MosaicSpec
+from pipelines.store.repository import check_location
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def open_archive_for_writing(cfg: MotioncastConfig) -> Archive:
         cfg.store.archive,
         chunk_yx=cfg.store.chunk_yx,
         compression_level=cfg.store.compression_level,
+        time_block_hours=cfg.store.time_block_hours,
         create=True,
     )
 
@@ -192,6 +194,7 @@ def ingest(
     in ``ingest.workers`` processes."""
     if domain is not None:
         check_domain(domain, cfg)
+    check_location(cfg.store.archive)  # a bad store fails here, before any file is touched
     files = discover(paths) if files is None else files
     workers = cfg.ingest.workers
     if workers <= 1 or len(files) <= 1:

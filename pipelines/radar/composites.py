@@ -18,9 +18,9 @@ from PIL import Image
 from pipelines.config import MotioncastConfig
 from pipelines.grid import Grid, wkt_of
 from pipelines.radar.attributes import attr_text
+from pipelines.radar.decoded import Decoded
 from pipelines.radar.errors import BadInputError
 from pipelines.radar.pysteps_io import importers
-from pipelines.radar.readers import Decoded, register
 from pipelines.radar.resample import resample_nearest
 from pipelines.radar.zr import accumulation_to_rate, dbz_to_rainrate
 
@@ -113,7 +113,6 @@ def _composite(
     )
 
 
-@register("knmi_hdf5")
 def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
     values, meta = _call_importer(importers.import_knmi_hdf5, path)
     with h5py.File(path, "r") as f:
@@ -139,7 +138,6 @@ _MCH_PRODUCT = re.compile(rb"PRDT=(?P<product>[A-Z]{3})(?P<yy>\d{2})(?P<doy>\d{3
 _MCH_ACCUM = re.compile(rb"ACCUm=(\d+)")
 
 
-@register("mch_gif")
 def read_mch(path: Path, cfg: MotioncastConfig) -> Decoded:
     try:
         with Image.open(path) as im:
@@ -196,7 +194,6 @@ def _odim_source(source: str) -> str:
     return _ODIM_SERVICES.get(node[:2], f"odim_{node}" if node else "odim")
 
 
-@register("odim_comp")
 def read_odim_comp(path: Path, cfg: MotioncastConfig) -> Decoded:
     with h5py.File(path, "r") as f:
         what = f["what"].attrs
@@ -236,7 +233,6 @@ def read_odim_comp(path: Path, cfg: MotioncastConfig) -> Decoded:
     )
 
 
-@register("bom_rf3")
 def read_bom(path: Path, cfg: MotioncastConfig) -> Decoded:
     import netCDF4
 

@@ -9,7 +9,6 @@ Reflectivity becomes rain rate through the configured Z-R relation before griddi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,13 +16,11 @@ import pandas as pd
 from pipelines.config import MotioncastConfig
 from pipelines.grid import Grid
 from pipelines.radar.beam import beam_height_and_ground_range
+from pipelines.radar.decoded import Decoded
 from pipelines.radar.errors import BadInputError
 from pipelines.radar.gridding import grid_sweep
-from pipelines.radar.readers import Decoded
+from pipelines.radar.polar import PolarSweep, PolarVolume
 from pipelines.radar.zr import dbz_to_rainrate
-
-if TYPE_CHECKING:
-    from pipelines.radar.volumes import PolarSweep, PolarVolume
 
 SLOT = pd.Timedelta(minutes=5)
 

@@ -17,41 +17,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-import xarray as xr
 import xradar
 
 from pipelines.config import MotioncastConfig
 from pipelines.radar.attributes import attr_text
+from pipelines.radar.decoded import Decoded
 from pipelines.radar.errors import BadInputError
 from pipelines.radar.gridding import ScanGeometry
+from pipelines.radar.polar import PolarSweep, PolarVolume
 from pipelines.radar.products import polar_product
-from pipelines.radar.readers import Decoded, register
 
 # sweeps further than this from the nominal time betray a broken clock or a mixed-up file
 SCAN_TIME_TOLERANCE = pd.Timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class PolarSweep:
-    geometry: ScanGeometry
-    data: xr.Dataset  # the sweep as xradar opened it: lazy until dbz() reads it
-    missing_is_dry: bool
-    start: pd.Timestamp
-    end: pd.Timestamp
-
-    def dbz(self) -> np.ndarray:
-        """(n_rays, n_gates) float32 reflectivity: -inf = no echo (dry), NaN = unknown."""
-        return _sweep_dbz(self.data, self.missing_is_dry)
-
-
-@dataclass(frozen=True)
-class PolarVolume:
-    node: str  # radar name, lower case: the site domain's name
-    nominal: pd.Timestamp
-    lat: float
-    lon: float
-    altitude_m: float
-    sweeps: list[PolarSweep]  # ordered by elevation, lowest first
 
 
 def _odim_header(path: Path, tree) -> tuple[str, pd.Timestamp]:
@@ -120,20 +97,6 @@ _FORMATS = {
 }
 
 
-def _sweep_dbz(sweep, missing_is_dry: bool) -> np.ndarray:
-    dbzh = sweep["DBZH"]
-    dbz = dbzh.values.astype(np.float32)
-    if "_Undetect" in dbzh.attrs:  # ODIM: xradar decodes undetect to the raw value's dBZ
-        enc = dbzh.encoding
-        undetect = dbzh.attrs["_Undetect"] * enc.get("scale_factor", 1.0) + enc.get(
-            "add_offset", 0.0
-        )
-        dbz = np.where(np.isclose(dbz, undetect), -np.inf, dbz)
-    if missing_is_dry:
-        dbz = np.where(np.isnan(dbz), -np.inf, dbz)
-    return dbz
-
-
 def _check_odim_layout(path: Path) -> None:
     """What xradar would fail on with a message naming its own internals."""
     with h5py.File(path, "r") as f:
@@ -198,13 +161,18 @@ def read_volume(path: Path, fmt: str) -> PolarVolume:
     return PolarVolume(node.lower(), nominal, lat, lon, alt, sweeps)
 
 
-def _read(fmt: str):
-    def reader(path: Path, cfg: MotioncastConfig) -> Decoded:
-        volume = read_volume(path, fmt)
-        return polar_product(volume, cfg, fmt, path)
-
-    return reader
+def _read(fmt: str, path: Path, cfg: MotioncastConfig) -> Decoded:
+    return polar_product(read_volume(path, fmt), cfg, fmt, path)
 
 
-for _name in _FORMATS:
-    register(_name)(_read(_name))
+# the readers (pipelines.radar.readers maps the format names to them)
+def read_odim_pvol(path: Path, cfg: MotioncastConfig) -> Decoded:
+    return _read("odim_pvol", path, cfg)
+
+
+def read_nexrad_l2(path: Path, cfg: MotioncastConfig) -> Decoded:
+    return _read("nexrad_l2", path, cfg)
+
+
+def read_cfradial1(path: Path, cfg: MotioncastConfig) -> Decoded:
+    return _read("cfradial1", path, cfg)

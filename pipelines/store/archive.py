@@ -1,8 +1,10 @@
 """The archive: observed rain rate, precip(time, y, x) in mm/h, one Zarr group per domain.
 
 Every write is one Icechunk commit: readers see whole frames only, a writer killed before its
-commit leaves the store as of the last commit, a frame already stored from the same source bytes
-is skipped, and frames arriving out of order are inserted so that time stays sorted.
+commit leaves the store as of the last commit, and a frame already stored from the same source
+bytes is skipped. Each domain has a regular time axis on its step (pipelines.store.timeaxis): a
+frame goes into its nominal slot, however late it arrives, as one region write; slots with no
+frame hold NaN and ``present`` False.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask.array
 import icechunk
 import numpy as np
 import pandas as pd
@@ -24,7 +27,8 @@ from zarr.errors import GroupNotFoundError
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
 from pipelines.store.mosaic import MosaicSpec, merge
-from pipelines.store.repository import open_repository, writer_lock
+from pipelines.store.repository import StoreError, open_repository, writer_lock
+from pipelines.store.timeaxis import TIME_ATTRS, TIME_UNITS, TimeAxis, slot_of
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +50,10 @@ WET_ATTRS = {
 }
 X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
 Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
-TIME_ENCODING = {
-    "units": "minutes since 1970-01-01",
-    "calendar": "proleptic_gregorian",
-    "dtype": "int64",
-}
+TIME_CHUNK = 4096  # slots per chunk of the time coordinate and the per-slot variables
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(StoreError):
     """The archive cannot be opened or a frame does not fit it; the message says why."""
 
 
@@ -106,38 +106,34 @@ def wet_fraction(precip: np.ndarray) -> np.float32:
     return np.float32((precip[seen] >= WET_MM_H).sum() / n if n else 0.0)
 
 
-def _frames_dataset(frames: list[Frame]) -> xr.Dataset:
-    """Frames on one grid, in the given order, as the archive group's variables."""
-    grid = frames[0].grid
-    data = {
-        "precip": (("time", "y", "x"), np.stack([f.precip for f in frames]), PRECIP_ATTRS),
-        "crs": ((), np.int8(0), grid.cf_grid_mapping()),
+def _slot_values(frame: Frame) -> dict[str, object]:
+    """The per-slot variables of one frame (all but precip and the time coordinate)."""
+    return {
+        "present": True,
+        "observed_time": frame.time.isoformat(),
+        "wet_fraction": wet_fraction(frame.precip),
+        **frame.provenance(),
+    }
+
+
+def _empty_slots(n: int) -> dict[str, np.ndarray]:
+    """Per-slot variables of n slots holding no frame."""
+    out: dict[str, np.ndarray] = {
+        "present": np.zeros(n, dtype=bool),
+        "observed_time": np.full(n, "", dtype=object),
+        "wet_fraction": np.full(n, np.nan, dtype=np.float32),
     }
     for name in PROVENANCE_FIELDS:
-        data[name] = (("time",), np.array([getattr(f, name) for f in frames], dtype=object))
-    data["wet_fraction"] = (
-        ("time",),
-        np.array([wet_fraction(f.precip) for f in frames]),
-        WET_ATTRS,
-    )
-    domain = frames[0].domain
-    attrs = {
-        "Conventions": "CF-1.10",
-        "title": f"motioncast archive: observed rain rate, domain {domain}",
-        "domain": domain,
-        "time_step_minutes": frames[0].time_step_minutes,
-    }  # on every write: xarray replaces the group's attributes when it appends
-    if frames[0].site_lonlat is not None:
-        attrs["site_lon"], attrs["site_lat"] = frames[0].site_lonlat
-    return xr.Dataset(
-        data,
-        attrs=attrs,
-        coords={
-            "time": ("time", pd.DatetimeIndex([f.time for f in frames]), {"axis": "T"}),
-            "y": ("y", grid.y, Y_ATTRS),
-            "x": ("x", grid.x, X_ATTRS),
-        },
-    )
+        out[name] = np.full(n, "", dtype=object)
+    return out
+
+
+SLOT_ATTRS = {
+    "present": {"long_name": "a frame is stored in this slot", "comment": "else precip is NaN"},
+    "observed_time": {"long_name": "exact time of the frame (ISO 8601), before slotting"},
+    "wet_fraction": WET_ATTRS,
+}
+SLOT_VARIABLES = ("present", "observed_time", "wet_fraction", *PROVENANCE_FIELDS)
 
 
 class Archive:
@@ -148,15 +144,20 @@ class Archive:
         location: str | Path,
         chunk_yx: int = 1024,
         compression_level: int = 1,
+        time_block_hours: float = 24.0,
         create: bool = False,
     ):
         self.location = location
-        repo = open_repository(location, create=create)
+        try:
+            repo = open_repository(location, create=create)
+        except StoreError as exc:
+            raise ArchiveError(str(exc)) from None
         if repo is None:
             raise ArchiveError(f"{location}: no archive store here (run 'motioncast ingest' first)")
         self.repo = repo
         self.chunk_yx = chunk_yx
         self.codec = ZstdCodec(level=compression_level)
+        self.time_block_hours = time_block_hours
 
     # ---- reading -------------------------------------------------------------------------
     def _read_store(self, snapshot: str | None = None):
@@ -179,7 +180,11 @@ class Archive:
         return sorted(name for name, group in root.groups() if "precip" in group)
 
     def dataset(self, domain: str | None = None, snapshot: str | None = None) -> xr.Dataset:
-        """The domain's group as a lazy xarray Dataset, from the latest commit or ``snapshot``."""
+        """The domain's frames as a lazy xarray Dataset, from the latest commit or ``snapshot``.
+
+        The time axis is regular, from the domain's first frame to its last: a slot with no
+        frame has ``present`` False and NaN precip.
+        """
         domains = self.domains(snapshot)
         if domain is None:
             if len(domains) != 1:
@@ -192,27 +197,31 @@ class Archive:
             raise ArchiveError(
                 f"{self.location}: no domain {domain!r} (has: {', '.join(domains) or 'none'})"
             )
-        return xr.open_zarr(self._read_store(snapshot), group=domain, consolidated=False)
+        return self._frames(self._read_store(snapshot), domain)
+
+    def _frames(self, store, group: str) -> xr.Dataset:
+        """A group cut to the span of its stored frames."""
+        self._axis(store, group)  # checks the time encoding first
+        ds = xr.open_zarr(store, group=group, consolidated=False)
+        present = np.flatnonzero(ds.present.values)
+        span = slice(present[0], present[-1] + 1) if len(present) else slice(0, 0)
+        return ds.isel(time=span)
 
     def summary(self) -> list[DomainSummary]:
         out = []
         for name in self.domains():
             ds = self.dataset(name)
+            present = ds.present.values
             times = pd.DatetimeIndex(ds.time.values)
-            step = int(ds.attrs.get("time_step_minutes", 5))
-            missing: list[pd.Timestamp] = []
-            if len(times):
-                slots = pd.date_range(times[0].floor(f"{step}min"), times[-1], freq=f"{step}min")
-                missing = list(slots.difference(times.floor(f"{step}min")))
             out.append(
                 DomainSummary(
                     domain=name,
                     grid=Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values),
-                    n_frames=len(times),
+                    n_frames=int(present.sum()),
                     start=times[0] if len(times) else None,
                     end=times[-1] if len(times) else None,
-                    time_step_minutes=step,
-                    missing=missing,
+                    time_step_minutes=int(ds.attrs["time_step_minutes"]),
+                    missing=list(times[~present]),
                 )
             )
         return out
@@ -242,23 +251,23 @@ class Archive:
         mosaics = mosaics or {}
         now = pd.Timestamp.now("UTC").tz_convert(None) if now is None else now
         report = WriteReport()
-        direct: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
-        staged: dict[str, dict[pd.Timestamp, Frame]] = defaultdict(dict)
-        for frame in frames:  # a later frame for the same slot in one batch wins
+        direct: dict[str, list[Frame]] = defaultdict(list)
+        staged: dict[str, list[Frame]] = defaultdict(list)
+        for frame in frames:
             if frame.domain in mosaics and frame.site_lonlat is not None:
-                staged[f"{frame.domain}/{CONTRIBUTIONS}/{frame.radars}"][frame.time] = frame
+                staged[f"{frame.domain}/{CONTRIBUTIONS}/{frame.radars}"].append(frame)
             else:
-                direct[frame.domain][frame.time] = frame
+                direct[frame.domain].append(frame)
         if not direct and not staged and not mosaics:
             return report
         with writer_lock(self.location):
             session = self.repo.writable_session(BRANCH)
             store = session.store
             for group, batch in direct.items():
-                self._upsert(store, group, [batch[t] for t in sorted(batch)], report)
+                self._upsert(store, group, batch, report)
             staging = WriteReport()
             for group, batch in staged.items():
-                self._upsert(store, group, [batch[t] for t in sorted(batch)], staging)
+                self._upsert(store, group, batch, staging)
             for frame, reason in staging.rejected:
                 report.rejected.append((frame, reason))
             for group, times in staging.added.items():
@@ -293,26 +302,29 @@ class Archive:
         """Mosaic frames to (re)write, and slots still waiting for radars."""
         radars_group = zarr.open_group(store, path=f"{domain}/{CONTRIBUTIONS}", mode="r")
         parts = {
-            node: xr.open_zarr(store, group=f"{domain}/{CONTRIBUTIONS}/{node}", consolidated=False)
+            node: self._frames(store, f"{domain}/{CONTRIBUTIONS}/{node}")
             for node, _ in sorted(radars_group.groups())
+        }
+        slots_of = {
+            n: set(pd.DatetimeIndex(ds.time.values[ds.present.values])) for n, ds in parts.items()
         }
         stored: dict[pd.Timestamp, tuple[str, str]] = {}
         if self._has_frames(store, domain):
-            current = xr.open_zarr(store, group=domain, consolidated=False)
+            current = self._frames(store, domain)
+            keep = current.present.values
             stored = {
                 pd.Timestamp(t): (r, u)
                 for t, r, u in zip(
-                    current.time.values,
-                    current.radars.values,
-                    current.updates.values,
+                    current.time.values[keep],
+                    current.radars.values[keep],
+                    current.updates.values[keep],
                     strict=True,
                 )
             }
-        slots = sorted({pd.Timestamp(t) for ds in parts.values() for t in ds.time.values})
         deadline = pd.Timedelta(minutes=spec.deadline_minutes)
         built, pending = [], []
-        for slot in slots:
-            present = [n for n, ds in parts.items() if slot in ds.indexes["time"]]
+        for slot in sorted(set().union(*slots_of.values())):
+            present = [n for n in parts if slot in slots_of[n]]
             before = stored.get(slot)
             if before is not None and before[0] == ",".join(present):
                 continue
@@ -345,87 +357,181 @@ class Archive:
                         f"{n}: {f.scan_times.values}" for n, f in zip(present, frames, strict=True)
                     ),
                     updates=updates,
-                    time_step_minutes=int(parts[present[0]].attrs.get("time_step_minutes", 5)),
+                    quality="; ".join(
+                        f"{n}: {f.quality.values}"
+                        for n, f in zip(present, frames, strict=True)
+                        if str(f.quality.values)
+                    ),
+                    time_step_minutes=int(parts[present[0]].attrs["time_step_minutes"]),
                 )
             )
         return built, pending
 
-    def _encoding(self, grid: Grid) -> dict[str, dict[str, object]]:
-        chunk = (1, min(self.chunk_yx, grid.ny), min(self.chunk_yx, grid.nx))
-        enc: dict[str, dict[str, object]] = {
-            "precip": {"chunks": chunk, "compressors": [self.codec], "dtype": "float32"},
-            "time": dict(TIME_ENCODING, chunks=(4096,)),
+    # ---- the regular time axis -------------------------------------------------------------
+    @staticmethod
+    def _axis(store, group: str) -> TimeAxis:
+        """The group's time axis, after checking that its encoding is the one we write."""
+        node = zarr.open_group(store, path=group, mode="r")
+        if "present" not in node or node["time"].attrs.get("units") != TIME_UNITS:
+            raise ArchiveError(
+                f"group {group!r} was written by an older motioncast (no regular time axis): "
+                "ingest its files again into a new archive"
+            )
+        time = node["time"]
+        return TimeAxis(
+            start=int(time[0]),
+            step=int(node.attrs["time_step_minutes"]),
+            length=time.shape[0],
+            block=int(node.attrs["time_block_slots"]),
+        )
+
+    def _create(self, store, group: str, axis: TimeAxis, first: Frame) -> None:
+        """An empty group on ``axis``: no precip chunk is written until a frame arrives."""
+        grid, n = first.grid, axis.length
+        cy, cx = min(self.chunk_yx, grid.ny), min(self.chunk_yx, grid.nx)
+        empty = dask.array.full((n, grid.ny, grid.nx), np.nan, dtype=np.float32, chunks=(1, cy, cx))
+        data: dict[str, tuple] = {
+            "precip": (("time", "y", "x"), empty, PRECIP_ATTRS),
+            "crs": ((), np.int8(0), grid.cf_grid_mapping()),
         }
-        for name in (*PROVENANCE_FIELDS, "wet_fraction"):
-            enc[name] = {"chunks": (4096,)}
-        return enc
+        for name, values in _empty_slots(n).items():
+            data[name] = (("time",), values, SLOT_ATTRS.get(name, {}))
+        attrs = {
+            "Conventions": "CF-1.10",
+            "title": f"motioncast archive: observed rain rate, domain {first.domain}",
+            "domain": first.domain,
+            "time_step_minutes": axis.step,
+            "time_block_slots": axis.block,
+        }
+        if first.site_lonlat is not None:
+            attrs["site_lon"], attrs["site_lat"] = first.site_lonlat
+        ds = xr.Dataset(
+            data,
+            attrs=attrs,
+            coords={
+                "time": ("time", axis.minutes(), TIME_ATTRS),  # raw minutes: never re-encoded
+                "y": ("y", grid.y, Y_ATTRS),
+                "x": ("x", grid.x, X_ATTRS),
+            },
+        )
+        encoding: dict[str, dict[str, object]] = {
+            "precip": {
+                "chunks": (1, cy, cx),
+                "compressors": [self.codec],
+                "dtype": "float32",
+                "_FillValue": np.nan,
+            },
+            "time": {"chunks": (TIME_CHUNK,)},
+        }
+        for name in SLOT_VARIABLES:
+            encoding[name] = {"chunks": (TIME_CHUNK,)}
+        ds.to_zarr(
+            store, group=group, mode="a", consolidated=False, encoding=encoding, compute=False
+        )
+
+    @staticmethod
+    def _extend(store, group: str, old: TimeAxis, new: TimeAxis) -> None:
+        """Grow the group to ``new`` (whole blocks before and/or after ``old``).
+
+        Slots added after the end are empty. Slots added before the start shift every stored
+        frame by a whole number of blocks, one frame at a time: memory stays one frame, however
+        long the archive (a backfill older than the domain is rare; a late frame never does it).
+        """
+        node = zarr.open_group(store, path=group, mode="r+")
+        shift = (old.start - new.start) // new.step
+        arrays = [node[name] for name in ("precip", *SLOT_VARIABLES)]
+        slot_values = {name: node[name][:] for name in SLOT_VARIABLES} if shift else {}
+        for array in [*arrays, node["time"]]:
+            array.resize((new.length, *array.shape[1:]))
+        node["time"][:] = new.minutes()
+        empty = _empty_slots(new.length)
+        for name in SLOT_VARIABLES:
+            values = empty[name]
+            if shift:
+                values[shift : shift + old.length] = slot_values[name]
+            else:
+                values = values[old.length :]
+            target = node[name]
+            stored = values.astype(target.dtype) if name == "present" else values
+            target[0 if shift else old.length :] = stored
+        if shift:
+            precip = node["precip"]
+            was = np.flatnonzero(slot_values["present"])
+            for i in was[::-1]:  # back to front: a frame never overwrites one not yet moved
+                precip[i + shift] = precip[i]
+            for i in sorted(set(was.tolist()) - set((was + shift).tolist())):
+                precip[i] = np.nan
 
     def _upsert(self, store, group: str, frames: list[Frame], report: WriteReport) -> None:
-        """Add, replace (other source bytes) or skip (same bytes) time-ordered frames."""
+        """Write frames into their slots: add, replace (other source bytes) or skip (same bytes).
+
+        A later frame for the same slot in one batch wins. Each frame is one region write.
+        """
         if not frames:
             return
-        if not self._has_frames(store, group):
-            _frames_dataset(frames).to_zarr(
-                store,
-                group=group,
-                mode="a",
-                consolidated=False,
-                encoding=self._encoding(frames[0].grid),
-            )
-            report.added[group].extend(f.time for f in frames)
-            return
-        current = xr.open_zarr(store, group=group, consolidated=False)
-        grid = Grid.from_coords(current.crs.attrs["crs_wkt"], current.x.values, current.y.values)
-        times = pd.DatetimeIndex(current.time.values)
-        hashes = current.source_sha256.values
-        new: list[Frame] = []
+        if self._has_frames(store, group):
+            axis = self._axis(store, group)
+            node = zarr.open_group(store, path=group, mode="r")
+            crs = node["crs"].attrs["crs_wkt"]
+            grid = Grid.from_coords(crs, node["x"][:], node["y"][:])
+        else:
+            axis, grid = None, frames[0].grid
+            step = frames[0].time_step_minutes
+        by_slot: dict[pd.Timestamp, Frame] = {}
         for frame in frames:
             if not frame.grid.same_as(grid):
                 report.rejected.append(
                     (frame, f"grid differs from domain {group!r} ({grid.shape} cells)")
                 )
                 continue
-            pos = times.searchsorted(frame.time)
-            if pos < len(times) and times[pos] == frame.time:
-                if hashes[pos] == frame.source_sha256:
-                    report.unchanged[group].append(frame.time)
-                else:  # a different source for a stored slot: supersede it (history keeps it)
-                    self._write_region(store, group, _frames_dataset([frame]), pos)
-                    report.replaced[group].append(frame.time)
+            step = axis.step if axis is not None else step
+            if frame.time_step_minutes != step:
+                report.rejected.append(
+                    (
+                        frame,
+                        f"a {frame.time_step_minutes}-minute series cannot go into domain "
+                        f"{group!r}, whose step is {step} minutes",
+                    )
+                )
                 continue
-            new.append(frame)
-        if not new:
+            by_slot[slot_of(frame.time, step)] = frame
+        if not by_slot:
             return
-        first = times.searchsorted(new[0].time)
-        if first == len(times):
-            _frames_dataset(new).drop_vars(["x", "y", "crs"]).to_zarr(
-                store, group=group, append_dim="time", consolidated=False
-            )
-        else:  # out of order: rewrite the tail from the first insertion point, in time order
-            tail = current.isel(time=slice(first, None)).drop_vars(["x", "y", "crs"]).load()
-            incoming = _frames_dataset(new).drop_vars(["x", "y", "crs"])
-            merged = xr.concat([tail, incoming], dim="time").sortby("time")
-            n_tail = tail.sizes["time"]
-            self._write_region(store, group, merged.isel(time=slice(0, n_tail)), first)
-            merged.isel(time=slice(n_tail, None)).to_zarr(
-                store, group=group, append_dim="time", consolidated=False
-            )
-        report.added[group].extend(f.time for f in new)
-
-    @staticmethod
-    def _write_region(store, domain: str, ds: xr.Dataset, pos: int) -> None:
-        """Overwrite frames pos.. with ``ds``, time coordinate included (xarray's region
-        writes leave index coordinates alone, so it is set through zarr)."""
-        region = slice(pos, pos + ds.sizes["time"])
-        ds.drop_vars(["x", "y", "crs"], errors="ignore").to_zarr(
-            store, group=domain, region={"time": region}, consolidated=False
-        )
-        minutes = (pd.DatetimeIndex(ds.time.values) - pd.Timestamp("1970-01-01")) // pd.Timedelta(
-            minutes=1
-        )
-        zarr.open_array(store, path=f"{domain}/time", mode="r+")[region] = np.asarray(
-            minutes, dtype="int64"
-        )
+        slots = sorted(by_slot)
+        if axis is None:
+            axis = TimeAxis.for_step(step, self.time_block_hours).covering(slots[0], slots[-1])
+            self._create(store, group, axis, by_slot[slots[0]])
+        else:
+            grown = axis.covering(slots[0], slots[-1])
+            if grown != axis:
+                log.info(
+                    "%s: time axis grows to %d slots from %s", group, grown.length, grown.times()[0]
+                )
+                self._extend(store, group, axis, grown)
+                axis = grown
+        node = zarr.open_group(store, path=group, mode="r+")
+        index = np.array([axis.index(s) for s in slots])
+        was_present = node["present"].get_orthogonal_selection(index).astype(bool)
+        hashes = node["source_sha256"].get_orthogonal_selection(index)
+        writes: list[tuple[int, Frame]] = []
+        for slot, i, present, sha in zip(slots, index, was_present, hashes, strict=True):
+            frame = by_slot[slot]
+            if present and sha == frame.source_sha256:
+                report.unchanged[group].append(slot)
+                continue
+            (report.replaced if present else report.added)[group].append(slot)
+            writes.append((int(i), frame))  # a replaced slot's old frame stays in the history
+        for i, frame in writes:
+            node["precip"][i] = frame.precip
+        if writes:
+            where = np.array([i for i, _ in writes])
+            values = [_slot_values(f) for _, f in writes]
+            for name in SLOT_VARIABLES:
+                column = np.array([v[name] for v in values], dtype=object)
+                target = node[name]
+                if target.dtype != np.dtype(object) and target.dtype.kind != "T":
+                    column = column.astype(target.dtype)
+                target.set_orthogonal_selection(where, column)
 
 
 def open_archive(

@@ -32,16 +32,51 @@ def is_local(location: str | Path) -> bool:
     return "://" not in str(location)
 
 
+class StoreError(RuntimeError):
+    """A store location that cannot be used; the message names it and says why."""
+
+
+# what a local Icechunk repository folder holds, and what we put beside it
+_REPOSITORY_ENTRIES = {"refs", "snapshots", "manifests", "chunks", "transactions", "config.yaml"}
+_OWN_ENTRIES = {".writer.lock"}
+
+
+def check_location(location: str | Path) -> None:
+    """Raise StoreError unless a local ``location`` is absent, an empty folder or a repository.
+
+    Checked before Icechunk sees the path (it panics on a file, and would take over a folder of
+    other data); it starts no runtime, so it is safe before forking workers.
+    """
+    if not is_local(location):
+        return
+    path = Path(location)
+    if path.is_file() or (path.exists() and not path.is_dir()):
+        raise StoreError(f"{path}: is a file, not a store folder")
+    if path.is_dir():
+        entries = {p.name for p in path.iterdir()} - _OWN_ENTRIES
+        if entries and not entries & _REPOSITORY_ENTRIES:
+            shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+            raise StoreError(
+                f"{path}: a folder holding other files ({shown}), not a store: "
+                "give an empty or new folder"
+            )
+
+
 def open_repository(location: str | Path, create: bool) -> icechunk.Repository | None:
     """The repository at ``location``; created when absent and ``create``, else None."""
+    check_location(location)
     storage = _storage(location)
-    if icechunk.Repository.exists(storage):
-        return icechunk.Repository.open(storage)
-    if not create:
-        return None
-    if is_local(location):
-        Path(location).mkdir(parents=True, exist_ok=True)
-    return icechunk.Repository.create(storage)
+    try:
+        if icechunk.Repository.exists(storage):
+            return icechunk.Repository.open(storage)
+        if not create:
+            return None
+        if is_local(location):
+            Path(location).mkdir(parents=True, exist_ok=True)
+        return icechunk.Repository.create(storage)
+    except (icechunk.IcechunkError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"{location}: cannot open the store: {first}") from None
 
 
 @contextlib.contextmanager

@@ -66,9 +66,8 @@ def collect_windows(
     for domain in domains:
         ds = archive.dataset(domain, snapshot)
         times = pd.DatetimeIndex(ds.time.values)
-        step = int(ds.attrs.get("time_step_minutes", 5))
         for name, items in split_windows(
-            domain, times, ds.wet_fraction.values, cfg.data, step
+            domain, times, ds.present.values, ds.wet_fraction.values, cfg.data
         ).items():
             out[name].extend(items)
     return out

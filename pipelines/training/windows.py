@@ -21,17 +21,17 @@ SPLITS = ("train", "validation", "test")
 @dataclass(frozen=True)
 class Window:
     domain: str
-    start: int  # index of the first frame in the domain's time axis
+    start: int  # index of the first frame in the domain's (regular) time axis
     time: pd.Timestamp  # time of the first frame
     weight: float  # sampling weight: mean wet share + floor
 
 
-def complete_starts(times: pd.DatetimeIndex, length: int, step: pd.Timedelta) -> np.ndarray:
-    """Start indices of runs of ``length`` frames exactly ``step`` apart (no missing frame)."""
-    if len(times) < length:
+def complete_starts(present: np.ndarray, length: int) -> np.ndarray:
+    """Start indices of runs of ``length`` present slots on a regular time axis."""
+    if len(present) < length:
         return np.array([], dtype=np.int64)
-    span = (times[length - 1 :] - times[: len(times) - length + 1]).to_numpy()
-    return np.flatnonzero(span == np.timedelta64(step * (length - 1)))
+    counts = np.convolve(present.astype(np.int64), np.ones(length, dtype=np.int64), mode="valid")
+    return np.flatnonzero(counts == length)
 
 
 def block_of(times: pd.DatetimeIndex, hours: float) -> np.ndarray:
@@ -55,11 +55,12 @@ def assign_blocks(
 
 
 def split_windows(
-    domain: str, times: pd.DatetimeIndex, wet: np.ndarray, cfg: DataConfig, step_minutes: int
+    domain: str, times: pd.DatetimeIndex, present: np.ndarray, wet: np.ndarray, cfg: DataConfig
 ) -> dict[str, list[Window]]:
-    """The domain's complete windows, by split."""
+    """The domain's complete windows (every slot present), by split; ``times`` is the regular
+    axis of the archive's domain."""
     length = cfg.frames_in + cfg.frames_out
-    starts = complete_starts(times, length, pd.Timedelta(minutes=step_minutes))
+    starts = complete_starts(present, length)
     blocks = block_of(times, cfg.block_hours)
     same_block = blocks[starts] == blocks[starts + length - 1] if len(starts) else starts
     starts = starts[same_block.astype(bool)] if len(starts) else starts

@@ -71,3 +71,24 @@ def test_flow_over_paths_is_idempotent(prefect_harness, sim_volumes: list[Path],
     second = ingest_flow(paths=paths, store=store)
     assert sum(first["added"].values()) == 2
     assert second["unchanged"] == {"sim01": 1, "sim02": 1} and second["snapshots"] == []
+
+
+def test_same_named_files_from_sub_folders_keep_their_paths_when_set_aside(tmp_path: Path):
+    """Regression: moving landed files to .ingested/ by name lost all but the last of those
+    with the same name."""
+    from flows.ingest import INGESTED, set_aside
+
+    inbox = tmp_path / "inbox"
+    for day in ("d1", "d2"):
+        (inbox / day).mkdir(parents=True)
+        (inbox / day / "radar.h5").write_text(day)
+    (inbox / "radar.h5").write_text("top")
+    moved = [set_aside(p, inbox) for p in sorted(inbox.rglob("radar.h5"))]
+    assert [p.relative_to(inbox / INGESTED).as_posix() for p in moved] == [
+        "d1/radar.h5",
+        "d2/radar.h5",
+        "radar.h5",
+    ]
+    (inbox / "radar.h5").write_text("top, a day later")
+    again = set_aside(inbox / "radar.h5", inbox)
+    assert again.name == "radar~1.h5" and (inbox / INGESTED / "radar.h5").read_text() == "top"

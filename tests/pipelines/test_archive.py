@@ -61,7 +61,8 @@ def test_out_of_order_frames_land_in_time_order(archive: Archive):
     ds = open_archive(archive.location)
     assert list(ds.time.values) == list(pd.date_range(T0, periods=7, freq="5min"))
     assert values_by_time(ds) == [0, 1, 2, 3, 4, 5, 6]
-    assert ds.attrs["domain"] == "d" and ds.attrs["time_step_minutes"] == 5  # kept by appends
+    assert ds.attrs["domain"] == "d" and ds.attrs["time_step_minutes"] == 5
+    assert ds.present.values.all()
     assert list(ds.source_files.values) == [f"f{i}.h5" for i in range(7)]
 
 
@@ -82,10 +83,7 @@ def test_new_source_for_a_stored_slot_supersedes_it_and_history_keeps_the_old(ar
     report = archive.write([replacement], "b")
     assert report.replaced["d"] == [replacement.time]
     assert values_by_time(open_archive(archive.location)) == [0.0, 9.0]
-    old = archive.repo.readonly_session(snapshot_id=old_snapshot).store
-    import xarray as xr
-
-    assert values_by_time(xr.open_zarr(old, group="d", consolidated=False)) == [0.0, 1.0]
+    assert values_by_time(open_archive(archive.location, snapshot=old_snapshot)) == [0.0, 1.0]
 
 
 def test_readers_keep_their_snapshot(archive: Archive):
@@ -116,9 +114,88 @@ def test_frame_on_another_grid_is_rejected_not_stored(archive: Archive):
     assert [reason for _, reason in report.rejected] == [
         "grid differs from domain 'd' ((20, 30) cells)"
     ]
-    assert open_archive(archive.location).sizes["time"] == 2
+    assert open_archive(archive.location).present.values.tolist() == [True, False, True]
 
 
 def test_missing_store_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ArchiveError, match="no archive store here"):
         open_archive(tmp_path / "nothing")
+
+
+# ---- the regular time axis ------------------------------------------------------------------
+def at(minutes: float, value: float = 1.0, sha: str | None = None, step: int = 5) -> Frame:
+    f = frame(0, sha=sha or f"sha-{minutes}")
+    f.time = T0 + pd.Timedelta(minutes=minutes)
+    f.precip[1:, :] = value
+    f.time_step_minutes = step
+    return f
+
+
+def test_a_time_with_seconds_goes_into_its_slot_and_keeps_the_encoding(archive: Archive):
+    """Regression: 12:10:30 after 12:00 and 12:05 made the domain read back as cftime dates,
+    the new frame in the year 5354."""
+    archive.write([at(0), at(5)], "a")
+    archive.write([at(10.5, value=3.0)], "b")
+    ds = open_archive(archive.location)
+    assert ds.time.dtype == np.dtype("datetime64[ns]")
+    assert list(ds.time.values) == list(pd.date_range(T0, periods=3, freq="5min"))
+    assert ds.observed_time.values.tolist() == [
+        "2026-06-01T12:00:00",
+        "2026-06-01T12:05:00",
+        "2026-06-01T12:10:30",
+    ]
+    assert values_by_time(ds) == [1.0, 1.0, 3.0]
+
+
+def test_a_late_frame_is_one_region_write_into_its_slot(archive: Archive):
+    """Regression: a frame older than the tail made the writer load and rewrite every frame
+    after it. Now its commit changes its own slot's chunks and nothing else."""
+    archive.write([at(5 * i, value=i) for i in range(12) if i != 3], "a")
+    before = archive.head()
+    report = archive.write([at(15, value=3)], "late")
+    assert report.added["d"] == [T0 + pd.Timedelta(minutes=15)]
+    diff = archive.repo.diff(from_snapshot_id=before, to_snapshot_id=archive.head())
+    slot = 12 * 12 + 3  # the axis starts at the day's first slot; 12:15 is slot 147
+    assert diff.updated_chunks["/d/precip"] == [[slot, 0, 0]]
+    assert not diff.updated_arrays and not diff.new_arrays  # no resize, no rewrite
+    ds = open_archive(archive.location)
+    assert values_by_time(ds) == list(range(12)) and ds.present.values.all()
+
+
+def test_gaps_are_nan_slots_and_the_axis_grows_in_blocks(archive: Archive):
+    archive.write([at(0), at(20)], "a")  # 12:05 .. 12:15 missing
+    ds = open_archive(archive.location)
+    assert ds.present.values.tolist() == [True, False, False, False, True]
+    assert np.isnan(ds.precip.values[1:4]).all()
+    assert np.isnan(ds.wet_fraction.values[1:4]).all()
+    raw = archive.repo.readonly_session(branch="main").store
+    import zarr
+
+    assert zarr.open_array(raw, path="d/time", mode="r").shape == (288,)  # one day, ahead
+    (summary,) = archive.summary()
+    assert summary.n_frames == 2 and len(summary.missing) == 3
+    archive.write([at(60 * 24 + 5)], "next day")  # grows by one block
+    assert zarr.open_array(
+        archive.repo.readonly_session(branch="main").store, path="d/time", mode="r"
+    ).shape == (576,)
+    assert open_archive(archive.location).sizes["time"] == 12 * 24 + 2
+
+
+def test_a_frame_before_the_domain_start_prepends_whole_blocks(archive: Archive):
+    archive.write([at(0, value=1.0), at(10, value=2.0)], "a")
+    archive.write([at(-60 * 24 - 5, value=7.0)], "backfill")  # a day and 5 minutes before
+    ds = open_archive(archive.location)
+    assert pd.Timestamp(ds.time.values[0]) == T0 - pd.Timedelta(minutes=60 * 24 + 5)
+    assert int(ds.present.sum()) == 3
+    assert float(ds.precip.sel(time=T0).isel(y=1, x=1)) == 1.0
+    assert float(ds.precip.sel(time=T0 + pd.Timedelta(minutes=10)).isel(y=1, x=1)) == 2.0
+    assert np.isnan(float(ds.precip.sel(time=T0 + pd.Timedelta(minutes=5)).isel(y=1, x=1)))
+    assert str(ds.observed_time.sel(time=T0).values) == "2026-06-01T12:00:00"
+
+
+def test_a_ten_minute_series_has_a_ten_minute_axis(archive: Archive):
+    archive.write([at(10 * i, step=10) for i in range(6)], "a")
+    (summary,) = archive.summary()
+    assert summary.time_step_minutes == 10 and summary.missing == [] and summary.n_frames == 6
+    report = archive.write([at(70, step=5)], "b")
+    assert "5-minute series cannot go into domain 'd', whose step is 10" in report.rejected[0][1]

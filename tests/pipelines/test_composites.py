@@ -94,13 +94,19 @@ def test_rmi_odim_composite_is_a_rate_not_divided_by_accutime():
 
 
 def write_bom_rf3(
-    path: Path, valid: str = "2026-06-01 12:06", depth_mm: float = 0.05
+    path: Path,
+    valid: str = "2026-06-01 12:06",
+    depth_mm: float = 0.05,
+    step_minutes: int = 6,
+    bad_cells: int = 0,
 ) -> np.ndarray:
-    """A small Rainfields 3 file as the BoM writes them (no sample of the real ones lies here)."""
+    """A small Rainfields 3 file as the BoM writes them (no sample of the real ones lies here),
+    with ``bad_cells`` cells of -0.1 mm, as real BoM files sometimes hold."""
     n = 64
     values = np.zeros((n, n), dtype=np.float32)
     values[10:20, 30:40] = depth_mm
     values[0, 0] = 2.0
+    values.ravel()[n * 40 : n * 40 + bad_cells] = -0.1
     with netCDF4.Dataset(path, "w") as nc:
         nc.createDimension("x", n)
         nc.createDimension("y", n)
@@ -120,7 +126,7 @@ def write_bom_rf3(
             t = nc.createVariable(name, "i8")
             t.units = "seconds since 1970-01-01 00:00:00"
             stamp = pd.Timestamp(valid) - (
-                pd.Timedelta(minutes=6) if when is None else pd.Timedelta(0)
+                pd.Timedelta(minutes=step_minutes) if when is None else pd.Timedelta(0)
             )
             t[...] = int(stamp.timestamp())
         p = nc.createVariable("precipitation", "f4", ("y", "x"), fill_value=-1.0)

@@ -258,3 +258,70 @@ def test_unconfigured_domain_is_refused_before_touching_anything(sim_volumes, tm
     with pytest.raises(ValueError, match="domain 'nowhere' is not configured"):
         ingest(sim_volumes[:1], config(tmp_path / "s"), domain="nowhere")
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.quarantine").exists()
+
+
+# ---- regressions: bad cells, bad stores, same-named files ------------------------------------
+def test_a_few_impossible_cells_become_unknown_and_a_ten_minute_series_has_no_gaps(
+    tmp_path: Path, caplog
+):
+    """Regression: on a day of real BoM 10-minute composites, 6 of 144 frames were quarantined
+    for one cell of -0.1 mm each, and the series was reported with every other slot missing."""
+    from tests.pipelines.test_composites import write_bom_rf3
+
+    folder = tmp_path / "bom"
+    folder.mkdir()
+    for i in range(12):
+        valid = pd.Timestamp("2026-06-01 12:00") + pd.Timedelta(minutes=10 * i)
+        write_bom_rf3(
+            folder / f"310_{valid:%Y%m%d_%H%M%S}.prcp-c10.nc",
+            valid=str(valid),
+            step_minutes=10,
+            bad_cells=1 if i in (3, 7) else (200 if i == 9 else 0),
+        )
+    result = ingest([folder], config(tmp_path / "a", workers=1))  # logs in this process
+    assert dict(result.added) == {"bom": 11}
+    assert len(result.failed) == 1 and "310_20260601_133000" in result.failed[0]
+    assert "4.9% of the valued cells are impossible: 200 negative" in result.failed[0]
+    ds = open_archive(tmp_path / "a", "bom")
+    (summary,) = Archive(tmp_path / "a").summary()
+    assert summary.time_step_minutes == 10
+    assert [t.strftime("%H:%M") for t in summary.missing] == ["13:30"]  # the rejected frame
+    assert ds.quality.values[3] == "1 of 4096 cells set to unknown: 1 negative (-0.6 to -0.6 mm/h)"
+    assert ds.quality.values[0] == ""
+    assert np.isnan(ds.precip.values[3].ravel()[64 * 40]) and ds.present.values[3]
+    assert "cells set to unknown" in caplog.text
+
+
+def test_a_bad_store_is_one_line_exit_2_and_touches_nothing(sim_volumes, tmp_path: Path):
+    """Regression: a file or a folder of other data as --store ended in a Rust panic traceback,
+    exit 1, and the input files were not quarantined."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me\n")
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"\xff\xd8")
+    bad_input = tmp_path / "bad.h5"
+    bad_input.write_bytes(b"")
+    for store, fragment in ((a_file, "is a file"), (other, "holding other files (cat.jpg)")):
+        run = motioncast("ingest", str(sim_volumes[0]), str(bad_input), "--store", str(store))
+        assert run.returncode == 2, run.stderr
+        lines = [line for line in run.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and fragment in lines[0], run.stderr
+        assert "panic" not in run.stderr.lower() and "Traceback" not in run.stderr
+        assert not store.with_name(store.name + ".quarantine").exists()
+    assert a_file.read_text() == "keep me\n"
+    assert sorted(p.name for p in other.iterdir()) == ["cat.jpg"]
+
+
+def test_same_named_bad_files_are_all_kept_in_the_quarantine(sim_volumes, tmp_path: Path):
+    """Regression: files of the same name from different folders overwrote each other."""
+    for day, size in (("day1", 10), ("day2", 20)):
+        (tmp_path / "in" / day).mkdir(parents=True)
+        (tmp_path / "in" / day / "radar.h5").write_bytes(b"\0" * size)
+    cfg = config(tmp_path / "store")
+    ingest([tmp_path / "in"], cfg)
+    ingest([tmp_path / "in"], cfg)  # again: the same files are not copied twice
+    kept = sorted(p.name for p in (tmp_path / "store.quarantine").iterdir())
+    assert kept == ["radar.h5", "radar.h5.reason.txt", "radar~1.h5", "radar~1.h5.reason.txt"]
+    sizes = sorted(p.stat().st_size for p in (tmp_path / "store.quarantine").glob("radar*.h5"))
+    assert sizes == [10, 20]

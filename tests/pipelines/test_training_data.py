@@ -31,18 +31,20 @@ def test_transform_round_trips_rates_above_threshold():
 
 
 def test_complete_starts_skip_windows_with_a_missing_frame():
-    times = pd.date_range("2026-06-01", periods=12, freq="5min").delete(7)  # 12:35 missing
-    starts = complete_starts(times, 4, pd.Timedelta(minutes=5))
-    assert starts.tolist() == [0, 1, 2, 3, 7]  # the 4 frames from index 7 on: 12:40 .. 12:55
+    present = np.ones(12, dtype=bool)
+    present[7] = False  # 12:35 missing on the regular axis 12:00 .. 12:55
+    starts = complete_starts(present, 4)
+    assert starts.tolist() == [0, 1, 2, 3, 8]  # the 4 frames from index 8 on: 12:40 .. 12:55
 
 
 def test_split_has_no_window_crossing_a_block_and_is_reproducible():
     times = pd.date_range("2026-06-01", periods=12 * 24 * 6, freq="5min")  # 6 days
     wet = np.linspace(0, 0.4, len(times))
     cfg = DataConfig(block_hours=6.0, seed=3)
-    split = split_windows("d", times, wet, cfg, 5)
-    assert split == split_windows("d", times, wet, cfg, 5)
-    assert split != split_windows("d", times, wet, DataConfig(block_hours=6.0, seed=4), 5)
+    present = np.ones(len(times), dtype=bool)
+    split = split_windows("d", times, present, wet, cfg)
+    assert split == split_windows("d", times, present, wet, cfg)
+    assert split != split_windows("d", times, present, wet, DataConfig(block_hours=6.0, seed=4))
     length = cfg.frames_in + cfg.frames_out
     blocks = block_of(times, 6.0)
     owner = {}
@@ -77,7 +79,9 @@ def small_archive(tmp_path: Path) -> Path:
 def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
     cfg = DataConfig(frames_in=3, frames_out=4, crop=32)
     ds = open_archive(small_archive)
-    windows = split_windows("d", pd.DatetimeIndex(ds.time.values), ds.wet_fraction.values, cfg, 5)
+    windows = split_windows(
+        "d", pd.DatetimeIndex(ds.time.values), ds.present.values, ds.wet_fraction.values, cfg
+    )
     every = [w for name in SPLITS for w in windows[name]]
     data = WindowDataset(small_archive, every, cfg, augment=True)
     t = RainTransform(cfg.transform)
@@ -105,7 +109,9 @@ def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
 def test_whole_domain_samples_for_validation(small_archive: Path):
     cfg = DataConfig(frames_in=3, frames_out=4, crop=32)
     ds = open_archive(small_archive)
-    windows = split_windows("d", pd.DatetimeIndex(ds.time.values), ds.wet_fraction.values, cfg, 5)
+    windows = split_windows(
+        "d", pd.DatetimeIndex(ds.time.values), ds.present.values, ds.wet_fraction.values, cfg
+    )
     every = [w for name in SPLITS for w in windows[name]]
     data = WindowDataset(small_archive, every, cfg, augment=False, whole_domain_multiple=8)
     inputs, targets, seen = data[0]
