@@ -11,7 +11,14 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from pipelines.config import ConfigError, MotioncastConfig, load_config
@@ -40,7 +47,14 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override one setting, e.g. --set ingest.batch_size=16."),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
-StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Archive store (a folder).")]
+StoreOpt = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        "-s",
+        help="Archive store: a folder or s3://bucket/prefix (store.object_storage, AWS_* vars).",
+    ),
+]
 
 
 def _setup(
@@ -179,11 +193,11 @@ def ingest(
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _open(store: Path):
+def _open(store: str, cfg: MotioncastConfig):
     from pipelines.store import Archive, ArchiveError
 
     try:
-        return Archive(store)
+        return Archive(store, storage=cfg.store.object_storage)
     except ArchiveError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -193,9 +207,12 @@ def _open(store: Path):
 def archive_info(
     store: StoreOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Per domain: grid, time range, frame count and missing time slots."""
-    summaries = _open(store).summary()
+    summaries = _open(store, _setup(config, set_, verbose)).summary()
     if as_json:
         out.print_json(json.dumps([s.as_dict() for s in summaries]))
         return
@@ -232,6 +249,9 @@ def archive_plot(
             "(a warning says which); a time more than one step outside the archive is refused."
         ),
     ] = "last",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Save a map of one archived frame as PNG, and print its path."""
     from rich.markup import escape
@@ -240,9 +260,10 @@ def archive_plot(
     from pipelines.plots import plot_rain_map
     from pipelines.store import ArchiveError
 
+    cfg = _setup(config, set_, verbose)
     try:
         parse_time(time)  # a bad --time is refused before the store is opened
-        ds = _open(store).dataset(domain)
+        ds = _open(store, cfg).dataset(domain)
         chosen = select_frame(ds, time)
     except (ArchiveError, FrameSelectError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")  # --time text is not markup
@@ -268,6 +289,75 @@ def _minutes(delta: pd.Timedelta) -> str:
 
 
 RegistryOpt = Annotated[Path, typer.Option("--registry", "-r", help="Model registry folder.")]
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class _TrainingDisplay:
+    """What the train verb shows of rank 0's progress (``StepEvent``s): on a terminal one live
+    line (the budget spent, step, training loss, the latest validation CSI at 1 mm/h of the
+    model and of the baselines, the time left of the budget); piped or logged, one log line per
+    validation."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+        self.live = console.is_terminal
+        self.csi = "-"
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=16),
+            TextColumn("step {task.fields[step]}/{task.fields[max_steps]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("CSI 1 mm/h: {task.fields[csi]}"),
+            TextColumn("{task.fields[left]}"),
+            console=console,
+        )
+        self.task = self.progress.add_task(
+            "starting", total=1.0, step=0, max_steps=max_steps, loss="-", csi="-", left=""
+        )
+
+    def __enter__(self) -> _TrainingDisplay:
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def __call__(self, event) -> None:  # a pipelines.training.progress.StepEvent
+        if event.validation is not None:
+            model, extrapolation, persistence = (
+                _score(event.score(m)) for m in ("model", "extrapolation", "persistence")
+            )
+            self.csi = f"model {model}, extrap. {extrapolation}, persist. {persistence}"
+        left = event.time_left_s
+        fields = {
+            "step": event.step,
+            "loss": "-" if event.train_loss is None else f"{event.train_loss:.4f}",
+            "csi": self.csi,
+            "left": "" if left is None else f"{_clock(left)} left",
+        }
+        if self.live:
+            done = min(event.budget, 1.0)
+            self.progress.update(self.task, description="training", completed=done, **fields)
+        elif event.validation is not None:
+            logging.getLogger(__name__).info(
+                "step %d/%d: training loss %s; validation CSI 1 mm/h: %s; %s",
+                event.step,
+                self.max_steps,
+                fields["loss"],
+                self.csi,
+                fields["left"] or "time left unknown",
+            )
 
 
 @app.command()
@@ -314,7 +404,8 @@ def train(
     from pipelines.training.validation import score_table
 
     try:
-        result = train_run(store, registry, cfg, run_name=run_name)
+        with _TrainingDisplay(cfg.training.max_steps) as display:
+            result = train_run(store, registry, cfg, run_name=run_name, on_progress=display)
     except (TrainingError, ArchiveError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

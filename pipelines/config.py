@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from motionrnn.config import MotionRNNConfig
 from pipelines.grid import Grid
@@ -51,8 +59,45 @@ class ZRConfig(_Section):
     min_dbz: float = Field(7.0, description="Below this reflectivity a gate is dry (0 mm/h).")
 
 
+class ObjectStorageConfig(_Section):
+    """S3-compatible object storage for s3:// store locations. Unset fields come from the
+    standard environment variables (AWS_ENDPOINT_URL(_S3), AWS_REGION / AWS_DEFAULT_REGION,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), so secrets need not be in YAML."""
+
+    endpoint_url: str | None = Field(
+        None, description="S3 API endpoint, e.g. http://127.0.0.1:9000 (MinIO, Ceph, moto)."
+    )
+    region: str | None = Field(None, description="Bucket region.")
+    allow_http: bool | None = Field(
+        None, description="Allow plain http (default: when endpoint_url starts with http://)."
+    )
+    force_path_style: bool = Field(
+        True, description="bucket in the URL path, not the host name (most S3-compatible servers)."
+    )
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    commit_tries: int = Field(
+        8,
+        ge=1,
+        description="Attempts of a commit that lost a race to another writer (with a growing, "
+        "random wait between them).",
+    )
+
+
+def _location(value: Any) -> str:
+    """A store location: a URL (s3://, gs://) kept as given, or a local path."""
+    text = str(value)
+    return text if "://" in text else str(Path(text).expanduser())
+
+
+StoreLocation = Annotated[str, BeforeValidator(_location)]
+
+
 class StoreConfig(_Section):
-    archive: Path = Field(Path("data/archive"), description="Archive store (Icechunk repository).")
+    archive: StoreLocation = Field(
+        "data/archive", description="Archive store (Icechunk repository): a folder or s3://..."
+    )
+    object_storage: ObjectStorageConfig = ObjectStorageConfig()
     chunk_yx: int = Field(
         1024,
         gt=0,

@@ -83,3 +83,17 @@ SMALL_TRAINING = [
     "training.validation_windows=8",
     "training.optimiser.lr=0.003",
 ]
+
+
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real S3 API server (moto) on 127.0.0.1 with a bucket 'motioncast', in its own process,
+    its state recorded so that it survives a restart; AWS_* variables point this process and its
+    children at it."""
+    from tests.s3server import S3Server
+
+    with S3Server(persist=tmp_path / "moto-requests.jsonl") as server:
+        server.make_bucket("motioncast")
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        yield server

@@ -12,9 +12,14 @@ from pipelines.ingest.placement import free_path
 
 
 def quarantine_folder(cfg: MotioncastConfig) -> Path:
+    """``ingest.quarantine``; else ``<archive>.quarantine`` beside a local archive, or
+    ``quarantine/<bucket>/<prefix>`` in the working folder for one on object storage."""
     if cfg.ingest.quarantine is not None:
         return Path(cfg.ingest.quarantine)
-    archive = Path(str(cfg.store.archive).rstrip("/"))
+    location = cfg.store.archive.rstrip("/")
+    if "://" in location:
+        return Path("quarantine", *location.split("://", 1)[1].split("/"))
+    archive = Path(location)
     return archive.with_name(archive.name + ".quarantine")
 
 

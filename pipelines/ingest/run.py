@@ -23,7 +23,7 @@ from pipelines.frame import Frame
 from pipelines.ingest.decode import DecodeOutcome, check_domain, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
-from pipelines.store.archive import Archive, WriteReport
+from pipelines.store.archive import Archive, ArchiveError, WriteReport
 from pipelines.store.mosaic import MosaicSpec
 from pipelines.store.repository import check_location
 
@@ -66,6 +66,7 @@ def open_archive_for_writing(cfg: MotioncastConfig) -> Archive:
         compression_level=cfg.store.compression_level,
         time_block_hours=cfg.store.time_block_hours,
         create=True,
+        storage=cfg.store.object_storage,
     )
 
 
@@ -102,6 +103,13 @@ def ingest_outcomes(
 
     def collect(future: Future) -> None:
         report, sources = future.result()
+        if report is None:  # the store failed: the files are fine, a later run stores them
+            for path in sources.values():
+                line = f"{path}: not stored: {report_error[0]}"
+                log.error(line)
+                result.failed.append(line)
+                result.failed_paths.add(path)
+            return
         for domain, times in report.added.items():
             result.added[domain] += len(times)
         for domain, times in report.replaced.items():
@@ -119,11 +127,18 @@ def ingest_outcomes(
         if report.snapshot:
             result.snapshots.append(report.snapshot)
 
-    def write(items: list[tuple[Frame, Path]]) -> tuple[WriteReport, dict[int, Path]]:
+    report_error: list[str] = [""]
+
+    def write(items: list[tuple[Frame, Path]]) -> tuple[WriteReport | None, dict[int, Path]]:
         frames = [f for f, _ in items]
         names = ", ".join(sorted({f.domain for f in frames}))
-        report = archive.write(frames, f"ingest {len(frames)} frames into {names}", mosaics)
-        return report, {id(f): p for f, p in items}
+        sources = {id(f): p for f, p in items}
+        try:
+            report = archive.write(frames, f"ingest {len(frames)} frames into {names}", mosaics)
+        except ArchiveError as exc:  # storage down, or other writers won every race
+            report_error[0] = str(exc)
+            return None, sources
+        return report, sources
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer") as writer:
 

@@ -10,6 +10,8 @@ frame hold NaN and ``present`` False.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,10 +26,11 @@ import zarr
 from zarr.codecs import ZstdCodec
 from zarr.errors import GroupNotFoundError
 
+from pipelines.config import ObjectStorageConfig
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
 from pipelines.store.mosaic import MosaicSpec, merge
-from pipelines.store.repository import StoreError, open_repository, writer_lock
+from pipelines.store.repository import StoreError, first_line, open_repository, writer_lock
 from pipelines.store.timeaxis import TIME_ATTRS, TIME_UNITS, TimeAxis, slot_of
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ WET_ATTRS = {
 }
 X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
 Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
+RACE_BACKOFF_S = 0.05  # first wait after losing a commit race; doubles, randomised
 TIME_CHUNK = 4096  # slots per chunk of the time coordinate and the per-slot variables
 
 
@@ -146,10 +150,12 @@ class Archive:
         compression_level: int = 1,
         time_block_hours: float = 24.0,
         create: bool = False,
+        storage: ObjectStorageConfig | None = None,
     ):
         self.location = location
+        self.commit_tries = (storage or ObjectStorageConfig()).commit_tries
         try:
-            repo = open_repository(location, create=create)
+            repo = open_repository(location, create=create, options=storage)
         except StoreError as exc:
             raise ArchiveError(str(exc)) from None
         if repo is None:
@@ -250,7 +256,6 @@ class Archive:
         """
         mosaics = mosaics or {}
         now = pd.Timestamp.now("UTC").tz_convert(None) if now is None else now
-        report = WriteReport()
         direct: dict[str, list[Frame]] = defaultdict(list)
         staged: dict[str, list[Frame]] = defaultdict(list)
         for frame in frames:
@@ -259,28 +264,65 @@ class Archive:
             else:
                 direct[frame.domain].append(frame)
         if not direct and not staged and not mosaics:
-            return report
+            return WriteReport()
         with writer_lock(self.location):
-            session = self.repo.writable_session(BRANCH)
-            store = session.store
-            for group, batch in direct.items():
-                self._upsert(store, group, batch, report)
-            staging = WriteReport()
-            for group, batch in staged.items():
-                self._upsert(store, group, batch, staging)
-            for frame, reason in staging.rejected:
-                report.rejected.append((frame, reason))
-            for group, times in staging.added.items():
-                report.staged[group.split("/")[0]].extend(times)
-            for domain, spec in mosaics.items():
-                if self._has_group(store, f"{domain}/{CONTRIBUTIONS}"):
-                    built, pending = self._due_mosaics(store, domain, spec, now)
-                    report.pending[domain].extend(pending)
-                    self._upsert(store, domain, built, report)
-            if report.n_written or staging.n_written:
-                report.snapshot = session.commit(message)
+            for attempt in range(1, self.commit_tries + 1):
+                try:
+                    session = self.repo.writable_session(BRANCH)
+                    report, changed = self._stage(session.store, direct, staged, mosaics, now)
+                    if not changed:
+                        return report
+                    # another writer's commit in between: rebase onto it if no chunk clashes
+                    report.snapshot = session.commit(
+                        message, rebase_with=icechunk.ConflictDetector(), rebase_tries=3
+                    )
+                except (icechunk.ConflictError, icechunk.RebaseFailedError) as exc:
+                    # both wrote the same chunks: redo the write on top of the winner's commit
+                    log.warning(
+                        "%s: commit %d of %d lost a race with another writer (%s); writing again",
+                        self.location,
+                        attempt,
+                        self.commit_tries,
+                        first_line(exc),
+                    )
+                    time.sleep(random.uniform(0, RACE_BACKOFF_S * 2**attempt))  # break lockstep
+                    continue
+                except icechunk.IcechunkError as exc:  # storage unreachable, or refused
+                    raise ArchiveError(
+                        f"{self.location}: write failed: {first_line(exc)}"
+                    ) from None
                 log.info("committed %d frames: %s", report.n_written, report.snapshot)
-        return report
+                return report
+        raise ArchiveError(
+            f"{self.location}: other writers won {self.commit_tries} commits in a row; nothing "
+            "of this batch was written (object_storage.commit_tries)"
+        )
+
+    def _stage(
+        self,
+        store,
+        direct: dict[str, list[Frame]],
+        staged: dict[str, list[Frame]],
+        mosaics: dict[str, MosaicSpec],
+        now: pd.Timestamp,
+    ) -> tuple[WriteReport, bool]:
+        """Write every frame into an open session; report, and whether anything changed."""
+        report = WriteReport()
+        for group, batch in direct.items():
+            self._upsert(store, group, batch, report)
+        staging = WriteReport()
+        for group, batch in staged.items():
+            self._upsert(store, group, batch, staging)
+        for frame, reason in staging.rejected:
+            report.rejected.append((frame, reason))
+        for group, times in staging.added.items():
+            report.staged[group.split("/")[0]].extend(times)
+        for domain, spec in mosaics.items():
+            if self._has_group(store, f"{domain}/{CONTRIBUTIONS}"):
+                built, pending = self._due_mosaics(store, domain, spec, now)
+                report.pending[domain].extend(pending)
+                self._upsert(store, domain, built, report)
+        return report, bool(report.n_written or staging.n_written)
 
     @staticmethod
     def _has_group(store, path: str) -> bool:
@@ -535,8 +577,12 @@ class Archive:
 
 
 def open_archive(
-    path: str | Path, domain: str | None = None, snapshot: str | None = None
+    path: str | Path,
+    domain: str | None = None,
+    snapshot: str | None = None,
+    storage: ObjectStorageConfig | None = None,
 ) -> xr.Dataset:
     """The archive's ``domain`` (or its only domain) as a lazy xarray Dataset, as of the latest
-    commit or of ``snapshot`` (an id from ``Archive.history``)."""
-    return Archive(path).dataset(domain, snapshot)
+    commit or of ``snapshot`` (an id from ``Archive.history``). ``path`` is a folder or an
+    s3:// URL (``storage`` or the AWS_* environment variables say how to reach it)."""
+    return Archive(path, storage=storage).dataset(domain, snapshot)

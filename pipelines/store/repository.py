@@ -14,18 +14,39 @@ os.environ.setdefault("ICECHUNK_LOG", "error")
 
 import icechunk  # noqa: E402
 
+from pipelines.config import ObjectStorageConfig  # noqa: E402
+from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
+
 icechunk.set_logs_filter(os.environ["ICECHUNK_LOG"])
 
 
-def _storage(location: str | Path) -> icechunk.Storage:
+def _s3_storage(bucket: str, prefix: str, options: ObjectStorageConfig | None):
+    s = S3Settings.resolve(options)
+    keys = {}
+    if s.access_key_id:
+        keys = {"access_key_id": s.access_key_id, "secret_access_key": s.secret_access_key}
+    return icechunk.s3_storage(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=s.endpoint_url,
+        region=s.region,
+        allow_http=s.allow_http,
+        force_path_style=s.force_path_style,
+        from_env=not keys,
+        **keys,
+    )
+
+
+def _storage(location: str | Path, options: ObjectStorageConfig | None) -> icechunk.Storage:
     text = str(location)
-    if text.startswith("s3://"):
-        bucket, _, prefix = text[5:].partition("/")
-        return icechunk.s3_storage(bucket=bucket, prefix=prefix, from_env=True)
-    if text.startswith("gs://"):
-        bucket, _, prefix = text[5:].partition("/")
+    if is_local(text):
+        return icechunk.local_filesystem_storage(str(Path(text).resolve()))
+    scheme, bucket, prefix = split_url(text)
+    if scheme == "s3":
+        return _s3_storage(bucket, prefix, options)
+    if scheme == "gs":
         return icechunk.gcs_storage(bucket=bucket, prefix=prefix, from_env=True)
-    return icechunk.local_filesystem_storage(str(Path(text).resolve()))
+    raise ValueError(f"unknown storage scheme {scheme}:// (use a folder, s3:// or gs://)")
 
 
 def is_local(location: str | Path) -> bool:
@@ -62,11 +83,14 @@ def check_location(location: str | Path) -> None:
             )
 
 
-def open_repository(location: str | Path, create: bool) -> icechunk.Repository | None:
-    """The repository at ``location``; created when absent and ``create``, else None."""
+def open_repository(
+    location: str | Path, create: bool, options: ObjectStorageConfig | None = None
+) -> icechunk.Repository | None:
+    """The repository at ``location``; created when absent and ``create``, else None.
+    ``options`` configure object storage (s3://); local folders ignore them."""
     check_location(location)
-    storage = _storage(location)
     try:
+        storage = _storage(location, options)
         if icechunk.Repository.exists(storage):
             return icechunk.Repository.open(storage)
         if not create:
@@ -75,8 +99,13 @@ def open_repository(location: str | Path, create: bool) -> icechunk.Repository |
             Path(location).mkdir(parents=True, exist_ok=True)
         return icechunk.Repository.create(storage)
     except (icechunk.IcechunkError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"{location}: cannot open the store: {first}") from None
+        raise StoreError(f"{location}: cannot open the store: {first_line(exc)}") from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message: Icechunk's carry a multi-line Rust trace."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 from scipy.ndimage import uniform_filter
 
-from pipelines.config import DataConfig
+from pipelines.config import DataConfig, ObjectStorageConfig
 from pipelines.store.archive import open_archive
 from pipelines.training.transform import RainTransform
 from pipelines.training.windows import Window
@@ -40,9 +40,11 @@ class WindowDataset(torch.utils.data.Dataset):
         augment: bool = True,
         snapshot: str | None = None,
         whole_domain_multiple: int | None = None,
+        storage: ObjectStorageConfig | None = None,
     ):
         self.store, self.windows, self.cfg, self.augment = str(store), windows, cfg, augment
         self.snapshot = snapshot
+        self.storage = storage
         self.whole = whole_domain_multiple
         if self.whole is not None and augment:
             raise ValueError("whole-domain samples are not augmented")
@@ -63,7 +65,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def _dataset(self, name: str) -> xr.Dataset:
         if name not in self._open:
-            self._open[name] = open_archive(self.store, name, self.snapshot)
+            self._open[name] = open_archive(self.store, name, self.snapshot, self.storage)
         return self._open[name]
 
     def _crop_origins(self, name: str) -> np.ndarray:

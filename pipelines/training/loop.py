@@ -16,7 +16,6 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,9 @@ from motionrnn import (
     save_checkpoint,
     teacher_mask,
 )
-from pipelines.config import TrainingConfig
+from pipelines.config import ObjectStorageConfig, TrainingConfig
 from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
+from pipelines.training.progress import StepEvent, StepHook, pooled
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
 from pipelines.training.validation import Evaluation, Validator
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.safetensors"
 OPTIMISER_FILE = "optimiser.pt"
 STATE_FILE = "state.json"
-
-StepHook = Callable[[int, int], None]  # (rank, step) after each optimiser step; for fault tests
 
 
 @dataclass
@@ -69,7 +67,8 @@ class TrainJob:
     train: list[Window]
     validation: list[Window]
     cfg: TrainingConfig
-    step_hook: StepHook | None = None
+    step_hook: StepHook | None = None  # every rank, after each step and validation (progress)
+    storage: ObjectStorageConfig | None = None  # how to reach an s3:// store
 
 
 def read_state(folder: Path) -> RunState:
@@ -153,7 +152,9 @@ def train_worker(job: TrainJob) -> None:
         optimiser.load_state_dict(optimiser_state)
     peak_lrs = [g["lr"] for g in optimiser.param_groups]
 
-    train_set = WindowDataset(job.store, job.train, cfg.data, augment=True, snapshot=job.snapshot)
+    train_set = WindowDataset(
+        job.store, job.train, cfg.data, augment=True, snapshot=job.snapshot, storage=job.storage
+    )
     sampler = WeightedWindowSampler(
         [w.weight for w in job.train], cfg.steps_per_epoch * cfg.batch_size, cfg.data.seed, rank
     )
@@ -171,6 +172,7 @@ def train_worker(job: TrainJob) -> None:
         cfg.data,
         augment=False,
         snapshot=job.snapshot,
+        storage=job.storage,
         whole_domain_multiple=cfg.model.patch if cfg.validation_area == "domain" else None,
     )
     validator = Validator(
@@ -185,6 +187,24 @@ def train_worker(job: TrainJob) -> None:
         _report(state, model, optimiser, rank)
 
     started, spent_before = time.monotonic(), state.elapsed_s
+
+    def emit(train_loss: float | None = None, validation: bool = False) -> None:
+        if job.step_hook is None:
+            return
+        elapsed = spent_before + time.monotonic() - started
+        job.step_hook(
+            StepEvent(
+                rank=rank,
+                step=state.step,
+                epoch=state.epoch,
+                budget=progress(state.step, elapsed, cfg.max_steps, cfg.max_minutes),
+                elapsed_s=elapsed,
+                train_loss=train_loss,
+                validation=pooled(state.validation) if validation else None,
+            )
+        )
+
+    emit(validation=True)  # the scores the run starts from
 
     def budget_spent() -> float:
         elapsed = spent_before + time.monotonic() - started
@@ -218,8 +238,7 @@ def train_worker(job: TrainJob) -> None:
             optimiser.step()
             state.step += 1
             loss_sum, steps = loss_sum + loss.item(), steps + 1
-            if job.step_hook is not None:
-                job.step_hook(rank, state.step)
+            emit(train_loss=loss_sum / steps)
         state.epoch += 1
         budget_spent()
         state.validation = _validate(validator, model, device, amp)
@@ -248,3 +267,4 @@ def train_worker(job: TrainJob) -> None:
                 state.elapsed_s,
             )
         _report(state, model, optimiser, rank, train_loss=train_loss)
+        emit(train_loss=train_loss, validation=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,11 @@ from pipelines.store.repository import is_local
 from pipelines.training.loop import (
     MODEL_FILE,
     RunState,
-    StepHook,
     TrainJob,
     read_state,
     train_worker,
 )
+from pipelines.training.progress import ProgressCallback, RunLogs, StepHook, ray_logs, relay
 from pipelines.training.windows import SPLITS, Window, split_metadata, split_windows
 
 log = logging.getLogger(__name__)
@@ -133,23 +135,38 @@ def _check_init(t: TrainingConfig) -> None:
         )
 
 
-def _ray(cfg: TrainingConfig) -> None:
+@contextmanager
+def _ray(cfg: TrainingConfig, run_dir: Path) -> Iterator[RunLogs]:
+    """Ray for the run, its output in the run folder (``progress.ray_logs``): the caller's Ray if
+    it is up, else a private local instance (or the cluster at training.scaling.address) that
+    is shut down after the run."""
     import ray
 
-    if ray.is_initialized():
-        return
-    if cfg.scaling.address is None:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
-        ray.init(num_cpus=os.cpu_count(), log_to_driver=True)
-        need = cfg.scaling.workers * cfg.scaling.cpus_per_worker
-        have = ray.cluster_resources().get("CPU", 0)
-        if need > have:
-            raise TrainingError(
-                f"{cfg.scaling.workers} workers x {cfg.scaling.cpus_per_worker} CPUs need "
-                f"{need:g} CPUs; this machine has {have:g}: lower training.scaling.workers"
+    with ray_logs(run_dir) as logs:
+        if ray.is_initialized():
+            yield logs
+            return
+        try:
+            if cfg.scaling.address is None:
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local instance
+                context = ray.init(num_cpus=os.cpu_count(), log_to_driver=True)
+                need = cfg.scaling.workers * cfg.scaling.cpus_per_worker
+                have = ray.cluster_resources().get("CPU", 0)
+                if need > have:
+                    raise TrainingError(
+                        f"{cfg.scaling.workers} workers x {cfg.scaling.cpus_per_worker} CPUs "
+                        f"need {need:g} CPUs; this machine has {have:g}: lower "
+                        "training.scaling.workers"
+                    )
+            else:
+                context = ray.init(address=cfg.scaling.address, log_to_driver=True)
+            logging.getLogger("ray").info(
+                "Ray session folder: %s", context.address_info["session_dir"]
             )
-    else:
-        ray.init(address=cfg.scaling.address)
+            yield logs
+        finally:
+            if ray.is_initialized():  # inside ray_logs: its last lines go to the run's files
+                ray.shutdown()
 
 
 def train(
@@ -158,8 +175,13 @@ def train(
     cfg: MotioncastConfig,
     run_name: str | None = None,
     step_hook: StepHook | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> TrainResult:
-    """Train (or continue) a run, register its final model, and return it with its scores."""
+    """Train (or continue) a run, register its final model, and return it with its scores.
+
+    ``step_hook`` runs in every worker after each optimiser step and validation (a
+    ``StepEvent``); ``on_progress`` gets rank 0's events here, in order, as the run goes. Ray's
+    logs and the workers' output go to RUN/ray-logs/, not to the terminal."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -168,7 +190,7 @@ def train(
         t = t.model_copy(update={"init_checkpoint": t.init_checkpoint.resolve()})
     _check_init(t)
     store = str(Path(store).resolve()) if is_local(store) else str(store)  # workers' cwd differs
-    archive = Archive(store)
+    archive = Archive(store, storage=cfg.store.object_storage)
     run_name = run_name or new_run_name()
     storage = t.scaling.storage.resolve()
     run_dir = storage / run_name
@@ -180,6 +202,7 @@ def train(
         validation=spread(windows["validation"], t.validation_windows),
         cfg=t,
         step_hook=step_hook,
+        storage=cfg.store.object_storage,
     )
     log.info(
         "run %s: %d training windows, %d validation windows scored, %d x %s worker(s)",
@@ -189,27 +212,31 @@ def train(
         t.scaling.workers,
         "GPU" if t.scaling.use_gpu else "CPU",
     )
-    _ray(t)
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=job,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=t.scaling.workers,
-            use_gpu=t.scaling.use_gpu,
-            resources_per_worker={"CPU": t.scaling.cpus_per_worker},
-        ),
-        run_config=ray.train.RunConfig(
-            name=run_name,
-            storage_path=str(storage),
-            failure_config=ray.train.FailureConfig(max_failures=t.scaling.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.scaling.checkpoints_to_keep),
-        ),
-    )
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray wraps the worker's error; keep its last line
-        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-        raise TrainingError(f"run {run_name} failed: {message}") from exc
+    with _ray(t, run_dir) as logs, relay(on_progress, step_hook) as hook:
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config=replace(job, step_hook=hook),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=t.scaling.workers,
+                use_gpu=t.scaling.use_gpu,
+                resources_per_worker={"CPU": t.scaling.cpus_per_worker},
+            ),
+            run_config=ray.train.RunConfig(
+                name=run_name,
+                storage_path=str(storage),
+                failure_config=ray.train.FailureConfig(max_failures=t.scaling.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=t.scaling.checkpoints_to_keep
+                ),
+            ),
+        )
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # Ray wraps the worker's error; keep its last line
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            raise TrainingError(
+                f"run {run_name} failed: {message} (traceback in {logs.driver})"
+            ) from exc
     if result.checkpoint is None:
         raise TrainingError(f"run {run_name} ended without a checkpoint")
     with result.checkpoint.as_directory() as folder:

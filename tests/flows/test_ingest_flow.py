@@ -92,3 +92,61 @@ def test_same_named_files_from_sub_folders_keep_their_paths_when_set_aside(tmp_p
     (inbox / "radar.h5").write_text("top, a day later")
     again = set_aside(inbox / "radar.h5", inbox)
     assert again.name == "radar~1.h5" and (inbox / INGESTED / "radar.h5").read_text() == "top"
+
+
+def test_flow_on_a_dask_cluster_survives_a_killed_worker(
+    prefect_harness, sim_volumes: list[Path], tmp_path: Path
+):
+    """The flow on an explicit dask.distributed cluster (ingest.dask_address); a worker is
+    killed -9 mid-run: its tasks run again elsewhere and the archive equals a clean run's."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import xarray as xr
+    from distributed import Client, LocalCluster
+
+    from flows.ingest import run_ingest_flow
+    from pipelines.config import load_config
+    from pipelines.ingest import ingest
+    from pipelines.store import Archive
+
+    reference = tmp_path / "reference"
+    assert ingest(sim_volumes, load_config(store={"archive": reference})).ok
+    store = tmp_path / "archive"
+    killed: list[int] = []
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = list(client.run(os.getpid).values())
+
+        def kill_one_after_the_first_commit() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if len(Archive(store).history()) >= 2:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.02)
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+        killer = threading.Thread(target=kill_one_after_the_first_commit, daemon=True)
+        killer.start()
+        summary = run_ingest_flow(
+            paths=[str(p) for p in sim_volumes],
+            store=str(store),
+            overrides=[f"ingest.dask_address={cluster.scheduler_address}", "ingest.batch_size=2"],
+        )
+        killer.join(timeout=130)
+    assert killed, "the worker was not killed"
+    assert summary["failed"] == [] and sum(summary["added"].values()) == 14
+    for domain in ("sim01", "sim02"):
+        xr.testing.assert_identical(
+            open_archive(store, domain).load(), open_archive(reference, domain).load()
+        )

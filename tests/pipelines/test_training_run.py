@@ -3,6 +3,7 @@ workers (slow): end to end into the registry, a killed worker, a continued run."
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -100,9 +101,23 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
     cfg = load_config(
         None, [*SMALL_TRAINING, "training.max_steps=20", f"training.scaling.storage={tmp_path}"]
     )
-    result = train(truth_archive, tmp_path / "registry", cfg, run_name="e2e")
+    events = []
+    result = train(
+        truth_archive, tmp_path / "registry", cfg, run_name="e2e", on_progress=events.append
+    )
     state = result.state
     assert state.step == 20 and state.epoch == 4
+    # rank 0's progress reached the driver as it went: every step in order, every validation
+    assert {e.rank for e in events} == {0}
+    assert [e.step for e in events if e.validation is None] == list(range(1, 21))
+    validations = [e for e in events if e.validation is not None]
+    assert [e.step for e in validations] == [0, 5, 10, 15, 20]
+    assert validations[-1].validation == {
+        m: {k: v for k, v in s.items() if k != "per_lead"} for m, s in state.validation.items()
+    }
+    assert all(0.0 <= e.score(m) <= 1.0 for e in validations for m in state.validation)
+    assert events[-1].budget == 1.0 and events[-1].time_left_s == 0.0
+    assert (tmp_path / "e2e" / "ray-logs" / "workers.log").exists()
     assert [h["step"] for h in state.history] == [0, 5, 10, 15, 20]
     assert state.history[-1]["val_loss"] < 0.8 * state.history[0]["val_loss"]  # it learns
     assert sorted((tmp_path / "e2e").glob("checkpoint_step*"))  # checkpoints on storage
@@ -154,14 +169,18 @@ def test_init_checkpoint_must_fit_the_model(truth_archive, tmp_path):
 
 
 def kill_rank1_once(marker: str, log: str, at_step: int):
-    """A step hook: logs (rank, step); rank 1 dies (os._exit) at ``at_step`` the first time.
+    """A step hook: logs (rank, step) of each optimiser step; rank 1 dies (os._exit) at
+    ``at_step`` the first time.
 
     It dies a few seconds after reaching the step: Ray Train registers a reported checkpoint when
     its controller next polls the workers (every 2 s), and a worker that dies before that poll
     takes its report along, which makes the run resume from the checkpoint before.
     """
 
-    def hook(rank: int, step: int) -> None:
+    def hook(event) -> None:
+        if event.validation is not None:
+            return
+        rank, step = event.rank, event.step
         with open(log, "a") as f:
             f.write(f"{rank} {step}\n")
         if rank == 1 and step == at_step and not os.path.exists(marker):
@@ -189,3 +208,125 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_local, truth_archi
     # first attempt: steps 1..7 (killed at 7); the restart resumes after the step-5 checkpoint
     assert rank1 == [1, 2, 3, 4, 5, 6, 7, 6, 7, 8, 9, 10]
     assert [h["step"] for h in result.state.history] == [0, 5, 10]
+
+
+# ---- a quiet driver: progress from rank 0, Ray's output in the run folder ------------------
+
+
+def test_step_events_know_the_time_left_and_their_scores():
+    from pipelines.training.progress import StepEvent
+
+    event = StepEvent(0, 25, 1, budget=0.25, elapsed_s=30.0, validation={"model": {"csi_1mm": 0.4}})
+    assert event.time_left_s == pytest.approx(90.0)  # 30 s for a quarter: 90 s to go
+    assert event.score("model") == 0.4 and event.score("persistence") is None
+    assert StepEvent(0, 0, 0, budget=0.0, elapsed_s=0.0).time_left_s is None
+
+
+def test_the_train_verb_logs_one_line_per_validation_off_a_terminal(caplog):
+    from pipelines.cli import _TrainingDisplay
+    from pipelines.training.progress import StepEvent
+
+    scores = {"model": 0.31, "extrapolation": 0.4, "persistence": 0.35}
+    caplog.set_level(logging.INFO, logger="pipelines.cli")
+    with _TrainingDisplay(max_steps=100) as display:  # pytest's stderr is no terminal
+        display(StepEvent(0, 19, 0, 0.19, 11.4, train_loss=0.25))
+        validation = {m: {"csi_1mm": v} for m, v in scores.items()}
+        display(StepEvent(0, 20, 1, 0.2, 12.0, train_loss=0.2, validation=validation))
+    assert [r.getMessage() for r in caplog.records] == [
+        "step 20/100: training loss 0.2000; validation CSI 1 mm/h: model 0.310, "
+        "extrap. 0.400, persist. 0.350; 0:00:48 left"
+    ]
+
+
+@pytest.mark.slow
+def test_the_driver_gets_rank_0s_events_in_order(ray_local, tmp_path):
+    import ray
+
+    from pipelines.training.progress import StepEvent, relay
+
+    @ray.remote(num_cpus=0)
+    def worker(hook, rank: int) -> None:  # what train_worker does with job.step_hook
+        hook(StepEvent(rank, 0, 0, 0.0, 0.0, validation={"model": {"csi_1mm": 0.0}}))
+        for step in range(1, 31):
+            hook(StepEvent(rank, step, 0, step / 30, step * 0.1, train_loss=1.0 / step))
+        hook(StepEvent(rank, 30, 1, 1.0, 3.0, 0.5, validation={"model": {"csi_1mm": 0.3}}))
+
+    seen = tmp_path / "seen"
+
+    def worker_hook(event: StepEvent) -> None:  # the caller's hook still runs on every rank
+        with open(seen, "a") as f:
+            f.write(f"{event.rank}\n")
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    events: list[StepEvent] = []
+    with relay(events.append, worker_hook, every_s=0.1) as hook:
+        ray.get([worker.remote(hook, 0), worker.remote(hook, 1)])
+    assert [e.rank for e in events] == [0] * 32
+    assert [e.step for e in events] == [0, *range(1, 31), 30]
+    assert [e.score("model") for e in events if e.validation] == [0.0, 0.3]
+    assert sorted(seen.read_text().split()) == ["0"] * 32 + ["1"] * 32
+
+
+@pytest.mark.slow
+def test_the_train_verb_shows_progress_and_keeps_ray_in_the_run_folder(truth_archive, tmp_path):
+    """`motioncast train` as `make demo` runs it (its own Ray instance): a few lines of its own
+    on the terminal; Ray's and the workers' output in RUN/ray-logs."""
+    import subprocess
+
+    sets = [arg for item in SMALL_TRAINING for arg in ("--set", item)]
+    command = [
+        *(sys.executable, "-m", "pipelines.cli", "train", "--store", str(truth_archive)),
+        *("--registry", str(tmp_path / "registry"), "--workers", "2", "--max-steps", "10"),
+        *("--run-name", "quiet", *sets, "--set", f"training.scaling.storage={tmp_path}"),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    shown = done.stdout + done.stderr
+    assert done.returncode == 0, shown
+    for noise in ("TrainingReport", "PreemptionWatcher", "dashboard", "RayTrainWorker", "pid="):
+        assert noise not in shown
+    assert len(shown.splitlines()) <= 20, shown
+    assert "step 10/10: training loss" in shown and "registered v0001" in shown
+    logs = tmp_path / "quiet" / "ray-logs"
+    assert str(logs) in shown  # said once where they are
+    workers = (logs / "workers.log").read_text()
+    assert "(RayTrainWorker pid=" in workers and "TrainingReport(" in workers
+    assert "epoch 2 step 10: train loss" in workers  # the worker's own log
+    assert "dashboard" in (logs / "driver.log").read_text()
+
+
+def fail_at_step(step: int):
+    """A step hook: rank 0 raises at ``step``."""
+
+    def hook(event) -> None:
+        if event.rank == 0 and event.validation is None and event.step == step:
+            raise RuntimeError(f"no rain at step {step}")
+
+    return hook
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_one_line_and_its_traceback_is_in_the_run_folder(
+    ray_local, truth_archive, tmp_path
+):
+    from pipelines.training.run import TrainingError, train
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cfg = load_config(
+        None,
+        [
+            *SMALL_TRAINING,
+            "training.max_steps=10",
+            "training.scaling.max_failures=0",
+            f"training.scaling.storage={tmp_path}",
+        ],
+    )
+    with pytest.raises(TrainingError) as failed:
+        train(truth_archive, tmp_path / "registry", cfg, run_name="bad", step_hook=fail_at_step(3))
+    message = str(failed.value)
+    driver_log = tmp_path / "bad" / "ray-logs" / "driver.log"
+    assert "\n" not in message and "no rain at step 3" in message and str(driver_log) in message
+    logged = driver_log.read_text()
+    assert "Traceback" in logged and "RuntimeError: no rain at step 3" in logged
