@@ -281,18 +281,32 @@ class ScalingSection(_Section):
         None, description="Ray cluster address ('auto': the running cluster); None: start one here."
     )
     workers: int = Field(2, ge=1, description="Training workers (DDP processes).")
+    min_workers: int | None = Field(
+        None,
+        ge=1,
+        description="Elastic training: when nodes are lost, go on from the last checkpoint with "
+        "as few as this many workers (and grow back to workers); null: always workers.",
+    )
     use_gpu: bool = Field(False, description="One GPU per worker (CUDA, bf16 autocast).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved (and torch threads).")
     loader_workers: int = Field(
         0, ge=0, description="Data-loader processes per worker (0: read in the training process)."
     )
-    storage: Path = Field(
-        Path("data/runs"), description="Run folders: checkpoints, so that a run can resume."
+    storage: StoreLocation = Field(
+        "data/runs",
+        description="Run folders (checkpoints, so that a run can resume): a folder, or s3://... "
+        "(store.object_storage) shared by every node of a cluster.",
     )
     max_failures: int = Field(
         2, ge=-1, description="Worker-group restarts from the last checkpoint (-1: no limit)."
     )
     checkpoints_to_keep: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _elastic_range(self) -> ScalingSection:
+        if self.min_workers is not None and self.min_workers > self.workers:
+            raise ValueError(f"min_workers {self.min_workers} exceeds workers {self.workers}")
+        return self
 
 
 class TrainingConfig(_Section):

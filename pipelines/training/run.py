@@ -3,14 +3,15 @@
     result = train(store, registry, cfg)               # a new run, named motionrnn-<UTC time>
     result = train(store, registry, cfg, run_name=R)   # continue run R from its last checkpoint
 
-The run folder (``training.scaling.storage``/RUN) holds Ray Train's checkpoints and
-``motioncast-run.json``: the archive snapshot and windows of the run, so that a restarted driver
-trains on exactly the data the run began with, even if the archive has grown since.
+The run folder (``training.scaling.storage``/RUN, a local folder or s3://, see
+``pipelines.training.runfolder``) holds Ray Train's checkpoints, ``motioncast-run.json`` (the
+archive snapshot, the split) and ``motioncast-windows.json`` (the run's windows), so that a
+restarted driver trains on exactly the windows the run began with, even if the archive has grown
+or the configuration changed since.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -35,11 +36,13 @@ from pipelines.training.loop import (
     train_worker,
 )
 from pipelines.training.progress import ProgressCallback, RunLogs, StepHook, ray_logs, relay
+from pipelines.training.runfolder import RunFolder
 from pipelines.training.windows import SPLITS, Window, split_metadata, split_windows
 
 log = logging.getLogger(__name__)
 
 RUN_MANIFEST = "motioncast-run.json"
+RUN_WINDOWS = "motioncast-windows.json"
 
 
 class TrainingError(RuntimeError):
@@ -49,7 +52,7 @@ class TrainingError(RuntimeError):
 @dataclass(frozen=True)
 class TrainResult:
     run_name: str
-    run_dir: Path
+    run_location: str  # the run folder: a local path or a URL
     state: RunState
     version: ModelVersion
 
@@ -83,20 +86,24 @@ def spread(windows: list[Window], n: int) -> list[Window]:
 
 
 def _manifest(
-    run_dir: Path, store: str, archive: Archive, cfg: TrainingConfig
+    folder: RunFolder, store: str, archive: Archive, cfg: TrainingConfig
 ) -> tuple[dict[str, Any], dict[str, list[Window]]]:
-    """The run's data and its windows: read back for a continued run, else pinned now and
-    written."""
-    path = run_dir / RUN_MANIFEST
-    if path.exists():
-        manifest = json.loads(path.read_text())
+    """The run's data and its windows: read back for a continued run (the windows it recorded,
+    whatever the configuration or the archive says now), else pinned now and written."""
+    manifest = folder.read_json(RUN_MANIFEST)
+    if manifest is not None:
         if manifest["archive"] != store:
             raise TrainingError(
-                f"run {run_dir.name} trained on {manifest['archive']}, not {store}: "
+                f"run {folder.name} trained on {manifest['archive']}, not {store}: "
                 "use a new run name"
             )
-        log.info("continuing run %s on snapshot %s", run_dir.name, manifest["snapshot"])
-        return manifest, collect_windows(archive, manifest["snapshot"], cfg)
+        recorded = folder.read_json(RUN_WINDOWS)
+        if recorded is None:
+            raise TrainingError(f"run {folder.name}: {RUN_WINDOWS} is missing; use a new run")
+        log.info("continuing run %s on snapshot %s", folder.name, manifest["snapshot"])
+        return manifest, {
+            split: [Window.from_json(w) for w in ws] for split, ws in recorded.items()
+        }
     snapshot = archive.head()
     windows = collect_windows(archive, snapshot, cfg)
     if not windows["train"] or not windows["validation"]:
@@ -114,8 +121,8 @@ def _manifest(
         "splits": split_metadata(windows, cfg.data.block_hours),
         "created_at": str(pd.Timestamp.now("UTC")),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    folder.write_json(RUN_WINDOWS, {k: [w.to_json() for w in v] for k, v in windows.items()})
+    folder.write_json(RUN_MANIFEST, manifest)  # last: a manifest means the windows are there
     return manifest, windows
 
 
@@ -136,13 +143,13 @@ def _check_init(t: TrainingConfig) -> None:
 
 
 @contextmanager
-def _ray(cfg: TrainingConfig, run_dir: Path) -> Iterator[RunLogs]:
+def _ray(cfg: TrainingConfig, log_dir: Path) -> Iterator[RunLogs]:
     """Ray for the run, its output in the run folder (``progress.ray_logs``): the caller's Ray if
     it is up, else a private local instance (or the cluster at training.scaling.address) that
     is shut down after the run."""
     import ray
 
-    with ray_logs(run_dir) as logs:
+    with ray_logs(log_dir) as logs:
         if ray.is_initialized():
             yield logs
             return
@@ -192,9 +199,8 @@ def train(
     store = str(Path(store).resolve()) if is_local(store) else str(store)  # workers' cwd differs
     archive = Archive(store, storage=cfg.store.object_storage)
     run_name = run_name or new_run_name()
-    storage = t.scaling.storage.resolve()
-    run_dir = storage / run_name
-    manifest, windows = _manifest(run_dir, store, archive, t)
+    folder = RunFolder(t.scaling.storage, run_name, cfg.store.object_storage)
+    manifest, windows = _manifest(folder, store, archive, t)
     job = TrainJob(
         store=store,
         snapshot=manifest["snapshot"],
@@ -212,18 +218,24 @@ def train(
         t.scaling.workers,
         "GPU" if t.scaling.use_gpu else "CPU",
     )
-    with _ray(t, run_dir) as logs, relay(on_progress, step_hook) as hook:
+    storage_path, storage_filesystem = folder.ray_storage()
+    with _ray(t, folder.log_dir) as logs, relay(on_progress, step_hook) as hook:
         trainer = TorchTrainer(
             train_worker,
             train_loop_config=replace(job, step_hook=hook),
             scaling_config=ray.train.ScalingConfig(
-                num_workers=t.scaling.workers,
+                num_workers=(
+                    (t.scaling.min_workers, t.scaling.workers)  # elastic
+                    if t.scaling.min_workers
+                    else t.scaling.workers
+                ),
                 use_gpu=t.scaling.use_gpu,
                 resources_per_worker={"CPU": t.scaling.cpus_per_worker},
             ),
             run_config=ray.train.RunConfig(
                 name=run_name,
-                storage_path=str(storage),
+                storage_path=storage_path,
+                storage_filesystem=storage_filesystem,
                 failure_config=ray.train.FailureConfig(max_failures=t.scaling.max_failures),
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=t.scaling.checkpoints_to_keep
@@ -239,13 +251,13 @@ def train(
             ) from exc
     if result.checkpoint is None:
         raise TrainingError(f"run {run_name} ended without a checkpoint")
-    with result.checkpoint.as_directory() as folder:
-        state = read_state(Path(folder))
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        state = read_state(Path(checkpoint_dir))
         version = Registry(registry).register(
-            Path(folder) / MODEL_FILE, _card(run_name, manifest, t, state)
+            Path(checkpoint_dir) / MODEL_FILE, _card(run_name, manifest, t, state)
         )
     log.info("registered %s from run %s (step %d)", version.version, run_name, state.step)
-    return TrainResult(run_name, run_dir, state, version)
+    return TrainResult(run_name, folder.location, state, version)
 
 
 def _card(

@@ -25,6 +25,14 @@ class Window:
     time: pd.Timestamp  # time of the first frame
     weight: float  # sampling weight: mean wet share + floor
 
+    def to_json(self) -> list:
+        return [self.domain, self.start, self.time.isoformat(), self.weight]
+
+    @classmethod
+    def from_json(cls, item: list) -> Window:
+        domain, start, time, weight = item
+        return cls(domain, int(start), pd.Timestamp(time), float(weight))
+
 
 def complete_starts(present: np.ndarray, length: int) -> np.ndarray:
     """Start indices of runs of ``length`` present slots on a regular time axis."""

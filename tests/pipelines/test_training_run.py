@@ -330,3 +330,34 @@ def test_a_failed_run_is_one_line_and_its_traceback_is_in_the_run_folder(
     assert "\n" not in message and "no rain at step 3" in message and str(driver_log) in message
     logged = driver_log.read_text()
     assert "Traceback" in logged and "RuntimeError: no rain at step 3" in logged
+
+
+def test_a_continued_run_uses_the_windows_it_recorded(truth_archive, tmp_path):
+    """Regression: the README said a continued run reuses its recorded windows, but they were
+    recomputed from the current configuration (another seed or block length moved them)."""
+    from pipelines.training.run import RUN_WINDOWS, _manifest
+    from pipelines.training.runfolder import RunFolder
+
+    archive = Archive(truth_archive)
+    first_cfg = load_config(None, SMALL_TRAINING).training
+    folder = RunFolder(str(tmp_path), "r")
+    manifest, windows = _manifest(folder, str(truth_archive), archive, first_cfg)
+    assert (tmp_path / "r" / RUN_WINDOWS).exists()
+    other = load_config(None, [*SMALL_TRAINING, "training.data.seed=7"]).training
+    again_manifest, again = _manifest(folder, str(truth_archive), archive, other)
+    assert again == windows and again_manifest == manifest
+    fresh = _manifest(RunFolder(str(tmp_path), "fresh"), str(truth_archive), archive, other)[1]
+    assert fresh != windows  # the other seed does split differently
+
+
+def test_run_folder_files_on_s3(s3):
+    from pipelines.training.runfolder import RunFolder
+
+    folder = RunFolder("s3://motioncast/runs", "r1")
+    assert folder.read_json("a.json") is None
+    folder.write_json("a.json", {"x": [1, 2]})
+    assert folder.read_json("a.json") == {"x": [1, 2]}
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="motioncast")["Contents"]]
+    assert keys == ["runs/r1/a.json"] and folder.location == "s3://motioncast/runs/r1"
+    path, _ = folder.ray_storage()
+    assert path == "motioncast/runs"

@@ -1,0 +1,104 @@
+"""Training on a two-node Ray cluster (``ray.cluster_utils.Cluster`` on this machine: a head
+with no CPU for work, two nodes of 1 CPU), the archive and the run folder on S3 (the ``s3``
+fixture's server): a node is removed mid-run, and the elastic run (training.scaling.min_workers)
+resumes from its last checkpoint on S3 with the remaining worker and finishes.
+
+The run goes in a child process: it needs a Ray of its own, and the test session's local Ray
+(the ``ray_local`` fixture) may be up already.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.grid import Grid
+from pipelines.simulate import truth_frames
+from pipelines.store import Archive
+from tests.conftest import REPO, SMALL_TRAINING
+
+pytestmark = pytest.mark.slow
+
+ARCHIVE = "s3://motioncast/cluster/archive"
+RUNS = "s3://motioncast/cluster/runs"
+
+DRIVER = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    from ray.cluster_utils import Cluster
+    from pipelines.config import load_config
+    from pipelines.training.run import train
+
+    archive, runs, registry, out, *overrides = sys.argv[1:]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    cfg = load_config(None, [
+        *overrides,
+        f"training.scaling.address={cluster.address}",
+        f"training.scaling.storage={runs}",
+    ])
+    events, swapped = [], {}
+
+    def lose_a_node() -> None:
+        cluster.remove_node(nodes[1])  # a node is lost mid-run, with the worker on it
+        swapped["removed_at_step"] = events[-1]
+
+    def on_progress(event) -> None:
+        events.append(event.step)
+        if event.step >= 12 and not swapped:
+            swapped["started"] = True
+            threading.Thread(target=lose_a_node, daemon=True).start()
+
+    result = train(archive, registry, cfg, run_name="on-two-nodes", on_progress=on_progress)
+    json.dump(
+        {"steps": result.state.step, "events": events, "swap": swapped,
+         "location": result.run_location, "version": result.version.version},
+        open(out, "w"),
+    )
+    cluster.shutdown()
+    """
+)
+
+
+def test_two_nodes_a_node_lost_mid_run_on_s3_storage(s3, tmp_path: Path):
+    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 128e3, 3.0e6 + 128e3), 2000.0)
+    frames = list(truth_frames("syn", grid, pd.Timestamp("2026-06-01"), 6 * 60, seed=0))
+    Archive(ARCHIVE, create=True).write(frames, "synthetic truth")
+    out = tmp_path / "result.json"
+    overrides = [
+        *SMALL_TRAINING,
+        "training.max_steps=60",
+        "training.scaling.workers=2",
+        "training.scaling.min_workers=1",
+        "training.scaling.max_failures=3",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-c", DRIVER, ARCHIVE, RUNS, str(tmp_path / "registry"), str(out)]
+        + overrides,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["steps"] == 60 and result["version"] == "v0001"
+    assert "removed_at_step" in result["swap"], result
+    events = result["events"]
+    restarts = [b for a, b in zip(events, events[1:], strict=False) if b < a]
+    assert restarts, result  # the worker group was restarted ...
+    assert all(step % 5 == 0 for step in restarts), result  # ... from a checkpoint (every 5)
+    assert events[-1] == 60
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="motioncast")["Contents"]]
+    run_files = [k for k in keys if k.startswith("cluster/runs/on-two-nodes/")]
+    assert "cluster/runs/on-two-nodes/motioncast-run.json" in run_files
+    assert "cluster/runs/on-two-nodes/motioncast-windows.json" in run_files
+    assert any("checkpoint" in k for k in run_files)
+    assert result["location"] == f"{RUNS}/on-two-nodes"
