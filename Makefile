@@ -37,7 +37,12 @@ DEMO_TRAINING := --set training.data.frames_in=4 --set training.data.frames_out=
 demo: setup
 	rm -rf $(DEMO)
 	$(VENV)/bin/motioncast simulate --out $(DEMO)/radar --start 2026-06-01T12:00 --minutes 360 --radars 2 --seed 0
+	# hold back the 14:00 volumes: they arrive late, after the rest is archived
+	mkdir -p $(DEMO)/late && mv $(DEMO)/radar/20260601T1400Z_* $(DEMO)/late/
 	$(VENV)/bin/motioncast ingest $(DEMO)/radar --store $(DEMO)/archive --config $(DEMO)/radar/network.yaml
+	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
+	@echo "--- the late 14:00 volumes arrive: each frame is one write into its slot"
+	$(VENV)/bin/motioncast ingest $(DEMO)/late --store $(DEMO)/archive --config $(DEMO)/radar/network.yaml
 	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
 	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain simnet --out $(DEMO)/mosaic-last-frame.png
 	$(VENV)/bin/motioncast train --store $(DEMO)/archive --registry $(DEMO)/registry --workers 2 --max-minutes 3 $(DEMO_TRAINING)
@@ -45,7 +50,9 @@ demo: setup
 	$(VENV)/bin/motioncast models list --registry $(DEMO)/registry
 
 bench: setup
+	$(PY) bench/startup.py
 	$(PY) bench/ingest.py
+	$(PY) bench/late_frames.py
 	$(PY) bench/sweeps.py
 	$(PY) bench/model.py
 	$(PY) bench/train.py

@@ -97,3 +97,35 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
         yield server
+
+
+def wait_for_commits(store, n: int, timeout_s: float = 120.0, while_alive=None) -> None:
+    """Poll until the archive at ``store`` has ``n`` commits (its creation counts one), or the
+    time is up, or the process ``while_alive`` has ended: the moment fault tests strike."""
+    import time
+
+    from pipelines.store import Archive, ArchiveError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (while_alive is None or while_alive.poll() is None):
+        try:
+            if len(Archive(store).history()) >= n:
+                return
+        except ArchiveError:  # not created yet
+            pass
+        time.sleep(0.02)
+
+
+def motioncast(*args: str, cwd: Path = REPO, **kw):
+    """``motioncast ARGS...`` as a process (``python -m pipelines.cli``), output captured."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )

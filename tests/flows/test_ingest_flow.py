@@ -102,7 +102,6 @@ def test_flow_on_a_dask_cluster_survives_a_killed_worker(
     import os
     import signal
     import threading
-    import time
 
     import xarray as xr
     from distributed import Client, LocalCluster
@@ -110,7 +109,7 @@ def test_flow_on_a_dask_cluster_survives_a_killed_worker(
     from flows.ingest import run_ingest_flow
     from pipelines.config import load_config
     from pipelines.ingest import ingest
-    from pipelines.store import Archive
+    from tests.conftest import wait_for_commits
 
     reference = tmp_path / "reference"
     assert ingest(sim_volumes, load_config(store={"archive": reference})).ok
@@ -125,14 +124,7 @@ def test_flow_on_a_dask_cluster_survives_a_killed_worker(
         pids = list(client.run(os.getpid).values())
 
         def kill_one_after_the_first_commit() -> None:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if len(Archive(store).history()) >= 2:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.02)
+            wait_for_commits(store, 2)
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 

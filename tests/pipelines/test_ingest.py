@@ -18,7 +18,7 @@ import xarray as xr
 from pipelines.config import load_config
 from pipelines.ingest import ingest
 from pipelines.store import Archive, open_archive
-from tests.conftest import REPO
+from tests.conftest import REPO, motioncast, wait_for_commits
 
 SIM_DOMAINS = ["sim01", "sim02"]
 
@@ -146,15 +146,6 @@ def test_impossible_times_are_rejected(sim_volumes: list[Path], tmp_path: Path):
 
 
 # ---- the command line, as a process ------------------------------------------------------------
-def motioncast(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **kw,
-    )
 
 
 @pytest.mark.slow
@@ -205,16 +196,8 @@ def test_kill_9_mid_batch_loses_nothing_committed(hour_of_volumes: Path, tmp_pat
         "ingest.batch_size=4",
     ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline:  # wait for the second commit, then a little more
-            if store.exists():
-                try:
-                    if len(Archive(store).history()) >= 3:
-                        break
-                except Exception:
-                    pass
-            time.sleep(0.05)
+        wait_for_commits(store, 3)  # the second commit, then a little more
         time.sleep(0.25)  # into the next batch: decoding, maybe writing chunks
         proc.send_signal(signal.SIGKILL)
     finally:

@@ -16,8 +16,8 @@ import xarray as xr
 
 from pipelines.config import load_config
 from pipelines.ingest import ingest
-from pipelines.store import Archive, ArchiveError, open_archive
-from tests.conftest import REPO
+from pipelines.store import Archive, open_archive
+from tests.conftest import REPO, motioncast, wait_for_commits
 
 URL = "s3://motioncast/radar/archive"
 
@@ -54,21 +54,12 @@ def test_ingest_and_open_on_s3_match_a_local_archive(s3, sim_volumes: list[Path]
 
 
 def test_cli_ingest_info_and_a_missing_bucket(s3, sim_volumes: list[Path], tmp_path):
-    def motioncast(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    run = motioncast("ingest", *map(str, sim_volumes[:2]), "--store", URL)
+    run = motioncast("ingest", *map(str, sim_volumes[:2]), "--store", URL, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    info = motioncast("archive", "info", "--store", URL, "--json")
+    info = motioncast("archive", "info", "--store", URL, "--json", cwd=tmp_path)
     assert info.returncode == 0 and '"n_frames": 1' in info.stdout
     assert not (tmp_path / "s3:").exists()
-    missing = motioncast("archive", "info", "--store", "s3://no-such-bucket/a")
+    missing = motioncast("archive", "info", "--store", "s3://no-such-bucket/a", cwd=tmp_path)
     assert missing.returncode == 2
     lines = [line for line in missing.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "s3://no-such-bucket/a" in lines[0], missing.stderr
@@ -87,15 +78,8 @@ def test_kill_9_mid_ingest_on_s3_then_rerun(s3, tmp_path: Path):
     args = [sys.executable, "-m", "pipelines.cli", "ingest", str(volumes), "--store", URL]
     args += ["--workers", "1", "--set", "ingest.batch_size=4"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline:  # two commits, then into the next batch
-            try:
-                if len(Archive(URL).history()) >= 3:
-                    break
-            except ArchiveError:
-                pass
-            time.sleep(0.1)
+        wait_for_commits(URL, 3)  # two commits, then into the next batch
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -179,14 +163,7 @@ def test_s3_server_killed_and_restarted_mid_ingest(s3, sim_volumes: list[Path], 
     args = [sys.executable, "-m", "pipelines.cli", "ingest", *map(str, sim_volumes)]
     args += ["--store", URL, "--workers", "1", "--set", "ingest.batch_size=2"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if len(Archive(URL).history()) >= 3:
-                break
-        except ArchiveError:
-            pass
-        time.sleep(0.05)
+    wait_for_commits(URL, 3, while_alive=proc)
     committed = Archive(URL).history()
     s3.kill()
     time.sleep(2)
