@@ -121,6 +121,24 @@ def _report(
         )
 
 
+def make_optimiser(
+    model: torch.nn.Module, cfg: TrainingConfig, state: dict | None = None
+) -> tuple[torch.optim.Optimizer, list[float]]:
+    """AdamW over the model's parameter groups, and each group's peak learning rate.
+
+    The peaks come from the configuration, before a checkpoint's state is loaded: that state
+    holds the learning rates of the step it was saved at, already decayed (reading the peaks
+    after loading shrank the schedule again at every resume)."""
+    optimiser = torch.optim.AdamW(
+        parameter_groups(model, cfg.optimiser.lr, cfg.optimiser.offset_lr_scale),
+        weight_decay=cfg.optimiser.weight_decay,
+    )
+    peak_lrs = [g["lr"] for g in optimiser.param_groups]
+    if state is not None:
+        optimiser.load_state_dict(state)
+    return optimiser, peak_lrs
+
+
 def train_worker(job: TrainJob) -> None:
     """The loop of one worker (``TorchTrainer``'s ``train_loop_per_worker``)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -134,6 +152,7 @@ def train_worker(job: TrainJob) -> None:
 
     model = MotionRNN(cfg.model)
     state = RunState()
+    optimiser_state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
@@ -144,13 +163,7 @@ def train_worker(job: TrainJob) -> None:
     elif cfg.init_checkpoint is not None:
         model.load_state_dict(load_checkpoint(cfg.init_checkpoint).state_dict())
     ddp_model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
-    optimiser = torch.optim.AdamW(
-        parameter_groups(model, cfg.optimiser.lr, cfg.optimiser.offset_lr_scale),
-        weight_decay=cfg.optimiser.weight_decay,
-    )
-    if checkpoint is not None:
-        optimiser.load_state_dict(optimiser_state)
-    peak_lrs = [g["lr"] for g in optimiser.param_groups]
+    optimiser, peak_lrs = make_optimiser(model, cfg, optimiser_state)
 
     train_set = WindowDataset(
         job.store, job.train, cfg.data, augment=True, snapshot=job.snapshot, storage=job.storage

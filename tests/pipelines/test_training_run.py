@@ -361,3 +361,20 @@ def test_run_folder_files_on_s3(s3):
     assert keys == ["runs/r1/a.json"] and folder.location == "s3://motioncast/runs/r1"
     path, _ = folder.ray_storage()
     assert path == "motioncast/runs"
+
+
+def test_a_resumed_optimiser_keeps_the_configured_peak_learning_rates():
+    """Regression (issue 11): the peaks were read after the checkpoint's optimiser state was
+    loaded, i.e. the decayed rates of the saved step, so the schedule shrank at every resume."""
+    from motionrnn import MotionRNN
+    from pipelines.training.loop import make_optimiser
+
+    cfg = load_config(None, SMALL_TRAINING).training
+    model = MotionRNN(cfg.model)
+    optimiser, peaks = make_optimiser(model, cfg)
+    assert peaks[0] == pytest.approx(0.003) and len(peaks) == len(optimiser.param_groups)
+    for group in optimiser.param_groups:  # half-way down the schedule when it is saved
+        group["lr"] *= 0.5
+    resumed, resumed_peaks = make_optimiser(model, cfg, optimiser.state_dict())
+    assert resumed_peaks == peaks
+    assert [g["lr"] for g in resumed.param_groups] == [p * 0.5 for p in peaks]
