@@ -9,6 +9,8 @@ import pandas as pd
 
 from pipelines.config import MotioncastConfig
 from pipelines.ingest.placement import free_path
+from pipelines.store.objectstore import split_url
+from pipelines.store.repository import is_local
 
 
 def quarantine_folder(cfg: MotioncastConfig) -> Path:
@@ -17,8 +19,9 @@ def quarantine_folder(cfg: MotioncastConfig) -> Path:
     if cfg.ingest.quarantine is not None:
         return Path(cfg.ingest.quarantine)
     location = cfg.store.archive.rstrip("/")
-    if "://" in location:
-        return Path("quarantine", *location.split("://", 1)[1].split("/"))
+    if not is_local(location):
+        _, bucket, prefix = split_url(location)
+        return Path("quarantine", bucket, *prefix.split("/"))
     archive = Path(location)
     return archive.with_name(archive.name + ".quarantine")
 

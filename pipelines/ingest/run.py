@@ -93,7 +93,7 @@ def ingest_outcomes(
     mosaics = mosaic_specs(cfg)
     result = IngestResult()
     batch: list[tuple[Frame, Path]] = []
-    pending: Future | None = None
+    pending: tuple[Future, dict[int, Path]] | None = None  # the batch being written
 
     def fail(path: Path, line: str) -> None:
         log.error(line)
@@ -101,11 +101,12 @@ def ingest_outcomes(
         result.failed_paths.add(path)
         quarantine(path, line, cfg)
 
-    def collect(future: Future) -> None:
-        report, sources = future.result()
-        if report is None:  # the store failed: the files are fine, a later run stores them
-            for path in sources.values():
-                line = f"{path}: not stored: {report_error[0]}"
+    def collect(future: Future, sources: dict[int, Path]) -> None:
+        try:
+            report = future.result()
+        except ArchiveError as exc:  # storage down, or other writers won every race:
+            for path in sources.values():  # the files are fine, a later run stores them
+                line = f"{path}: not stored: {exc}"
                 log.error(line)
                 result.failed.append(line)
                 result.failed_paths.add(path)
@@ -127,26 +128,18 @@ def ingest_outcomes(
         if report.snapshot:
             result.snapshots.append(report.snapshot)
 
-    report_error: list[str] = [""]
-
-    def write(items: list[tuple[Frame, Path]]) -> tuple[WriteReport | None, dict[int, Path]]:
-        frames = [f for f, _ in items]
+    def write(frames: list[Frame]) -> WriteReport:
         names = ", ".join(sorted({f.domain for f in frames}))
-        sources = {id(f): p for f, p in items}
-        try:
-            report = archive.write(frames, f"ingest {len(frames)} frames into {names}", mosaics)
-        except ArchiveError as exc:  # storage down, or other writers won every race
-            report_error[0] = str(exc)
-            return None, sources
-        return report, sources
+        return archive.write(frames, f"ingest {len(frames)} frames into {names}", mosaics)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer") as writer:
 
         def commit() -> None:
             nonlocal pending
             if pending is not None:
-                collect(pending)  # at most one batch in flight
-            pending = writer.submit(write, list(batch)) if batch else None
+                collect(*pending)  # at most one batch in flight
+            sources = {id(f): p for f, p in batch}
+            pending = (writer.submit(write, [f for f, _ in batch]), sources) if batch else None
             batch.clear()
 
         for outcome in outcomes:
@@ -161,7 +154,7 @@ def ingest_outcomes(
                 on_file(outcome)
         commit()
         if pending is not None:
-            collect(pending)
+            collect(*pending)
     return result
 
 

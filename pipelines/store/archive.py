@@ -132,6 +132,13 @@ def _empty_slots(n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _as_stored(array: zarr.Array, values: np.ndarray) -> np.ndarray:
+    """Per-slot values in the stored array's dtype (strings go in as they are)."""
+    if array.dtype == np.dtype(object) or array.dtype.kind == "T":
+        return values
+    return values.astype(array.dtype)
+
+
 SLOT_ATTRS = {
     "present": {"long_name": "a frame is stored in this slot", "comment": "else precip is NaN"},
     "observed_time": {"long_name": "exact time of the frame (ISO 8601), before slotting"},
@@ -493,9 +500,7 @@ class Archive:
                 values[shift : shift + old.length] = slot_values[name]
             else:
                 values = values[old.length :]
-            target = node[name]
-            stored = values.astype(target.dtype) if name == "present" else values
-            target[0 if shift else old.length :] = stored
+            node[name][0 if shift else old.length :] = _as_stored(node[name], values)
         if shift:
             precip = node["precip"]
             was = np.flatnonzero(slot_values["present"])
@@ -516,9 +521,9 @@ class Archive:
             node = zarr.open_group(store, path=group, mode="r")
             crs = node["crs"].attrs["crs_wkt"]
             grid = Grid.from_coords(crs, node["x"][:], node["y"][:])
-        else:
+        else:  # a new group takes the grid and the step of its first frame
             axis, grid = None, frames[0].grid
-            step = frames[0].time_step_minutes
+        step = axis.step if axis is not None else frames[0].time_step_minutes
         by_slot: dict[pd.Timestamp, Frame] = {}
         for frame in frames:
             if not frame.grid.same_as(grid):
@@ -526,7 +531,6 @@ class Archive:
                     (frame, f"grid differs from domain {group!r} ({grid.shape} cells)")
                 )
                 continue
-            step = axis.step if axis is not None else step
             if frame.time_step_minutes != step:
                 report.rejected.append(
                     (
@@ -570,10 +574,7 @@ class Archive:
             values = [_slot_values(f) for _, f in writes]
             for name in SLOT_VARIABLES:
                 column = np.array([v[name] for v in values], dtype=object)
-                target = node[name]
-                if target.dtype != np.dtype(object) and target.dtype.kind != "T":
-                    column = column.astype(target.dtype)
-                target.set_orthogonal_selection(where, column)
+                node[name].set_orthogonal_selection(where, _as_stored(node[name], column))
 
 
 def open_archive(
