@@ -2,7 +2,9 @@
 
 Inference: 6 frames in -> 12 out of one channel (rain rate) on each --sizes grid, eager and with
 torch.compile (inductor), for the default configuration and the reference recipe (4 x 64, filter 5,
-patch 4; here with one channel and 6 -> 12 frames). Training: one Adam step on a batch of 128 x 128
+patch 4; here with one channel and 6 -> 12 frames). The default (advective) model's time is
+motioncast's whole inference path: the motion prior (``pipelines.motion_prior``), the rain rates
+to the model's scale and back, and the forecast. Training: one Adam step on a batch of 128 x 128
 sequences with scheduled sampling: the default configuration on its own 6 + 12 frames, the
 reference recipe as published (RGB, 4 + 4). In the same run pysteps' nowcast on the same frames
 (dB transform, Lucas-Kanade motion, semi-Lagrangian extrapolation of the last frame) gives the
@@ -41,6 +43,9 @@ from motionrnn import (
     scheduled_sampling,
     teacher_mask,
 )
+from pipelines.config import TransformConfig
+from pipelines.motion_prior import motion_field
+from pipelines.training.transform import RainTransform
 
 FRAMES_IN, FRAMES_OUT = 6, 12
 RADAR = {"channels": 1, "frames_in": FRAMES_IN, "frames_out": FRAMES_OUT}
@@ -102,6 +107,26 @@ def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> l
     return times
 
 
+TRANSFORM = RainTransform(TransformConfig())
+
+
+def model_inputs(
+    config: MotionRNNConfig, rates: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(1, T, 1, H, W) model-scale frames from mm/h rates (T, 1, H, W), and with context the
+    coverage and the motion prior (computed here: it is part of the inference path)."""
+    if not config.context:
+        return torch.from_numpy(rates[None]).to(device), {}
+    scaled = TRANSFORM.forward(rates[:, 0])
+    motion = motion_field(rates[:, 0], TransformConfig())
+    frames = torch.from_numpy(np.nan_to_num(scaled))[None, :, None].to(device)
+    coverage = torch.from_numpy(np.isfinite(scaled[-1]).astype(np.float32))[None, None]
+    return frames, {
+        "coverage": coverage.to(device),
+        "motion": torch.from_numpy(motion)[None].to(device),
+    }
+
+
 def measure(task: str, preset: str, size: int, compiled: bool, args: argparse.Namespace) -> dict:
     """Run in a fresh process: time one task and record its peak memory."""
     torch.manual_seed(0)
@@ -121,23 +146,33 @@ def measure(task: str, preset: str, size: int, compiled: bool, args: argparse.Na
 
     if task == "inference":
         model.eval()
-        frames = torch.from_numpy(rain(config.frames_in, size)).to(device)
+        rates = rain(config.frames_in, size)[0]
 
         def run() -> None:
+            frames, context = model_inputs(config, rates, device)
             with autocast:
-                model.generate(frames, FRAMES_OUT)
+                forecast = model.generate(frames, FRAMES_OUT, **context)
+            if config.context:
+                TRANSFORM.inverse(forecast.float().cpu().numpy())
 
     else:
         batch, n_in, n_out = args.train_batch, config.frames_in, config.frames_out
         data = torch.from_numpy(rain(n_in + n_out, size, config.channels, batch)).to(device)
         inputs, targets = data[:, :n_in], data[:, n_in:]
+        context = {}
+        if config.context:
+            context = {
+                "coverage": torch.ones(batch, 1, size, size, device=device),
+                "motion": torch.ones(batch, 2, size, size, device=device),
+            }
         optimiser = torch.optim.Adam(model.parameters(), lr=3e-4)
         probabilities = scheduled_sampling(25_000)
 
         def run() -> None:
             teacher = teacher_mask(probabilities, batch, n_in, n_out, device=device)
             with autocast:
-                loss = next_frame_loss(model(inputs, n_out, targets, teacher), inputs, targets)
+                prediction = model(inputs, n_out, targets=targets, teacher=teacher, **context)
+                loss = next_frame_loss(prediction.frames, data)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -181,11 +216,12 @@ def profile(args: argparse.Namespace) -> None:
 
     device = torch.device(args.device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    model = MotionRNN(MotionRNNConfig()).to(device).eval()
-    frames = torch.from_numpy(rain(FRAMES_IN, args.sizes[0])).to(device)
-    model.generate(frames, FRAMES_OUT)
+    config = MotionRNNConfig()
+    model = MotionRNN(config).to(device).eval()
+    frames, context = model_inputs(config, rain(FRAMES_IN, args.sizes[0])[0], device)
+    model.generate(frames, FRAMES_OUT, **context)
     with torch_profile(activities=activities) as prof:
-        model.generate(frames, FRAMES_OUT)
+        model.generate(frames, FRAMES_OUT, **context)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 

@@ -2,8 +2,9 @@
 
 The run name is fixed before the training task starts, so that a retry of the task (Prefect
 ``retries``) continues the same run from its last checkpoint instead of starting over. The new
-version goes into service only if it scores at least as well as the one in service on CSI at
-1 mm/h (``Registry.promote``); otherwise the flow says so and leaves the service alone.
+version (the run's best validation checkpoint) goes into service only if it beats pysteps
+extrapolation on its validation windows and scores at least as well as the one in service on
+CSI at 1 mm/h (``Registry.promote``); otherwise the flow says why and leaves the service alone.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def train_task(store: str, registry: str, cfg: MotioncastConfig, run_name: str) 
 
 
 def _scores_markdown(result: TrainResult, promoted: bool, note: str) -> str:
-    metrics, rows = score_table(result.state.validation)
+    metrics, rows = score_table(result.version.card["validation"])
     lines = [
         f"# {result.version.version} from run `{result.run_name}`",
         "",
-        f"{result.state.step} steps, {result.state.elapsed_s / 60:.1f} min. {note}",
+        f"{result.state.step} steps, {result.state.elapsed_s / 60:.1f} min; the registered "
+        f"weights are step {result.version.card['best_step']}'s, the best validation. {note}",
         "",
         "| method | " + " | ".join(metrics) + " |",
         "|---" * (len(metrics) + 1) + "|",
@@ -49,7 +51,8 @@ def train_flow(
     run_name: str | None = None,
     promote: bool = True,
 ) -> dict:
-    """Train on ``store``, register in ``registry``, promote the model if it beats the current."""
+    """Train on ``store``, register in ``registry``, promote the model if it beats
+    extrapolation and the current one."""
     logger = get_run_logger()
     cfg = load_config(Path(config_file) if config_file else None, overrides)
     run_name = run_name or new_run_name()
@@ -73,5 +76,5 @@ def train_flow(
         "version": result.version.version,
         "promoted": promoted,
         "steps": result.state.step,
-        "validation": result.state.validation,
+        "validation": result.version.card["validation"],
     }

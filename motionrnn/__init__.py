@@ -14,7 +14,7 @@ from motionrnn.config import MotionRNNConfig
 
 if TYPE_CHECKING:
     from motionrnn.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
-    from motionrnn.model import MotionRNN, State
+    from motionrnn.model import MotionRNN, Prediction, State
     from motionrnn.patching import from_patches, to_patches
     from motionrnn.sampling import (
         TeacherProbabilities,
@@ -22,16 +22,24 @@ if TYPE_CHECKING:
         scheduled_sampling,
         teacher_mask,
     )
-    from motionrnn.training import next_frame_loss, parameter_groups
+    from motionrnn.training import (
+        intensity_weights,
+        motion_smoothness,
+        next_frame_loss,
+        parameter_groups,
+    )
 
 # public name -> submodule that defines it (imported, with torch, on first access)
 _LAZY = {
     "MotionRNN": "model",
+    "Prediction": "model",
     "State": "model",
     "TeacherProbabilities": "sampling",
     "checkpoint_metadata": "checkpoint",
     "from_patches": "patching",
+    "intensity_weights": "training",
     "load_checkpoint": "checkpoint",
+    "motion_smoothness": "training",
     "next_frame_loss": "training",
     "parameter_groups": "training",
     "reverse_scheduled_sampling": "sampling",
@@ -44,11 +52,14 @@ _LAZY = {
 __all__ = [
     "MotionRNN",
     "MotionRNNConfig",
+    "Prediction",
     "State",
     "TeacherProbabilities",
     "checkpoint_metadata",
     "from_patches",
+    "intensity_weights",
     "load_checkpoint",
+    "motion_smoothness",
     "next_frame_loss",
     "parameter_groups",
     "reverse_scheduled_sampling",

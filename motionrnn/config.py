@@ -8,6 +8,9 @@ from typing import Literal
 
 Base = Literal["predrnn", "convlstm"]
 BASES: tuple[str, ...] = ("predrnn", "convlstm")
+Output = Literal["frame", "advective"]
+OUTPUTS: tuple[str, ...] = ("frame", "advective")
+CONTEXT_CHANNELS = 3  # coverage, and the motion prior's x and y
 
 
 @dataclass(frozen=True)
@@ -16,8 +19,9 @@ class MotionRNNConfig:
 
     The defaults are the light radar configuration: PredRNN 2 x 32, filter 3, patch 4, one channel
     of rain rate, 6 frames in and 12 out, chosen so that a forecast costs about as much as pysteps'
-    extrapolation nowcast on CPU (bench/model.py). ``MotionRNNConfig.reference()`` is the official
-    Human3.6M recipe (4 x 64, filter 5).
+    extrapolation nowcast on CPU (bench/model.py), with the advective output and the context
+    inputs (see ``motionrnn.model``). ``MotionRNNConfig.reference()`` is the official Human3.6M
+    recipe (4 x 64, filter 5, frames out directly, no context).
     """
 
     base: Base = "predrnn"  # stacked recurrent cell: spatiotemporal LSTM or ConvLSTM
@@ -32,10 +36,17 @@ class MotionRNNConfig:
     alpha: float = 0.5  # step of the motion trend: D_t = D_{t-1} + alpha (F_{t-1} - D_{t-1})
     neighbours: int = 3  # side k of the sampling neighbourhood: k^2 offsets per point (odd)
     forget_bias: float = 1.0  # constant added to the forget-gate pre-activations
+    output: Output = "advective"  # advective: motion + source, the frame advected; frame: direct
+    context: bool = True  # coverage and the motion prior as input channels at every step
+    motion_scale: float = 4.0  # pixels per step that the motion channels are divided by
 
     def __post_init__(self) -> None:
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.motion_scale <= 0:
+            raise ValueError(f"motion_scale must be > 0, got {self.motion_scale}")
         for name in ("layers", "hidden", "filter_size", "patch", "channels", "frames_in"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -61,6 +72,8 @@ class MotionRNNConfig:
             channels=3,
             frames_in=4,
             frames_out=4,
+            output="frame",
+            context=False,
         )
 
     @property
@@ -68,13 +81,22 @@ class MotionRNNConfig:
         """Channels of a patched frame, c p^2."""
         return self.channels * self.patch**2
 
+    @property
+    def input_channels(self) -> int:
+        """Channels of a patched step input: the frame and, with context, coverage and motion."""
+        return (self.channels + (CONTEXT_CHANNELS if self.context else 0)) * self.patch**2
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> MotionRNNConfig:
+        """The config of ``to_json``; one written before ``output`` existed is a frame model
+        without context (what every model was then)."""
         values = json.loads(text)
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        if "output" not in values:
+            values.update(output="frame", context=False)
         return cls(**values)

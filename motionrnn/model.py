@@ -1,12 +1,15 @@
-"""The MotionRNN stack (paper Sec. 3.1): L recurrent cells with L - 1 MotionGRUs between them."""
+"""The MotionRNN stack (paper Sec. 3.1): L recurrent cells with L - 1 MotionGRUs between them,
+and its output: the next frame directly (the paper), or advected (NowcastNet's evolution)."""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from motionrnn.advection import sample, trace_back
 from motionrnn.cells import ConvLSTMCell, SpatioTemporalLSTMCell
 from motionrnn.config import MotionRNNConfig
 from motionrnn.motion_gru import MotionGRU
@@ -28,15 +31,54 @@ class State(NamedTuple):
     trend: list[torch.Tensor]  # per MotionGRU, D_t (B, 2 k^2, h/2, w/2)
 
 
+class Prediction(NamedTuple):
+    """What ``MotionRNN.forward`` returns."""
+
+    frames: torch.Tensor  # (B, T, c, H, W) next-frame predictions x^_1 .. x^_T
+    motion: torch.Tensor | None  # (B, T, 2, h, w) learned motion corrections (advective only)
+
+
+class Advection(NamedTuple):
+    """Where an advective forecast stands: the frame it advects, the displacement back to it,
+    and the source accumulated along the way (carried with the motion)."""
+
+    reference: torch.Tensor  # (B, c, H, W)
+    displacement: torch.Tensor  # (B, 2, H, W) pixels, x first
+    source: torch.Tensor  # (B, c, H, W)
+
+    def restart(self, frame: torch.Tensor, w: torch.Tensor) -> Advection:
+        """Where sample b is fed a true frame (w_b = 1), advect that frame from here on;
+        where it is fed its own forecast (w_b = 0), go on."""
+        keep = 1 - w
+        return Advection(
+            w * frame + keep * self.reference, keep * self.displacement, keep * self.source
+        )
+
+
 class MotionRNN(nn.Module):
     """MotionRNN over a base cell, or the plain base when ``config.motion`` is False.
 
-    At every time step, with X^0 = the patched frame and HW^0 = W_hw * X^0 (1 x 1):
+    At every time step, with X^0 = the patched input and HW^0 = W_hw * X^0 (1 x 1):
 
         H^l, C^l, M = Cell^l(X^l, H^l, C^l, M, HW^l)        l = 0 .. L-1
         HW^{l+1}    = H^l                                   Motion Highway (before the fusion)
         X^{l+1}     = MotionGRU^l(H^l) for l < L-1          also replaces H^l in the recurrence
-        x_{t+1}     = W_out * H^{L-1}                       (1 x 1, then depth-to-space)
+        y_t         = W_out * H^{L-1}                       (1 x 1)
+
+    The input is the frame x_t, with ``context`` also the coverage mask and the motion prior
+    V / motion_scale (pixels per step, e.g. pysteps' Lucas-Kanade motion of the input frames).
+    The output (``config.output``):
+
+        frame:      x_{t+1} = depth-to-space(y_t)                       the paper
+        advective:  v_t     = V + upsample(y_t[:2])                     motion, corrected
+                    s_t     = depth-to-space(y_t[2:])                   source (growth, decay)
+                    D_t     = D_{t-1} traced back along v_t             ``motionrnn.advection``
+                    A_t     = A_{t-1}(x - v_t) + s_t                    source, carried along
+                    x_{t+1} = x_ref(x + D_t) + A_t
+
+    where x_ref is the last true frame fed (D and A restart at zero with it). W_out starts at zero
+    in the advective model, so the untrained model advects the last frame along V: the
+    extrapolation nowcast.
 
     States start at zero, so the output is a deterministic function of the input; any batch size
     and any frame size divisible by the patch work at every call. For speed compile the time
@@ -48,9 +90,10 @@ class MotionRNN(nn.Module):
         super().__init__()
         self.config = config
         cp, hidden, fs = config.patch_channels, config.hidden, config.filter_size
+        c_in = config.input_channels
         cell = CELLS[config.base]
         self.cells = nn.ModuleList(
-            cell(cp if layer == 0 else hidden, hidden, fs, config.forget_bias)
+            cell(c_in if layer == 0 else hidden, hidden, fs, config.forget_bias)
             for layer in range(config.layers)
         )
         n_motion = config.layers - 1 if config.motion else 0
@@ -58,9 +101,13 @@ class MotionRNN(nn.Module):
             MotionGRU(hidden, fs, config.neighbours, config.alpha) for _ in range(n_motion)
         )
         self.highway_in = (
-            nn.Conv2d(cp, hidden, kernel_size=1, bias=False) if config.motion else None
+            nn.Conv2d(c_in, hidden, kernel_size=1, bias=False) if config.motion else None
         )
-        self.head = nn.Conv2d(hidden, cp, kernel_size=1, bias=False)
+        self.advective = config.output == "advective"
+        # advective: 2 channels of motion correction (at the patched resolution), then the source
+        self.head = nn.Conv2d(hidden, cp + (2 if self.advective else 0), kernel_size=1, bias=False)
+        if self.advective:
+            nn.init.zeros_(self.head.weight)
 
     def initial_state(self, x: torch.Tensor) -> State:
         """Zero state for a batch of patched frames x: (B, c p^2, h, w)."""
@@ -83,7 +130,7 @@ class MotionRNN(nn.Module):
         )
 
     def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One time step of the stack: patched frame x_t (B, c p^2, h, w) -> x_{t+1}, state."""
+        """One time step of the stack: patched input (B, input_channels, h, w) -> y_t, state."""
         h, c, flow, trend = list(state.h), list(state.c), list(state.flow), list(state.trend)
         m = state.m
         highway = self.highway_in(x) if self.highway_in is not None else None
@@ -103,48 +150,88 @@ class MotionRNN(nn.Module):
         self,
         inputs: torch.Tensor,
         n_out: int,
+        *,
+        coverage: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
         teacher: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> Prediction:
         """Next-frame predictions x^_1 .. x^_{T_in + n_out - 1}, each from the frames before it.
 
         inputs: (B, T_in, c, H, W) observed frames x_0 .. x_{T_in - 1}.
         n_out: number of frames to forecast after them.
+        coverage: (B, 1, H, W) 1 where the radar sees, 0 where the value is unknown (context).
+        motion: (B, 2, H, W) the motion prior V in pixels per step, x first (context; the
+            advective output moves along it).
         targets: (B, n_out, c, H, W) the true future frames; needed only with ``teacher``.
         teacher: (B, T_in + n_out - 2) weights in [0, 1] of the true frame x_t against the model's
             own x^_t as the input of step t = 1 .. T_in + n_out - 2 (scheduled sampling, see
             ``motionrnn.sampling``). None: observed frames while there are, then own forecasts.
-        Returns (B, T_in + n_out - 1, c, H, W).
         """
         t_in, p = inputs.shape[1], self.config.patch
         steps = t_in + n_out - 1
         if steps < 1:
             raise ValueError("need at least two frames in inputs + forecast")
+        b, _, c, height, width = inputs.shape
+        if self.config.context and (coverage is None or motion is None):
+            raise ValueError("this model takes the coverage and the motion prior as inputs")
+        if self.advective and motion is None:
+            raise ValueError("the advective model needs the motion prior")
         observed = inputs
         if teacher is not None:
             if targets is None or targets.shape[1] != n_out:
                 raise ValueError("teacher forcing needs targets with n_out frames")
-            if teacher.shape != (inputs.shape[0], steps - 1):
+            if teacher.shape != (b, steps - 1):
                 raise ValueError(f"teacher must be (B, {steps - 1}), got {tuple(teacher.shape)}")
             observed = torch.cat([inputs, targets], dim=1)
-        # time-major and contiguous, so that every step sees frames of the same layout
-        truth = to_patches(observed.transpose(0, 1).contiguous(), p)  # (T, B, c p^2, h, w)
-        state = self.initial_state(truth[0])
-        outputs: list[torch.Tensor] = []
+        truth = observed.transpose(0, 1)  # (T, B, c, H, W)
+        context = None
+        if self.config.context:
+            context = torch.cat([coverage, motion / self.config.motion_scale], dim=1)
+        zeros = inputs.new_zeros(b, c, height, width)
+        advection = Advection(zeros, inputs.new_zeros(b, 2, height, width), zeros)
+        state: State | None = None
+        frames: list[torch.Tensor] = []
+        corrections: list[torch.Tensor] = []
         for t in range(steps):
             if t == 0 or (teacher is None and t < t_in):
-                x = truth[t]
+                w, x = inputs.new_ones(b, 1, 1, 1), truth[t]
             elif teacher is None:
-                x = outputs[-1]
+                w, x = inputs.new_zeros(b, 1, 1, 1), frames[-1]
             else:
-                w = teacher[:, t - 1, None, None, None].to(truth.dtype)
-                x = w * truth[t] + (1 - w) * outputs[-1]
-            x_next, state = self.step(x, state)
-            outputs.append(x_next)
-        return from_patches(torch.stack(outputs, dim=1), p)
+                w = teacher[:, t - 1, None, None, None].to(inputs.dtype)
+                x = w * truth[t] + (1 - w) * frames[-1]
+            step_in = x if context is None else torch.cat([x, context], dim=1)
+            step_in = to_patches(step_in.contiguous(), p)
+            if state is None:
+                state = self.initial_state(step_in)
+            y, state = self.step(step_in, state)
+            if not self.advective:
+                frames.append(from_patches(y, p))
+                continue
+            correction, source = y[:, :2], from_patches(y[:, 2:], p)
+            velocity = motion + F.interpolate(
+                correction, scale_factor=p, mode="bilinear", align_corners=False
+            )
+            advection = advection.restart(x, w)
+            displacement = trace_back(advection.displacement, velocity)
+            carried = sample(advection.source, -velocity)
+            advection = Advection(advection.reference, displacement, carried + source)
+            frames.append(sample(advection.reference, displacement) + advection.source)
+            corrections.append(correction)
+        return Prediction(
+            torch.stack(frames, dim=1), torch.stack(corrections, dim=1) if corrections else None
+        )
 
     @torch.inference_mode()
-    def generate(self, inputs: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        inputs: torch.Tensor,
+        n_out: int | None = None,
+        coverage: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Forecast (B, n_out, c, H, W) from inputs (B, T_in, c, H, W); n_out: config.frames_out."""
         n_out = self.config.frames_out if n_out is None else n_out
-        return self(inputs, n_out)[:, inputs.shape[1] - 1 :]
+        out = self(inputs, n_out, coverage=coverage, motion=motion)
+        return out.frames[:, inputs.shape[1] - 1 :]

@@ -1,19 +1,52 @@
-"""Training helpers: the next-frame loss and the optimiser parameter groups."""
+"""Training helpers: the next-frame loss, the motion smoothness and the optimiser groups."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from motionrnn.model import MotionRNN
 
 
 def next_frame_loss(
-    predictions: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    predictions: torch.Tensor,
+    frames: torch.Tensor,
+    seen: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    mse: float = 1.0,
+    mae: float = 0.0,
 ) -> torch.Tensor:
-    """MSE of ``MotionRNN.forward``'s next-frame outputs x^_1 .. x^_{T-1} against x_1 .. x_{T-1},
-    the frames being inputs (B, T_in, ...) followed by targets (B, T_out, ...)."""
-    return F.mse_loss(predictions, torch.cat([inputs, targets], dim=1)[:, 1:])
+    """Error of ``MotionRNN.forward``'s next-frame predictions x^_1 .. x^_{T-1} (B, T-1, ...)
+    against frames x_1 .. x_{T-1} of ``frames`` (B, T, ...), over the cells where ``seen``
+    (B, T, ...) is True (all without it):
+
+        sum_seen w (mse e^2 + mae |e|) / number of seen cells
+
+    with per-cell weights w (B, T, ...) (1 without them; ``intensity_weights`` for the balanced
+    B-MSE / B-MAE). Unseen cells add nothing and do not dilute the mean."""
+    target = frames[:, 1:]
+    error = predictions - target
+    per_cell = mse * error**2 + mae * error.abs()
+    if weights is not None:
+        per_cell = per_cell * weights[:, 1:]
+    if seen is None:
+        return per_cell.mean()
+    mask = seen[:, 1:].to(per_cell.dtype)
+    return (per_cell * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def intensity_weights(
+    frames: torch.Tensor, edges: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """Per-cell weights by value class: weights[i] for edges[i-1] <= value < edges[i]
+    (``edges`` increasing, on the frames' scale; ``weights`` one longer)."""
+    return weights[torch.bucketize(frames, edges, right=True)]
+
+
+def motion_smoothness(motion: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring vectors of (..., 2, h, w) motion fields."""
+    dy = motion[..., 1:, :] - motion[..., :-1, :]
+    dx = motion[..., :, 1:] - motion[..., :, :-1]
+    return (dy**2).mean() + (dx**2).mean()
 
 
 def parameter_groups(

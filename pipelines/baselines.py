@@ -1,66 +1,98 @@
 """Reference nowcasts that a model must beat, one interface (pysteps' habit):
 
     nowcast = get_method("extrapolation")
-    forecast = nowcast(frames, n_out)     # (T_in, H, W) mm/h -> (n_out, H, W) mm/h
+    forecast = nowcast(frames, n_out, velocity)   # (T_in, H, W) mm/h -> (n_out, H, W) mm/h
 
-NaN marks unknown cells in and out. ``persistence`` repeats the last frame (Eulerian
-persistence); ``extrapolation`` is pysteps' Lucas-Kanade motion on the dB-transformed last
-``motion_frames`` frames and semi-Lagrangian advection of the last frame (Lagrangian
-persistence), the usual operational yardstick.
+``velocity`` is the motion prior (``pipelines.motion_prior.motion_field``), computed once per
+forecast and shared with the model. NaN marks unknown cells in and out, and no method lets
+unknown count as dry: a cell whose value would come from an unknown cell is NaN.
+
+- ``persistence``: the last observed frame at every lead (Eulerian persistence).
+- ``extrapolation``: semi-Lagrangian advection of the last frame along the motion (Lagrangian
+  persistence), the usual operational yardstick.
+- ``sprog``: pysteps' S-PROG (Seed 2003): a cascade of scales, each advected and evolved by an
+  AR(2) process, the small scales fading first; NaN where the extrapolation of the coverage is
+  unknown (S-PROG itself fills unknown inputs with the field's minimum).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from pipelines.config import TransformConfig
+from pipelines.motion_prior import to_db
 
-Nowcast = Callable[[np.ndarray, int], np.ndarray]
+log = logging.getLogger(__name__)
 
-MOTION_FRAMES = 4  # pysteps' examples estimate LK motion on the last few frames
+Nowcast = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
+
+SPROG_CASCADE_LEVELS = 6  # pysteps' default (its issue #385)
+SPROG_AR_ORDER = 2
 
 
-def persistence(frames: np.ndarray, n_out: int) -> np.ndarray:
+def persistence(frames: np.ndarray, n_out: int, velocity: np.ndarray) -> np.ndarray:
     """The last observed frame, unchanged, at every lead."""
     return np.repeat(np.asarray(frames, dtype=np.float32)[-1:], n_out, axis=0)
 
 
-def extrapolation(
-    frames: np.ndarray,
-    n_out: int,
-    motion_frames: int = MOTION_FRAMES,
-    transform: TransformConfig | None = None,
-) -> np.ndarray:
-    """The last frame advected along the Lucas-Kanade motion of the last ``motion_frames``
-    (estimated in dB with ``transform``'s threshold and zero value, default pysteps')."""
+def extrapolation(frames: np.ndarray, n_out: int, velocity: np.ndarray) -> np.ndarray:
+    """The last frame advected along ``velocity`` (cells per step), NaN from unknown cells."""
     from pipelines.radar.pysteps_io import extrapolation as advection
-    from pipelines.radar.pysteps_io import motion, transformation
 
-    transform = transform or TransformConfig()
-    frames = np.asarray(frames, dtype=np.float64)
-    db, _ = transformation.dB_transform(
-        frames[-motion_frames:],
-        threshold=transform.threshold_mm_h,
-        zerovalue=transform.zerovalue_db,
-    )
-    db[~np.isfinite(db)] = transform.zerovalue_db
-    if np.all(db == transform.zerovalue_db):  # nothing to track: the motion is unknown, take 0
-        velocity = np.zeros((2, *frames.shape[1:]))
-    else:
-        velocity = motion.get_method("LK")(db, verbose=False)
     forecast = advection.semilagrangian.extrapolate(
-        frames[-1], velocity, n_out, allow_nonfinite_values=True
+        np.asarray(frames[-1], dtype=np.float64), velocity, n_out, allow_nonfinite_values=True
     )
     return forecast.astype(np.float32)
 
 
-_METHODS: dict[str, Nowcast] = {"persistence": persistence, "extrapolation": extrapolation}
+def sprog(
+    frames: np.ndarray, n_out: int, velocity: np.ndarray, transform: TransformConfig | None = None
+) -> np.ndarray:
+    """pysteps' S-PROG nowcast in dB from the last three frames, back in mm/h."""
+    from pipelines.radar.pysteps_io import nowcasts, quiet
+
+    transform = transform or TransformConfig()
+    frames = np.asarray(frames, dtype=np.float64)
+    known = extrapolation(np.isfinite(frames).astype(np.float64), n_out, velocity)
+    unknown = ~(known > 1.0 - 1e-6)  # touched by an unknown cell or from outside the domain
+    db = to_db(frames[-(SPROG_AR_ORDER + 1) :], transform)
+    if not np.any(np.nan_to_num(db, nan=transform.zerovalue_db) > transform.zerovalue_db):
+        forecast = np.zeros((n_out, *frames.shape[1:]))
+    else:
+        threshold_db = 10.0 * np.log10(transform.threshold_mm_h)
+        try:
+            with quiet():
+                forecast_db = nowcasts.get_method("sprog")(
+                    db,
+                    velocity,
+                    n_out,
+                    precip_thr=threshold_db,
+                    n_cascade_levels=SPROG_CASCADE_LEVELS,
+                    ar_order=SPROG_AR_ORDER,
+                )
+            forecast = 10.0 ** (forecast_db / 10.0)
+            forecast[forecast < transform.threshold_mm_h] = 0.0
+        except np.linalg.LinAlgError:
+            # a field that moves without changing makes every scale perfectly correlated and
+            # the AR fit singular; S-PROG's limit there is the extrapolation
+            log.warning("S-PROG: singular AR fit (a field that does not evolve); extrapolating")
+            forecast = extrapolation(frames, n_out, velocity)
+    forecast = np.where(unknown | ~np.isfinite(forecast), np.nan, forecast)
+    return forecast.astype(np.float32)
+
+
+_METHODS: dict[str, Nowcast] = {
+    "persistence": persistence,
+    "extrapolation": extrapolation,
+    "sprog": sprog,
+}
 
 
 def get_method(name: str) -> Nowcast:
-    """A baseline nowcast by name: 'persistence' or 'extrapolation'."""
+    """A baseline nowcast by name: 'persistence', 'extrapolation' or 'sprog'."""
     try:
         return _METHODS[name]
     except KeyError:

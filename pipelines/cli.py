@@ -409,12 +409,13 @@ def train(
     except (TrainingError, ArchiveError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    state = result.state
+    state, card = result.state, result.version.card
     table = Table(
         title=f"{result.version.version}: run {result.run_name}, {state.step} steps, "
-        f"{state.elapsed_s / 60:.1f} min; validation on the same windows"
+        f"{state.elapsed_s / 60:.1f} min; registered: step {card['best_step']}, the best "
+        "validation; every method on the same windows and cells"
     )
-    metrics, rows = score_table(state.validation)
+    metrics, rows = score_table(card["validation"])
     for col in ("method", *metrics):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in rows:
@@ -473,17 +474,74 @@ def models_show(version: str, registry: RegistryOpt) -> None:
 def models_promote(
     version: str,
     registry: RegistryOpt,
-    force: Annotated[bool, typer.Option(help="Promote even if it scores worse.")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            "-s",
+            help="Archive to score the candidate and the model in service on the candidate's "
+            "validation windows, when their cards hold different ones.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Promote even if it loses to extrapolation or the current one.")
+    ] = False,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Put a version in service; refused if it scores worse than the current one."""
+    """Put a version in service. Refused if it does not beat pysteps extrapolation on its
+    validation windows, or scores below the version in service on the same windows."""
     from pipelines.registry import RegistryError
 
+    cfg = _setup(config, overrides, verbose)
+    reg = _registry(registry)
     try:
-        _registry(registry).promote(version, force=force)
+        rescored = None
+        if store is not None and not force:
+            rescored = _rescore(reg, version, store, cfg)
+        reg.promote(version, force=force, rescored=rescored)
     except RegistryError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"{version} is in service")
+
+
+def _rescore(reg, version: str, store: str, cfg: MotioncastConfig) -> dict | None:
+    """The candidate and the version in service scored on the candidate's validation windows;
+    None when there is nothing to compare again (none in service, or the same windows)."""
+    from motionrnn import load_checkpoint
+    from pipelines.config import TrainingConfig
+    from pipelines.registry import PROMOTION_METRIC, RegistryError
+    from pipelines.training.evaluate import score_models
+    from pipelines.training.windows import Window
+
+    candidate, current = reg.get(version), reg.promoted()
+    if current is None or current.version == version:
+        return None
+    windows = candidate.card.get("validation_windows")
+    if windows is None or windows == current.card.get("validation_windows"):
+        return None
+    t = TrainingConfig.model_validate(
+        {**candidate.card["training"], "model": candidate.card["model_config"]}
+    )
+    models = {v.version: load_checkpoint(v.checkpoint) for v in (candidate, current)}
+    frames = {(m.config.frames_in, m.config.frames_out) for m in models.values()}
+    if len(frames) > 1:
+        raise RegistryError(
+            f"{version} and {current.version} take different frames: they cannot be scored on "
+            "the same windows (use --force)"
+        )
+    scores = score_models(
+        store,
+        [Window.from_json(w) for w in windows],
+        models,
+        t,
+        snapshot=candidate.card["data"]["snapshot"],
+        baselines=[],
+        storage=cfg.store.object_storage,
+    )
+    return {name: scores[name].summary().get(PROMOTION_METRIC) for name in models}
 
 
 if __name__ == "__main__":

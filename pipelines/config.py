@@ -238,11 +238,17 @@ class DataConfig(_Section):
         0.02, ge=0, description="Sampling weight of a window is its wet share plus this floor."
     )
     block_hours: float = Field(6.0, gt=0, description="Length of the time blocks of the split.")
+    gap_windows: float = Field(
+        1.0, ge=0, description="Least gap between windows of different splits, in window lengths."
+    )
     split: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1), description="Shares of blocks for train, validation, test."
     )
     seed: int = 0
     transform: TransformConfig = TransformConfig()
+    motion_cache: int = Field(
+        128, ge=0, description="Windows whose motion prior each process keeps (2 bytes a cell)."
+    )
 
 
 class OptimiserConfig(_Section):
@@ -256,6 +262,33 @@ class OptimiserConfig(_Section):
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the budget warming up.")
     min_lr_fraction: float = Field(0.05, ge=0, le=1, description="Final lr as a share of lr.")
     clip_norm: float = Field(1.0, gt=0, description="Gradient norm clipping threshold.")
+
+
+class LossConfig(_Section):
+    """The training loss over covered cells (unknown cells never count), on the model scale:
+    mse * B-MSE + mae * B-MAE, each cell weighted by the observed rain rate (TrajGRU's balanced
+    losses, Shi et al. 2017), plus a smoothness penalty on the learned motion corrections."""
+
+    mse: float = Field(1.0, ge=0, description="Weight of the (balanced) squared error.")
+    mae: float = Field(1.0, ge=0, description="Weight of the (balanced) absolute error.")
+    intensity_mm_h: list[float] = Field(
+        [2.0, 5.0, 10.0, 30.0], description="Rain-rate edges of the weight classes (mm/h)."
+    )
+    intensity_weights: list[float] = Field(
+        [1.0, 2.0, 5.0, 10.0, 30.0],
+        description="Weight of each class: below the first edge, between edges, above the last.",
+    )
+    motion_smoothness: float = Field(
+        0.01, ge=0, description="Weight of the squared gradient of the learned motion correction."
+    )
+
+    @model_validator(mode="after")
+    def _classes(self) -> LossConfig:
+        if len(self.intensity_weights) != len(self.intensity_mm_h) + 1:
+            raise ValueError("intensity_weights needs one weight more than intensity_mm_h")
+        if sorted(self.intensity_mm_h) != self.intensity_mm_h:
+            raise ValueError("intensity_mm_h must increase")
+        return self
 
 
 class SamplingConfig(_Section):
@@ -320,6 +353,7 @@ class TrainingConfig(_Section):
         "version's model.safetensors) instead of random ones: fine-tuning.",
     )
     optimiser: OptimiserConfig = OptimiserConfig()
+    loss: LossConfig = LossConfig()
     sampling: SamplingConfig = SamplingConfig()
     scaling: ScalingSection = ScalingSection()
     batch_size: int = Field(8, ge=1, description="Windows per step per worker.")
@@ -337,8 +371,12 @@ class TrainingConfig(_Section):
         "crop: centred crops of data.crop.",
     )
     thresholds_mm_h: list[float] = Field(
-        [1.0, 5.0], description="CSI thresholds scored; 1 mm/h (which decides promotion) is a must."
+        [1.0, 5.0, 10.0],
+        description="CSI thresholds scored (event: rate > threshold); 1 mm/h (which decides "
+        "promotion) is a must.",
     )
+    fss_thresholds_mm_h: list[float] = Field([1.0, 5.0], description="FSS thresholds scored.")
+    fss_scales: list[int] = Field([10], description="FSS neighbourhood edges scored (cells).")
     amp: bool = Field(True, description="bf16 autocast on GPU (CPU always trains in float32).")
 
     @model_validator(mode="before")

@@ -5,9 +5,16 @@
     REGISTRY/promoted.json                      the version in service, and the promotion history
 
 A version is written to a temporary folder and renamed into place: it is whole or absent.
-Promotion compares validation scores and refuses a model that scores worse than the one in
-service unless forced; scores are compared on ``PROMOTION_METRIC`` (CSI at 1 mm/h, higher is
-better).
+
+Promotion compares scores on ``PROMOTION_METRIC`` (CSI at 1 mm/h, higher is better), always on the
+same validation windows and cells, and refuses (unless forced) a model that
+
+- does not beat pysteps extrapolation, the system's own fallback, on its validation windows
+  (its card holds both, scored together), or
+- scores below the model in service on the candidate's validation windows: taken from the cards
+  when both were scored on the same windows, else from ``rescored`` (both models scored again
+  on the candidate's windows, ``pipelines.training.evaluate.score_models``); without it the
+  promotion is refused.
 """
 
 from __future__ import annotations
@@ -119,19 +126,20 @@ class Registry:
         version = self._promotions()["version"]
         return self.get(version) if version else None
 
-    def promote(self, version: str, force: bool = False) -> ModelVersion:
-        """Put ``version`` in service, unless it scores worse than the current one."""
+    def promote(
+        self,
+        version: str,
+        force: bool = False,
+        rescored: dict[str, float | None] | None = None,
+    ) -> ModelVersion:
+        """Put ``version`` in service, unless it loses to extrapolation or to the current one
+        (see the module docstring); ``rescored``: version -> score on the candidate's windows."""
         candidate = self.get(version)
         current = self.promoted()
-        if current is not None and not force:
-            new, old = candidate.score(), current.score()
-            if new is None:
-                raise RegistryError(f"{version} has no validation {PROMOTION_METRIC}: use --force")
-            if old is not None and new < old:
-                raise RegistryError(
-                    f"{version} scores {PROMOTION_METRIC} {new:.3f} < {old:.3f} of "
-                    f"{current.version} in service: refused (use --force to promote anyway)"
-                )
+        if not force:
+            _check_beats_extrapolation(candidate)
+            if current is not None and current.version != version:
+                _check_beats_current(candidate, current, rescored)
         record = self._promotions()
         record["history"].append(
             {
@@ -139,9 +147,52 @@ class Registry:
                 "at": pd.Timestamp.now("UTC"),
                 "forced": force,
                 "replaced": current.version if current else None,
+                "rescored": rescored,
             }
         )
         record["version"] = version
         self.root.mkdir(parents=True, exist_ok=True)
         _write_json(self.root / "promoted.json", record)
         return candidate
+
+
+def _check_beats_extrapolation(candidate: ModelVersion) -> None:
+    new, fallback = candidate.score(), candidate.score("extrapolation")
+    if new is None or fallback is None:
+        raise RegistryError(
+            f"{candidate.version} has no validation {PROMOTION_METRIC} of its own and of "
+            "extrapolation: refused (use --force)"
+        )
+    if new <= fallback:
+        raise RegistryError(
+            f"{candidate.version} scores {PROMOTION_METRIC} {new:.3f}, not above pysteps "
+            f"extrapolation's {fallback:.3f} on the same windows: refused, the forecast cycle "
+            "would do better with its fallback (use --force to promote anyway)"
+        )
+
+
+def _check_beats_current(
+    candidate: ModelVersion, current: ModelVersion, rescored: dict[str, float | None] | None
+) -> None:
+    same_windows = candidate.card.get("validation_windows") is not None and (
+        candidate.card.get("validation_windows") == current.card.get("validation_windows")
+    )
+    if same_windows:
+        new, old = candidate.score(), current.score()
+        where = "on the same validation windows"
+    elif rescored is not None:
+        new, old = rescored.get(candidate.version), rescored.get(current.version)
+        where = f"both scored again on {candidate.version}'s validation windows"
+    else:
+        raise RegistryError(
+            f"{candidate.version} and {current.version} in service were scored on different "
+            "windows: score both on the same ones (motioncast models promote --store STORE) "
+            "or use --force"
+        )
+    if new is None or old is None:
+        raise RegistryError(f"no {PROMOTION_METRIC} to compare ({where}): use --force")
+    if new < old:
+        raise RegistryError(
+            f"{candidate.version} scores {PROMOTION_METRIC} {new:.3f} < {old:.3f} of "
+            f"{current.version} in service ({where}): refused (use --force to promote anyway)"
+        )

@@ -1,17 +1,38 @@
-"""Forecast scores pooled over cells and forecasts, per lead time: MSE, MAE (mm/h) and CSI.
+"""Forecast scores through pysteps.verification, per lead time, pooled over cells and forecasts.
 
-Sums, not means, are kept, so that scores from several workers or batches add up exactly
-(``ScoreSums.vector`` / ``from_vector`` for an all-reduce) and pooled contingency tables give
-the CSI over everything scored, as verification practice (and pysteps) does. An event is a rate
-at or above the threshold.
+Every method is scored on the same cells: ``Scores.add`` takes the mask of cells to score
+(observed, and valued by every method) and hands pysteps NaN everywhere else, which its
+contingency tables and continuous scores ignore (and its FSS counts as no event in both fields).
+Events are counted as pysteps counts them: value > threshold in the contingency tables
+(``det_cat_fct``), value >= threshold in FSS (``fss``). The accumulators are pysteps' own and
+merge with its ``*_merge`` functions, so that windows, batches and workers pool exactly
+(``Scores.vector`` / ``from_vector`` carry them between processes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pysteps.verification.detcatscores import (
+    det_cat_fct_accum,
+    det_cat_fct_compute,
+    det_cat_fct_init,
+    det_cat_fct_merge,
+)
+from pysteps.verification.detcontscores import (
+    det_cont_fct_accum,
+    det_cont_fct_compute,
+    det_cont_fct_init,
+    det_cont_fct_merge,
+)
+from pysteps.verification.spatialscores import fss_accum, fss_compute, fss_init, fss_merge
+
+CATEGORICAL = ("hits", "misses", "false_alarms", "correct_negatives")
+CONTINUOUS = ("cov", "vobs", "vpred", "mobs", "mpred", "me", "mse", "mss", "mae", "n")
+FSS_SUMS = ("sum_fct_sq", "sum_fct_obs", "sum_obs_sq")
+CONTINUOUS_SCORES = ("MAE", "RMSE", "ME")
 
 
 def metric_name(threshold_mm_h: float) -> str:
@@ -19,80 +40,133 @@ def metric_name(threshold_mm_h: float) -> str:
     return f"csi_{threshold_mm_h:g}mm"
 
 
-@dataclass
-class ScoreSums:
+def fss_name(threshold_mm_h: float, scale: int) -> str:
+    """'fss_1mm_10' for 1 mm/h at a 10-cell scale."""
+    return f"fss_{threshold_mm_h:g}mm_{scale}"
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """What to score: the number of leads, the CSI thresholds, FSS thresholds and scales."""
+
     leads: int
     thresholds: tuple[float, ...]
-    n: np.ndarray = field(init=False)  # (leads,) cells scored
-    abs_error: np.ndarray = field(init=False)  # (leads,) sum |f - o|
-    sq_error: np.ndarray = field(init=False)  # (leads,) sum (f - o)^2
-    hits: np.ndarray = field(init=False)  # (thresholds, leads)
-    misses: np.ndarray = field(init=False)
-    false_alarms: np.ndarray = field(init=False)
+    fss_thresholds: tuple[float, ...] = ()
+    fss_scales: tuple[int, ...] = ()
 
-    def __post_init__(self) -> None:
-        k, n = len(self.thresholds), self.leads
-        self.n, self.abs_error, self.sq_error = np.zeros(n), np.zeros(n), np.zeros(n)
-        self.hits, self.misses, self.false_alarms = (
-            np.zeros((k, n)),
-            np.zeros((k, n)),
-            np.zeros((k, n)),
-        )
 
-    def add(self, forecast: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> None:
-        """Score (leads, H, W) forecasts against observations (mm/h) on the cells of ``mask``."""
-        f = np.where(mask, forecast, 0.0).astype(np.float64)
-        o = np.where(mask, observed, 0.0).astype(np.float64)
-        axes = tuple(range(1, f.ndim))
-        self.n += mask.sum(axis=axes)
-        self.abs_error += np.abs(f - o).sum(axis=axes)
-        self.sq_error += ((f - o) ** 2).sum(axis=axes)
-        for i, t in enumerate(self.thresholds):
-            fe, oe = (f >= t) & mask, (o >= t) & mask
-            self.hits[i] += (fe & oe).sum(axis=axes)
-            self.misses[i] += (~fe & oe).sum(axis=axes)
-            self.false_alarms[i] += (fe & ~oe).sum(axis=axes)
+class Scores:
+    """pysteps accumulators of one method: contingency tables per threshold and continuous
+    errors (both per lead, ``axis`` = the two spatial axes), FSS per threshold, scale and lead."""
 
-    def vector(self) -> np.ndarray:
-        """All sums as one flat vector (for an all-reduce)."""
-        parts = [self.n, self.abs_error, self.sq_error, self.hits, self.misses, self.false_alarms]
-        return np.concatenate([p.ravel() for p in parts])
+    def __init__(self, spec: ScoreSpec):
+        self.spec = spec
+        n = spec.leads
+        self.categorical = {}
+        for t in spec.thresholds:
+            table = det_cat_fct_init(t, axis=(1, 2))
+            for key in CATEGORICAL:
+                table[key] = np.zeros(n, dtype=np.int64)
+            self.categorical[t] = table
+        self.continuous = det_cont_fct_init(axis=(1, 2))
+        for key in CONTINUOUS:
+            self.continuous[key] = np.zeros(n)
+        self.fss = {
+            (t, s): [fss_init(t, s) for _ in range(n)]
+            for t in spec.fss_thresholds
+            for s in spec.fss_scales
+        }
 
-    def from_vector(self, values: np.ndarray) -> ScoreSums:
-        """A copy of this layout holding ``values`` (as ``vector`` gives them)."""
-        out = ScoreSums(self.leads, self.thresholds)
-        n, k = self.leads, len(self.thresholds)
-        out.n, out.abs_error, out.sq_error = (values[i * n : (i + 1) * n] for i in range(3))
-        tables = values[3 * n :].reshape(3, k, n)
-        out.hits, out.misses, out.false_alarms = tables[0], tables[1], tables[2]
+    def add(self, forecast: np.ndarray, observed: np.ndarray, cells: np.ndarray) -> None:
+        """Score (leads, H, W) forecasts against observations (mm/h) on the cells of ``cells``."""
+        f = np.where(cells, forecast, np.nan).astype(np.float64)
+        o = np.where(cells, observed, np.nan).astype(np.float64)
+        for table in self.categorical.values():
+            det_cat_fct_accum(table, f, o)
+        if cells.any():  # pysteps' running means take no empty batch
+            det_cont_fct_accum(self.continuous, f, o)
+        for per_lead in self.fss.values():
+            for k, acc in enumerate(per_lead):
+                fss_accum(acc, f[k], o[k])
+
+    def merge(self, other: Scores) -> Scores:
+        """These scores pooled with ``other``'s (pysteps' merge functions), as a new object.
+        (pysteps merges into the first object's arrays: it gets copies.)"""
+        out = Scores(self.spec)
+        out.categorical = {
+            t: det_cat_fct_merge(_copy(a), other.categorical[t])
+            for t, a in self.categorical.items()
+        }
+        out.continuous = det_cont_fct_merge(_copy(self.continuous), other.continuous)
+        out.fss = {
+            key: [fss_merge(_copy(a), b) for a, b in zip(accs, other.fss[key], strict=True)]
+            for key, accs in self.fss.items()
+        }
         return out
 
-    def _csi(self, pooled: bool) -> np.ndarray:
-        """(thresholds,) over all leads if pooled, else (thresholds, leads)."""
-        tables = (self.hits, self.misses, self.false_alarms)
-        hits, misses, fa = (a.sum(axis=1) if pooled else a for a in tables)
-        total = hits + misses + fa
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, hits / total, np.nan)
+    def vector(self) -> np.ndarray:
+        """Every accumulator as one flat float64 vector (to gather from other processes)."""
+        parts = [self.categorical[t][k] for t in self.categorical for k in CATEGORICAL]
+        parts += [self.continuous[k] for k in CONTINUOUS]
+        parts += [np.array([a[k] for a in accs]) for accs in self.fss.values() for k in FSS_SUMS]
+        return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in parts])
+
+    def from_vector(self, values: np.ndarray) -> Scores:
+        """Scores of this layout holding ``values`` (as ``vector`` gives them)."""
+        out, n, offset = Scores(self.spec), self.spec.leads, 0
+
+        def take() -> np.ndarray:
+            nonlocal offset
+            offset += n
+            return np.asarray(values[offset - n : offset])
+
+        for t in out.categorical:
+            for k in CATEGORICAL:
+                out.categorical[t][k] = take().round().astype(np.int64)
+        for k in CONTINUOUS:
+            out.continuous[k] = take().astype(np.float64)
+        for accs in out.fss.values():
+            for k in FSS_SUMS:
+                for acc, v in zip(accs, take(), strict=True):
+                    acc[k] = float(v)
+        return out
 
     def summary(self) -> dict[str, Any]:
-        """Pooled over all leads, and per lead (lists, lead 1 first); None where undefined."""
+        """Scores pooled over every lead, and per lead (lists, lead 1 first); None where
+        undefined. Keys: csi_<t>mm, fss_<t>mm_<scale>, mae, rmse, me, mse (mm/h)."""
+        per_lead: dict[str, np.ndarray] = {}
+        pooled: dict[str, float] = {}
+        for t, table in self.categorical.items():
+            per_lead[metric_name(t)] = det_cat_fct_compute(table, "CSI")["CSI"]
+            summed = {**table, **{k: table[k].sum() for k in CATEGORICAL}}
+            pooled[metric_name(t)] = det_cat_fct_compute(summed, "CSI")["CSI"]
+        for (t, s), accs in self.fss.items():
+            per_lead[fss_name(t, s)] = np.array([fss_compute(a) for a in accs])
+            pooled[fss_name(t, s)] = fss_compute(
+                {**accs[0], **{k: sum(a[k] for a in accs) for k in FSS_SUMS}}
+            )
+        n = self.continuous["n"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            mae_lead, mse_lead = self.abs_error / self.n, self.sq_error / self.n
-            total = self.n.sum()
-            out: dict[str, Any] = {
-                "mse": self.sq_error.sum() / total if total else np.nan,
-                "mae": self.abs_error.sum() / total if total else np.nan,
-            }
-        csi_all, csi_lead = self._csi(pooled=True), self._csi(pooled=False)
-        for i, t in enumerate(self.thresholds):
-            out[metric_name(t)] = csi_all[i]
-        per_lead: dict[str, Any] = {"mse": mse_lead, "mae": mae_lead}
-        for i, t in enumerate(self.thresholds):
-            per_lead[metric_name(t)] = csi_lead[i]
+            if n.any():
+                values = det_cont_fct_compute(self.continuous, CONTINUOUS_SCORES)
+                for name in CONTINUOUS_SCORES:
+                    per_lead[name.lower()] = np.where(n > 0, values[name], np.nan)
+            else:
+                for name in CONTINUOUS_SCORES:
+                    per_lead[name.lower()] = np.full(self.spec.leads, np.nan)
+            per_lead["mse"] = per_lead["rmse"] ** 2
+            weight = n / n.sum() if n.sum() else np.full_like(n, np.nan)
+            for name in ("mae", "me", "mse"):
+                pooled[name] = float(np.nansum(weight * per_lead[name])) if n.sum() else np.nan
+            pooled["rmse"] = float(np.sqrt(pooled["mse"]))
+        out: dict[str, Any] = {k: _clean(v) for k, v in pooled.items()}
         out["per_lead"] = {k: [_clean(x) for x in v] for k, v in per_lead.items()}
-        return {k: (v if k == "per_lead" else _clean(v)) for k, v in out.items()}
+        return out
+
+
+def _copy(accumulator: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in accumulator.items()}
 
 
 def _clean(x: float) -> float | None:
-    return None if not np.isfinite(x) else round(float(x), 6)
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)

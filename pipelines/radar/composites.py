@@ -1,10 +1,12 @@
-"""Gridded composites through pysteps' importers: KNMI HDF5, MeteoSwiss GIF, ODIM COMP, BoM RF3.
+"""Gridded composites through pysteps' importers: KNMI HDF5, MeteoSwiss GIF, ODIM COMP, BoM RF3,
+FMI PGM.
 
 Each field stays on the source's native grid unless asked onto another one (nearest neighbour).
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import warnings
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipelines.config import MotioncastConfig
+from pipelines.config import MotioncastConfig, ZRConfig
 from pipelines.grid import Grid, wkt_of
 from pipelines.radar.attributes import attr_text
 from pipelines.radar.decoded import Decoded
@@ -253,4 +255,37 @@ def read_bom(path: Path, cfg: MotioncastConfig) -> Decoded:
         _to_rate(values, meta, accutime, cfg, path),
         f"BoM Rainfields 3 {accutime:g}-min accumulation",
         step=accutime,
+    )
+
+
+_FMI_OBSTIME = re.compile(rb"^# obstime (\d{12})", re.MULTILINE)
+PGM_HEADER_BYTES = 4096  # the header comments (radars, time, projection) come first
+
+
+def read_fmi(path: Path, cfg: MotioncastConfig) -> Decoded:
+    """FMI's PGM composite (plain or gzipped): reflectivity in dBZ, turned into mm/h with the
+    Z-R relation the file's metadata give (FMI: a 223, b 1.53), dry below ``zr.min_dbz``."""
+    zipped = path.read_bytes()[:2] == b"\x1f\x8b"
+    try:
+        with gzip.open(path) if zipped else path.open("rb") as f:
+            header = f.read(PGM_HEADER_BYTES)
+    except (OSError, EOFError) as exc:
+        raise BadInputError(path, f"unreadable PGM ({exc})") from None
+    match = _FMI_OBSTIME.search(header)
+    if not match:
+        raise BadInputError(path, "PGM without an FMI observation time ('# obstime')")
+    time = pd.to_datetime(match.group(1).decode(), format="%Y%m%d%H%M")
+    values, meta = _call_importer(importers.import_fmi_pgm, path, gzipped=zipped)
+    if meta.get("unit") != "dBZ" or "zr_a" not in meta:
+        raise BadInputError(path, "FMI PGM without reflectivity and its Z-R relation")
+    zr = ZRConfig(a=float(meta["zr_a"]), b=float(meta["zr_b"]), min_dbz=cfg.zr.min_dbz)
+    radars = re.findall(rb"^# radar (\w+) ", header, re.MULTILINE)
+    return _composite(
+        "fmi",
+        time,
+        _native_grid(meta, values.shape, path),
+        dbz_to_rainrate(values, zr),
+        f"FMI lowest-elevation reflectivity, Z = {zr.a:g} R^{zr.b:g}",
+        ",".join(r.decode() for r in radars),
+        float(meta.get("accutime", 5.0)),
     )

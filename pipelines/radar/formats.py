@@ -14,9 +14,19 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 GIF_MAGICS = (b"GIF87a", b"GIF89a")
 NETCDF3_MAGIC = b"CDF"
 
-FORMATS = ("knmi_hdf5", "odim_comp", "odim_pvol", "mch_gif", "bom_rf3", "nexrad_l2", "cfradial1")
+FORMATS = (
+    "knmi_hdf5",
+    "odim_comp",
+    "odim_pvol",
+    "mch_gif",
+    "bom_rf3",
+    "fmi_pgm",
+    "nexrad_l2",
+    "cfradial1",
+)
 NEXRAD_MAGIC = b"AR2V"
 GZIP_MAGIC = b"\x1f\x8b"
+PGM_MAGIC = b"P5"  # binary greyscale (FMI composites, plain or gzipped)
 
 
 def _attr(obj: h5py.HLObject, name: str) -> str:
@@ -72,6 +82,8 @@ def detect_format(path: Path, head: bytes) -> str:
         return _netcdf3_format(path)
     if head.startswith(NEXRAD_MAGIC):
         return "nexrad_l2"
+    if head.startswith(PGM_MAGIC):
+        return "fmi_pgm"
     if head.startswith(GZIP_MAGIC):
         try:
             with gzip.open(path) as f:
@@ -80,5 +92,7 @@ def detect_format(path: Path, head: bytes) -> str:
             raise BadInputError(path, f"corrupt gzip ({exc})") from None
         if inner.startswith(NEXRAD_MAGIC):
             return "nexrad_l2"
+        if inner.startswith(PGM_MAGIC):
+            return "fmi_pgm"
         raise BadInputError(path, "gzip file holding no known radar format")
-    raise BadInputError(path, "not a known radar format (no HDF5, NetCDF or GIF signature)")
+    raise BadInputError(path, "not a known radar format (no HDF5, NetCDF, GIF or PGM signature)")

@@ -1,22 +1,42 @@
 """pysteps, imported quietly: the importers for the composite readers, and the motion,
-extrapolation and transformation modules for the baseline nowcasts.
+extrapolation, nowcast and transformation modules for the motion prior and the baselines.
 
-pysteps prints its configuration path on import. Ray Train reroutes ``print`` in its workers to
-logging, past any stdout redirect, so ``print`` itself is silenced for the import.
+pysteps prints its configuration path on import, and its nowcasts print their progress. Ray
+Train reroutes ``print`` in its workers to logging, past any stdout redirect, so ``print`` itself
+is silenced for the import and inside ``quiet()``.
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-_print = builtins.print
-builtins.print = lambda *args, **kwargs: None
-try:
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """``print`` does nothing inside (pysteps' progress lines)."""
+    saved = builtins.print
+    builtins.print = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        builtins.print = saved
+
+
+with quiet():
     import pysteps  # noqa: F401
-    from pysteps import extrapolation, motion
+    from pysteps import extrapolation, motion, nowcasts
     from pysteps.io import importers
-    from pysteps.utils import transformation
-finally:
-    builtins.print = _print
+    from pysteps.utils import cleansing, interpolate, transformation
 
-__all__ = ["extrapolation", "importers", "motion", "transformation"]
+__all__ = [
+    "cleansing",
+    "extrapolation",
+    "importers",
+    "interpolate",
+    "motion",
+    "nowcasts",
+    "quiet",
+    "transformation",
+]

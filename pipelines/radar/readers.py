@@ -33,6 +33,7 @@ def readers() -> Mapping[str, Reader]:
             "mch_gif": composites.read_mch,
             "odim_comp": composites.read_odim_comp,
             "bom_rf3": composites.read_bom,
+            "fmi_pgm": composites.read_fmi,
             "odim_pvol": volumes.read_odim_pvol,
             "nexrad_l2": volumes.read_nexrad_l2,
             "cfradial1": volumes.read_cfradial1,

@@ -1,5 +1,5 @@
 """Training samples read lazily from the archive: each process opens the store itself and reads
-only the frames and the crop of the window it is asked for.
+the frames of the window it is asked for, with the window's motion prior.
 
 Data-loader worker processes must be started with "spawn" or "forkserver" (``LOADER_CONTEXT``):
 a process forked from one that has opened an Icechunk store can deadlock in its runtime.
@@ -7,7 +7,9 @@ a process forked from one that has opened an Icechunk store can deadlock in its 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,6 +17,7 @@ import xarray as xr
 from scipy.ndimage import uniform_filter
 
 from pipelines.config import DataConfig, ObjectStorageConfig
+from pipelines.motion_prior import motion_field
 from pipelines.store.archive import open_archive
 from pipelines.training.transform import RainTransform
 from pipelines.training.windows import Window
@@ -23,13 +26,36 @@ LOADER_CONTEXT = "spawn"
 MIN_CROP_COVERAGE = 0.5  # a crop must have radar coverage over at least this share of its cells
 
 
-class WindowDataset(torch.utils.data.Dataset):
-    """Item i: (inputs (T_in, 1, c, c), targets (T_out, 1, c, c), seen (T_out, 1, c, c)).
+class Sample(NamedTuple):
+    """One window on the model scale: frames 0 .. T_in + T_out - 1 of one crop (or domain)."""
 
-    Values are on the model scale (``RainTransform``); unknown cells are 0 in the tensors and
-    False in ``seen``. With ``augment`` the crop position, a 90-degree turn and a flip are drawn
-    from (seed, epoch, i): reproducible, and different every epoch (``set_epoch``). Without it
-    the crop is centred on the domain's coverage.
+    frames: torch.Tensor  # (T, 1, h, w) float32, unknown cells 0
+    seen: torch.Tensor  # (T, 1, h, w) bool, False where the value is unknown
+    motion: torch.Tensor  # (2, h, w) float32 motion prior, cells per step, x first
+
+
+def rotate_motion(motion: np.ndarray, quarter_turns: int, flip: bool) -> np.ndarray:
+    """The motion of a field turned by ``np.rot90(k, axes=(-2, -1))`` then flipped left-right:
+    the grid turns with it and so do the vectors ((u, v) -> (v, -u) per quarter turn)."""
+    u, v = motion
+    for _ in range(quarter_turns % 4):
+        u, v = v, -u
+    u, v = np.rot90(u, quarter_turns), np.rot90(v, quarter_turns)
+    if flip:
+        u, v = -u[:, ::-1], v[:, ::-1]
+    return np.stack([u, v])
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Item i: a ``Sample`` of window i.
+
+    With ``augment`` the crop position, a 90-degree turn and a flip are drawn from (seed, epoch,
+    i): reproducible, and different every epoch (``set_epoch``). Crops keep to covered cells and
+    are drawn where the rain is (weights: the wet share of the crop in the last input frame, plus
+    ``wet_floor``). Without ``augment`` the crop is centred on the coverage; with
+    ``whole_domain_multiple`` the sample is the whole domain cut to that multiple.
+    The motion prior is computed on the whole domain (as a forecast would) and kept for the
+    ``motion_cache`` most recent windows of this process.
     """
 
     def __init__(
@@ -51,11 +77,12 @@ class WindowDataset(torch.utils.data.Dataset):
         self.transform = RainTransform(cfg.transform)
         self.epoch = 0
         self._open: dict[str, xr.Dataset] = {}  # per process: opened on first use
-        self._origins: dict[str, np.ndarray] = {}
+        self._coverage: dict[str, np.ndarray] = {}
+        self._motion: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def __getstate__(self) -> dict:
         """Workers get the recipe, not open stores: each opens its own on first use."""
-        return {**self.__dict__, "_open": {}, "_origins": {}}
+        return {**self.__dict__, "_open": {}, "_coverage": {}, "_motion": OrderedDict()}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -68,52 +95,78 @@ class WindowDataset(torch.utils.data.Dataset):
             self._open[name] = open_archive(self.store, name, self.snapshot, self.storage)
         return self._open[name]
 
-    def _crop_origins(self, name: str) -> np.ndarray:
-        """Top-left corners of the crops that keep to covered cells (computed once per domain)."""
-        if name not in self._origins:
-            ds = self._dataset(name)
+    def _covered_share(self, name: str, seen: np.ndarray) -> np.ndarray:
+        """Share of covered cells in the crop whose top-left corner is each cell (per domain)."""
+        if name not in self._coverage:
             c = self.cfg.crop
-            if ds.sizes["y"] < c or ds.sizes["x"] < c:
+            if seen.shape[0] < c or seen.shape[1] < c:
                 raise ValueError(
-                    f"domain {name} ({ds.sizes['y']} x {ds.sizes['x']}) is smaller "
+                    f"domain {name} ({seen.shape[0]} x {seen.shape[1]}) is smaller "
                     f"than the crop {c}"
                 )
-            seen = np.isfinite(ds.precip.isel(time=0).values).astype(np.float32)
-            # share of seen cells in the c x c crop whose top-left corner is each cell
-            share = uniform_filter(seen, size=c, mode="constant", origin=-(c // 2))
-            origins = np.argwhere(
-                share[: seen.shape[0] - c + 1, : seen.shape[1] - c + 1] >= MIN_CROP_COVERAGE
-            )
-            if len(origins) == 0:
-                origins = np.array([[(seen.shape[0] - c) // 2, (seen.shape[1] - c) // 2]])
-            self._origins[name] = origins
-        return self._origins[name]
+            self._coverage[name] = _crop_share(seen.astype(np.float32), c)
+        return self._coverage[name]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _motion_prior(self, w: Window, frames: np.ndarray) -> np.ndarray:
+        key = (w.domain, w.start)
+        if key in self._motion:
+            self._motion.move_to_end(key)
+            return self._motion[key].astype(np.float32)
+        motion = motion_field(frames, self.cfg.transform)
+        self._motion[key] = motion.astype(np.float16)
+        if len(self._motion) > self.cfg.motion_cache:
+            self._motion.popitem(last=False)
+        return motion
+
+    def _crop(self, w: Window, last: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        """Top-left corner of the crop: covered, drawn where the rain is (centred without
+        augmentation)."""
+        c = self.cfg.crop
+        covered = self._covered_share(w.domain, np.isfinite(last))
+        ok = covered >= MIN_CROP_COVERAGE
+        if not ok.any():
+            return (last.shape[0] - c) // 2, (last.shape[1] - c) // 2
+        origins = np.argwhere(ok)
+        if not self.augment:
+            return tuple(origins[len(origins) // 2])
+        wet = _crop_share((np.nan_to_num(last) >= self.cfg.transform.threshold_mm_h), c)
+        weights = wet[ok] + self.cfg.wet_floor
+        return tuple(origins[rng.choice(len(origins), p=weights / weights.sum())])
+
+    def __getitem__(self, i: int) -> Sample:
         w = self.windows[i]
         n_in = self.cfg.frames_in
         length = n_in + self.cfg.frames_out
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
         ds = self._dataset(w.domain)
+        rates = ds.precip.isel(time=slice(w.start, w.start + length)).values  # (T, Y, X) mm/h
+        motion = self._motion_prior(w, rates[:n_in])
         if self.whole is not None:
-            (y0, x0), (hy, hx) = _centred(ds.sizes["y"], ds.sizes["x"], self.whole)
+            (y0, x0), (hy, hx) = _centred(rates.shape[1], rates.shape[2], self.whole)
         else:
-            origins = self._crop_origins(w.domain)
+            y0, x0 = self._crop(w, rates[n_in - 1], rng)
             hy = hx = self.cfg.crop
-            pick = rng.integers(len(origins)) if self.augment else len(origins) // 2
-            y0, x0 = origins[pick]
-        block = ds.precip.isel(
-            time=slice(w.start, w.start + length), y=slice(y0, y0 + hy), x=slice(x0, x0 + hx)
-        ).values  # (T, hy, hx) mm/h, only these chunks are read
-        scaled = self.transform.forward(block)
+        region = (slice(y0, y0 + hy), slice(x0, x0 + hx))
+        scaled = self.transform.forward(rates[(slice(None), *region)])
+        motion = motion[(slice(None), *region)]
         if self.augment:
-            scaled = np.rot90(scaled, k=int(rng.integers(4)), axes=(1, 2))
-            if rng.integers(2):
+            turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+            scaled = np.rot90(scaled, k=turns, axes=(1, 2))
+            if flip:
                 scaled = scaled[:, :, ::-1]
+            motion = rotate_motion(motion, turns, flip)
         seen = np.isfinite(scaled)
-        frames = torch.from_numpy(np.ascontiguousarray(np.nan_to_num(scaled, nan=0.0)))[:, None]
-        mask = torch.from_numpy(np.ascontiguousarray(seen[n_in:]))[:, None]
-        return frames[:n_in], frames[n_in:], mask
+        return Sample(
+            torch.from_numpy(np.ascontiguousarray(np.nan_to_num(scaled, nan=0.0)))[:, None],
+            torch.from_numpy(np.ascontiguousarray(seen))[:, None],
+            torch.from_numpy(np.ascontiguousarray(motion, dtype=np.float32)),
+        )
+
+
+def _crop_share(mask: np.ndarray, c: int) -> np.ndarray:
+    """Share of True cells in the c x c crop whose top-left corner is each possible cell."""
+    share = uniform_filter(mask.astype(np.float32), size=c, mode="constant", origin=-(c // 2))
+    return share[: mask.shape[0] - c + 1, : mask.shape[1] - c + 1]
 
 
 def _centred(ny: int, nx: int, multiple: int) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -6,12 +6,19 @@ their share of the validation windows, rank 0 writes a checkpoint and all report
 ``ray.train.report``. A restarted worker group (``FailureConfig``) or a restarted driver with the
 same run name resumes from the latest checkpoint: model, optimiser, step, epoch, time spent.
 
-A checkpoint folder holds ``model.safetensors`` (motionrnn checkpoint), ``optimiser.pt`` (a plain
-tensor state dict, loaded with ``weights_only``) and ``state.json`` (``RunState``).
+A checkpoint folder holds ``model.safetensors`` (motionrnn checkpoint), ``best.safetensors`` (the
+weights that scored best on validation so far: what the run registers), ``optimiser.pt`` (a
+plain tensor state dict, loaded with ``weights_only``) and ``state.json`` (``RunState``).
+
+The learning rate and teacher forcing follow the share of the budget spent; a resumed run goes
+on from the step (and time) it had reached, so its schedule is the uninterrupted run's. A
+fine-tuning run (``init_checkpoint``) starts at its peak learning rate: no warm-up, which would
+shake the trained weights it starts from.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import tempfile
@@ -28,23 +35,28 @@ import torch.distributed as dist
 
 from motionrnn import (
     MotionRNN,
+    intensity_weights,
     load_checkpoint,
+    motion_smoothness,
     next_frame_loss,
     parameter_groups,
     save_checkpoint,
     teacher_mask,
 )
 from pipelines.config import ObjectStorageConfig, TrainingConfig
-from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
+from pipelines.registry import PROMOTION_METRIC
+from pipelines.training.dataset import LOADER_CONTEXT, Sample, WindowDataset
 from pipelines.training.progress import StepEvent, StepHook, pooled
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
-from pipelines.training.validation import Evaluation, Validator
+from pipelines.training.transform import RainTransform
+from pipelines.training.validation import Evaluation, Validator, model_inputs
 from pipelines.training.windows import Window
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.safetensors"
+BEST_FILE = "best.safetensors"
 OPTIMISER_FILE = "optimiser.pt"
 STATE_FILE = "state.json"
 
@@ -56,6 +68,7 @@ class RunState:
     elapsed_s: float = 0.0  # time spent in the training loop, over all attempts
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per validation
     validation: dict[str, Any] = field(default_factory=dict)  # latest scores, by method
+    best: dict[str, Any] = field(default_factory=dict)  # step, score, validation of the best
 
 
 @dataclass
@@ -86,21 +99,75 @@ def _all_reduce(values: np.ndarray, op: dist.ReduceOp, device: torch.device) -> 
 def _validate(
     validator: Validator, model: MotionRNN, device: torch.device, amp: bool
 ) -> dict[str, Any]:
+    """Every rank scores its windows; the accumulators of all ranks are merged (pysteps)."""
     local: Evaluation = validator.run(model, device, amp)
-    total = local.from_vector(_all_reduce(local.vector(), dist.ReduceOp.SUM, device))
+    if not (dist.is_available() and dist.is_initialized()):
+        return local.summary()
+    mine = torch.as_tensor(local.vector(), dtype=torch.float64, device=device)
+    gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    parts = [local.from_vector(g.cpu().numpy()) for g in gathered]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.merge(part)
     return total.summary()
 
 
+class Loss:
+    """The configured training loss (``LossConfig``) of one batch."""
+
+    def __init__(self, cfg: TrainingConfig, device: torch.device):
+        edges = RainTransform(cfg.data.transform).forward(np.array(cfg.loss.intensity_mm_h))
+        self.edges = torch.as_tensor(edges, device=device)
+        self.weights = torch.as_tensor(cfg.loss.intensity_weights, device=device)
+        self.cfg = cfg.loss
+
+    def __call__(self, prediction: Any, batch: Sample) -> torch.Tensor:
+        weights = intensity_weights(batch.frames, self.edges, self.weights)
+        loss = next_frame_loss(
+            prediction.frames.float(),
+            batch.frames,
+            batch.seen,
+            weights,
+            mse=self.cfg.mse,
+            mae=self.cfg.mae,
+        )
+        if prediction.motion is not None and self.cfg.motion_smoothness:
+            loss = loss + self.cfg.motion_smoothness * motion_smoothness(prediction.motion.float())
+        return loss
+
+
 def _save(
-    folder: Path, model: MotionRNN, optimiser: torch.optim.Optimizer, state: RunState
+    folder: Path,
+    model: MotionRNN,
+    best: MotionRNN,
+    optimiser: torch.optim.Optimizer,
+    state: RunState,
 ) -> None:
     save_checkpoint(folder / MODEL_FILE, model, {"step": str(state.step)})
+    save_checkpoint(folder / BEST_FILE, best, {"step": str(state.best.get("step", 0))})
     torch.save(optimiser.state_dict(), folder / OPTIMISER_FILE)
     (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
 
 
+def _keep_if_best(state: RunState, model: MotionRNN, best: MotionRNN) -> None:
+    """After a validation: the model becomes the run's best if it scores higher on the
+    promotion metric (ties keep the earlier one; the first validation is the first best)."""
+    score = state.validation.get("model", {}).get(PROMOTION_METRIC)
+    held = state.best.get("score")
+    if state.best and (score is None or (held is not None and score <= held)):
+        return
+    best.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    state.best = {"step": state.step, "score": score, "validation": state.validation}
+
+
 def _report(
-    state: RunState, model: MotionRNN, optimiser: torch.optim.Optimizer, rank: int, **metrics: Any
+    state: RunState,
+    model: MotionRNN,
+    best: MotionRNN,
+    optimiser: torch.optim.Optimizer,
+    rank: int,
+    **metrics: Any,
 ) -> None:
     model_scores = state.validation.get("model", {})
     flat = {
@@ -113,7 +180,7 @@ def _report(
         ray.train.report(flat, checkpoint=None)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        _save(Path(tmp), model, optimiser, state)
+        _save(Path(tmp), model, best, optimiser, state)
         ray.train.report(
             flat,
             checkpoint=ray.train.Checkpoint.from_directory(tmp),
@@ -157,11 +224,14 @@ def train_worker(job: TrainJob) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             model.load_state_dict(load_checkpoint(Path(folder) / MODEL_FILE).state_dict())
+            best = load_checkpoint(Path(folder) / BEST_FILE)
             state = read_state(Path(folder))
             optimiser_state = torch.load(Path(folder) / OPTIMISER_FILE, weights_only=True)
         log.info("rank %d resumes at step %d (epoch %d)", rank, state.step, state.epoch)
-    elif cfg.init_checkpoint is not None:
-        model.load_state_dict(load_checkpoint(cfg.init_checkpoint).state_dict())
+    else:
+        if cfg.init_checkpoint is not None:
+            model.load_state_dict(load_checkpoint(cfg.init_checkpoint).state_dict())
+        best = copy.deepcopy(model)  # on the CPU: a copy of the weights that scored best
     ddp_model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
     optimiser, peak_lrs = make_optimiser(model, cfg, optimiser_state)
 
@@ -188,20 +258,22 @@ def train_worker(job: TrainJob) -> None:
         storage=job.storage,
         whole_domain_multiple=cfg.model.patch if cfg.validation_area == "domain" else None,
     )
-    validator = Validator(
-        val_set, range(rank, len(val_set), world), cfg.thresholds_mm_h, cfg.batch_size
-    )
+    validator = Validator(val_set, range(rank, len(val_set), world), cfg, cfg.batch_size)
+    loss_of = Loss(cfg, device)
     n_in, n_out = cfg.data.frames_in, cfg.data.frames_out
     generator = torch.Generator().manual_seed(cfg.data.seed * 1000 + rank)
 
     if not state.history:  # the untrained model and the baselines: where the run starts from
         state.validation = _validate(validator, model, device, amp)
         state.history.append({"step": 0, "val_loss": state.validation["model"]["val_loss"]})
-        _report(state, model, optimiser, rank)
+        _keep_if_best(state, model, best)
+        _report(state, model, best, optimiser, rank)
 
     started, spent_before = time.monotonic(), state.elapsed_s
 
-    def emit(train_loss: float | None = None, validation: bool = False) -> None:
+    def emit(
+        train_loss: float | None = None, validation: bool = False, lr: float | None = None
+    ) -> None:
         if job.step_hook is None:
             return
         elapsed = spent_before + time.monotonic() - started
@@ -214,6 +286,7 @@ def train_worker(job: TrainJob) -> None:
                 elapsed_s=elapsed,
                 train_loss=train_loss,
                 validation=pooled(state.validation) if validation else None,
+                lr=lr,
             )
         )
 
@@ -228,14 +301,15 @@ def train_worker(job: TrainJob) -> None:
         sampler.set_epoch(state.epoch)
         train_set.set_epoch(state.epoch)
         loss_sum, steps = 0.0, 0
-        for inputs, targets, _seen in loader:
+        for batch in loader:
             p = budget_spent()
             if p >= 1.0:
                 break
+            factor = lr_factor(p, cfg.optimiser, warm_up=cfg.init_checkpoint is None)
             for group, peak in zip(optimiser.param_groups, peak_lrs, strict=True):
-                group["lr"] = peak * lr_factor(p, cfg.optimiser)
-            inputs = inputs.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
+                group["lr"] = peak * factor
+            batch = Sample(*(t.to(device, non_blocking=True) for t in batch))
+            inputs, coverage, motion = model_inputs(batch, n_in)
             probabilities = teacher_probabilities(p, cfg.sampling)
             teacher = None
             if probabilities is not None:
@@ -243,15 +317,22 @@ def train_worker(job: TrainJob) -> None:
                     probabilities, len(inputs), n_in, n_out, generator, device=device
                 )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                predictions = ddp_model(inputs, n_out, targets, teacher)
-            loss = next_frame_loss(predictions.float(), inputs, targets)
+                prediction = ddp_model(
+                    inputs,
+                    n_out,
+                    coverage=coverage,
+                    motion=motion,
+                    targets=batch.frames[:, n_in:],
+                    teacher=teacher,
+                )
+            loss = loss_of(prediction, batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), cfg.optimiser.clip_norm)
             optimiser.step()
             state.step += 1
             loss_sum, steps = loss_sum + loss.item(), steps + 1
-            emit(train_loss=loss_sum / steps)
+            emit(train_loss=loss_sum / steps, lr=optimiser.param_groups[0]["lr"])
         state.epoch += 1
         budget_spent()
         state.validation = _validate(validator, model, device, amp)
@@ -279,5 +360,6 @@ def train_worker(job: TrainJob) -> None:
                 state.validation["model"]["val_loss"] or float("nan"),
                 state.elapsed_s,
             )
-        _report(state, model, optimiser, rank, train_loss=train_loss)
+        _keep_if_best(state, model, best)
+        _report(state, model, best, optimiser, rank, train_loss=train_loss)
         emit(train_loss=train_loss, validation=True)

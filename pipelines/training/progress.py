@@ -54,6 +54,7 @@ class StepEvent:
     elapsed_s: float  # time in the training loop, over all attempts
     train_loss: float | None = None  # mean training loss of this worker in the epoch so far
     validation: dict[str, dict[str, Any]] | None = None  # pooled scores by method
+    lr: float | None = None  # learning rate of the step (of the main parameter group)
 
     @property
     def time_left_s(self) -> float | None:

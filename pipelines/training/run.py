@@ -29,7 +29,7 @@ from pipelines.registry import ModelVersion, Registry
 from pipelines.store.archive import Archive
 from pipelines.store.repository import is_local
 from pipelines.training.loop import (
-    MODEL_FILE,
+    BEST_FILE,
     RunState,
     TrainJob,
     read_state,
@@ -184,7 +184,7 @@ def train(
     step_hook: StepHook | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> TrainResult:
-    """Train (or continue) a run, register its final model, and return it with its scores.
+    """Train (or continue) a run, register its best model, and return it with its scores.
 
     ``step_hook`` runs in every worker after each optimiser step and validation (a
     ``StepEvent``); ``on_progress`` gets rank 0's events here, in order, as the run goes. Ray's
@@ -254,17 +254,28 @@ def train(
     with result.checkpoint.as_directory() as checkpoint_dir:
         state = read_state(Path(checkpoint_dir))
         version = Registry(registry).register(
-            Path(checkpoint_dir) / MODEL_FILE, _card(run_name, manifest, t, state)
+            Path(checkpoint_dir) / BEST_FILE, _card(run_name, folder.location, manifest, job, state)
         )
-    log.info("registered %s from run %s (step %d)", version.version, run_name, state.step)
+    log.info(
+        "registered %s from run %s: the best validation, step %d of %d",
+        version.version,
+        run_name,
+        state.best["step"],
+        state.step,
+    )
     return TrainResult(run_name, folder.location, state, version)
 
 
 def _card(
-    run_name: str, manifest: dict[str, Any], t: TrainingConfig, state: RunState
+    run_name: str, location: str, manifest: dict[str, Any], job: TrainJob, state: RunState
 ) -> dict[str, Any]:
+    """What a registered version is: the run's best validation checkpoint, scored on the
+    validation windows listed (every method on the same windows and cells)."""
+    t = job.cfg
     return {
         "run": run_name,
+        "run_location": location,
+        "best_step": state.best["step"],
         "model_config": asdict(t.model),
         "data": manifest,
         "training": t.model_dump(mode="json", exclude={"model"}),
@@ -273,6 +284,8 @@ def _card(
         "training_minutes": round(state.elapsed_s / 60.0, 2),
         "workers": t.scaling.workers,
         "device": "cuda" if t.scaling.use_gpu else "cpu",
-        "validation": state.validation,
+        "validation": state.best["validation"],
+        "validation_windows": [w.to_json() for w in job.validation],
+        "final_validation": state.validation,
         "history": state.history,
     }

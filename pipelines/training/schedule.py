@@ -18,12 +18,14 @@ def progress(step: int, elapsed_s: float, max_steps: int, max_minutes: float | N
     return share
 
 
-def lr_factor(p: float, cfg: OptimiserConfig) -> float:
-    """Linear warm-up to 1 over warmup_fraction, then cosine decay to min_lr_fraction."""
-    if p < cfg.warmup_fraction:
-        return (p + 1e-3) / (cfg.warmup_fraction + 1e-3)
-    span = max(1e-9, 1.0 - cfg.warmup_fraction)
-    t = min(1.0, (p - cfg.warmup_fraction) / span)
+def lr_factor(p: float, cfg: OptimiserConfig, warm_up: bool = True) -> float:
+    """Linear warm-up to 1 over warmup_fraction, then cosine decay to min_lr_fraction; without
+    ``warm_up`` (fine-tuning) the cosine spans the whole budget from 1."""
+    warmup = cfg.warmup_fraction if warm_up else 0.0
+    if p < warmup:
+        return (p + 1e-3) / (warmup + 1e-3)
+    span = max(1e-9, 1.0 - warmup)
+    t = min(1.0, (p - warmup) / span)
     return cfg.min_lr_fraction + (1 - cfg.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t))
 
 

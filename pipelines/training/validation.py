@@ -1,9 +1,11 @@
 """Validation: the model and the baseline nowcasts scored on the same windows and cells.
 
-Each worker scores its share of the validation windows (unaugmented, centred crops); the sums
-add up across workers. Baselines do not change during a run: they are scored once, and the
-cells where a baseline has no value (advected in from outside the crop) are remembered per
-window, so that every method is scored on exactly the same cells at every validation.
+Each worker scores its share of the validation windows (unaugmented, whole domains or centred
+crops); the accumulators merge across workers. Every method gets the same input frames, with
+unknown cells unknown (NaN), and the same motion prior. Baselines do not change during a run:
+they are scored once, and the cells every method is scored on (observed, and valued by every
+baseline: nothing advected in from outside coverage) are remembered per window, so that every
+method is scored on exactly the same cells at every validation.
 """
 
 from __future__ import annotations
@@ -16,15 +18,31 @@ import torch
 
 from motionrnn import MotionRNN
 from pipelines import baselines
-from pipelines.scores import ScoreSums
-from pipelines.training.dataset import WindowDataset
+from pipelines.config import TrainingConfig
+from pipelines.scores import Scores, ScoreSpec
+from pipelines.training.dataset import Sample, WindowDataset
 
 MODEL = "model"
 
 
+def model_inputs(batch: Sample, frames_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model's inputs from a batch of samples: the input frames (B, T_in, 1, H, W), the
+    coverage of the last one (B, 1, H, W) and the motion prior (B, 2, H, W)."""
+    return batch.frames[:, :frames_in], batch.seen[:, frames_in - 1].float(), batch.motion
+
+
+def score_spec(cfg: TrainingConfig) -> ScoreSpec:
+    return ScoreSpec(
+        cfg.data.frames_out,
+        tuple(cfg.thresholds_mm_h),
+        tuple(cfg.fss_thresholds_mm_h),
+        tuple(cfg.fss_scales),
+    )
+
+
 @dataclass
 class Evaluation:
-    scores: dict[str, ScoreSums]  # by method: "model" and each baseline
+    scores: dict[str, Scores]  # by method: "model" and each baseline
     loss_sum: float  # squared error on the model scale over seen cells (the validation loss)
     loss_n: float
 
@@ -34,11 +52,18 @@ class Evaluation:
 
     def from_vector(self, values: np.ndarray) -> Evaluation:
         scores, offset = {}, 0
-        for k in self.scores:
-            size = self.scores[k].vector().size
-            scores[k] = self.scores[k].from_vector(values[offset : offset + size])
+        for k, s in self.scores.items():
+            size = s.vector().size
+            scores[k] = s.from_vector(values[offset : offset + size])
             offset += size
         return Evaluation(scores, float(values[offset]), float(values[offset + 1]))
+
+    def merge(self, other: Evaluation) -> Evaluation:
+        return Evaluation(
+            {k: s.merge(other.scores[k]) for k, s in self.scores.items()},
+            self.loss_sum + other.loss_sum,
+            self.loss_n + other.loss_n,
+        )
 
     def summary(self) -> dict[str, dict]:
         out = {k: s.summary() for k, s in self.scores.items()}
@@ -51,7 +76,7 @@ def score_table(validation: dict[str, dict]) -> tuple[list[str], list[list[str]]
     (its name, then each metric to 3 decimals, '-' where undefined): for tables and reports."""
     metrics = [k for k in validation[MODEL] if k not in ("per_lead", "val_loss")]
     rows = [
-        [method, *("-" if scores[m] is None else f"{scores[m]:.3f}" for m in metrics)]
+        [method, *("-" if scores.get(m) is None else f"{scores[m]:.3f}" for m in metrics)]
         for method, scores in validation.items()
     ]
     return metrics, rows
@@ -62,20 +87,31 @@ class Validator:
         self,
         dataset: WindowDataset,
         indices: Sequence[int],
-        thresholds: Sequence[float],
+        cfg: TrainingConfig,
         batch_size: int,
+        methods: Sequence[str] | None = None,
     ):
         self.dataset, self.indices, self.batch_size = dataset, list(indices), batch_size
         self.transform = dataset.transform
-        self.leads, self.thresholds = dataset.cfg.frames_out, tuple(thresholds)
-        self._baselines: dict[str, ScoreSums] | None = None
-        self._cells: dict[int, np.ndarray] = {}  # window -> cells scored (T_out, c, c)
+        self.frames_in, self.leads = dataset.cfg.frames_in, dataset.cfg.frames_out
+        self.spec = score_spec(cfg)
+        self.methods = list(methods) if methods is not None else baselines.names()
+        self._baselines: dict[str, Scores] | None = None
+        self._cells: dict[int, np.ndarray] = {}  # window -> cells scored (T_out, H, W)
 
-    def _score_baselines(self, i: int, frames: np.ndarray, observed: np.ndarray, seen: np.ndarray):
+    def rates(self, sample: Sample) -> np.ndarray:
+        """(T, H, W) mm/h of a sample, NaN where unknown."""
+        rates = self.transform.inverse(sample.frames[:, 0].numpy())
+        return np.where(sample.seen[:, 0].numpy(), rates, np.nan)
+
+    def _score_baselines(self, i: int, sample: Sample) -> None:
+        rates = self.rates(sample)
+        inputs, observed = rates[: self.frames_in], rates[self.frames_in :]
+        velocity = sample.motion.numpy()
         forecasts = {
-            name: baselines.get_method(name)(frames, self.leads) for name in baselines.names()
+            name: baselines.get_method(name)(inputs, self.leads, velocity) for name in self.methods
         }
-        cells = seen.copy()
+        cells = np.isfinite(observed)
         for f in forecasts.values():
             cells &= np.isfinite(f)
         self._cells[i] = cells
@@ -101,26 +137,25 @@ class Validator:
         """Score ``model`` (and, the first time, the baselines) on this worker's windows."""
         first = self._baselines is None
         if first:
-            self._baselines = {n: ScoreSums(self.leads, self.thresholds) for n in baselines.names()}
-        scores = ScoreSums(self.leads, self.thresholds)
+            self._baselines = {n: Scores(self.spec) for n in self.methods}
+        scores = Scores(self.spec)
         loss_sum = loss_n = 0.0
         model.eval()
         for batch in self._batches():
             items = [self.dataset[i] for i in batch]
-            inputs = torch.stack([x for x, _, _ in items]).to(device)
+            stacked = Sample(*(torch.stack(parts).to(device) for parts in zip(*items, strict=True)))
+            inputs, coverage, motion = model_inputs(stacked, self.frames_in)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model.generate(inputs)
+                out = model.generate(inputs, self.leads, coverage, motion)
             out = out.float().clamp(0.0, 1.0).cpu()
-            for k, (i, (x, y, seen)) in enumerate(zip(batch, items, strict=True)):
-                seen_np = seen[:, 0].numpy()
+            for k, (i, sample) in enumerate(zip(batch, items, strict=True)):
+                y, seen = sample.frames[self.frames_in :], sample.seen[self.frames_in :]
                 loss_sum += float(((out[k] - y) ** 2)[seen].sum())
                 loss_n += float(seen.sum())
-                observed = self.transform.inverse(y[:, 0].numpy())
                 if first:
-                    self._score_baselines(
-                        i, self.transform.inverse(x[:, 0].numpy()), observed, seen_np
-                    )
+                    self._score_baselines(i, sample)
                 forecast = self.transform.inverse(out[k, :, 0].numpy())
+                observed = self.rates(sample)[self.frames_in :]
                 scores.add(forecast, observed, self._cells[i])
         model.train()
         return Evaluation({MODEL: scores, **self._baselines}, loss_sum, loss_n)

@@ -1,13 +1,17 @@
 """Training windows: runs of frames_in + frames_out consecutive frames, split by time blocks.
 
 Time is cut into blocks of ``block_hours`` on a fixed grid (from the Unix epoch); each block goes
-to train, validation or test by a seeded draw in the configured shares. A window belongs to the
-block its first frame is in and must end in it too: no window crosses a block boundary, so the
-splits share no frame and no two windows of different splits overlap.
+to train, validation or test by a draw that depends only on the block's start time and the seed
+(a hash, cut in the configured shares), so adding data never moves a block to another split and
+a retrained model is never tested on what it trained on. A window belongs to the split of the
+block its first frame is in, and is kept only if its frames and the ``gap_windows`` window
+lengths after it lie in blocks of that split: windows of different splits share no frame and
+lie at least that gap apart (radar fields stay correlated for an hour or more).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,18 +52,14 @@ def block_of(times: pd.DatetimeIndex, hours: float) -> np.ndarray:
     return np.floor(seconds / (hours * 3600.0)).astype(np.int64)
 
 
-def assign_blocks(
-    blocks: np.ndarray, shares: tuple[float, float, float], seed: int
-) -> dict[int, str]:
-    """A split name for each distinct block: a seeded shuffle cut in the given shares."""
-    unique = np.unique(blocks)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    total = sum(shares)
-    cuts = np.round(np.cumsum(shares)[:-1] / total * len(unique)).astype(int)
-    names = np.empty(len(unique), dtype=object)
-    for name, idx in zip(SPLITS, np.split(order, cuts), strict=True):
-        names[idx] = name
-    return dict(zip(unique.tolist(), names.tolist(), strict=True))
+def block_split(block: int, hours: float, shares: tuple[float, float, float], seed: int) -> str:
+    """The split of the block that starts at ``block * hours`` after the Unix epoch: a hash of
+    its start time (whole seconds) and the seed, uniform in [0, 1), cut in the shares."""
+    start = round(block * hours * 3600.0)
+    digest = hashlib.sha256(f"motioncast-split:{seed}:{start}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    edges = np.cumsum(shares) / sum(shares)
+    return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
 
 
 def split_windows(
@@ -67,16 +67,23 @@ def split_windows(
 ) -> dict[str, list[Window]]:
     """The domain's complete windows (every slot present), by split; ``times`` is the regular
     axis of the archive's domain."""
+    out: dict[str, list[Window]] = {name: [] for name in SPLITS}
     length = cfg.frames_in + cfg.frames_out
     starts = complete_starts(present, length)
-    blocks = block_of(times, cfg.block_hours)
-    same_block = blocks[starts] == blocks[starts + length - 1] if len(starts) else starts
-    starts = starts[same_block.astype(bool)] if len(starts) else starts
-    names = assign_blocks(blocks, cfg.split, cfg.seed)
+    if len(starts) == 0:
+        return out
+    gap = round(cfg.gap_windows * length)
+    step = times[1] - times[0]
+    # the split of every slot a window or its gap may reach, past the axis' end too
+    reach = pd.DatetimeIndex(times[0] + step * np.arange(len(times) + length + gap))
+    blocks = block_of(reach, cfg.block_hours)
+    names = {b: block_split(b, cfg.block_hours, cfg.split, cfg.seed) for b in set(blocks.tolist())}
+    codes = np.array([SPLITS.index(names[b]) for b in blocks.tolist()])
+    changes = np.concatenate([[0], np.cumsum(codes[1:] != codes[:-1])])
+    starts = starts[changes[starts + length + gap - 1] == changes[starts]]
     wet_mean = np.convolve(np.nan_to_num(wet), np.ones(length) / length, mode="valid")
-    out: dict[str, list[Window]] = {name: [] for name in SPLITS}
     for s in starts.tolist():
-        out[names[int(blocks[s])]].append(
+        out[SPLITS[codes[s]]].append(
             Window(domain, s, times[s], float(wet_mean[s]) + cfg.wet_floor)
         )
     return out

@@ -13,7 +13,16 @@ from motionrnn import (
     save_checkpoint,
 )
 
-CONFIG = MotionRNNConfig(layers=2, hidden=8, filter_size=3, patch=2, frames_in=3, frames_out=2)
+CONFIG = MotionRNNConfig(
+    layers=2,
+    hidden=8,
+    filter_size=3,
+    patch=2,
+    frames_in=3,
+    frames_out=2,
+    output="frame",
+    context=False,
+)
 
 
 def test_round_trip(tmp_path) -> None:

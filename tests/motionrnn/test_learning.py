@@ -31,13 +31,20 @@ def test_learns_motion_beyond_persistence() -> None:
     data = moving_blobs(16, gen)
     inputs, targets = data[:, :FRAMES_IN], data[:, FRAMES_IN:]
     config = MotionRNNConfig(
-        layers=2, hidden=16, filter_size=3, patch=4, frames_in=FRAMES_IN, frames_out=FRAMES_OUT
+        layers=2,
+        hidden=16,
+        filter_size=3,
+        patch=4,
+        frames_in=FRAMES_IN,
+        frames_out=FRAMES_OUT,
+        output="frame",
+        context=False,
     )
     model = MotionRNN(config)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     start = time.perf_counter()
     for _ in range(300):
-        loss = next_frame_loss(model(inputs, FRAMES_OUT), inputs, targets)
+        loss = next_frame_loss(model(inputs, FRAMES_OUT).frames, data)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

@@ -1,11 +1,22 @@
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from motionrnn import MotionRNN, MotionRNNConfig
 
-SMALL = MotionRNNConfig(layers=3, hidden=8, filter_size=3, patch=2, frames_in=3, frames_out=2)
+# the paper's model: frames out directly, no context inputs
+SMALL = MotionRNNConfig(
+    layers=3,
+    hidden=8,
+    filter_size=3,
+    patch=2,
+    frames_in=3,
+    frames_out=2,
+    output="frame",
+    context=False,
+)
 VARIANTS = {
     "motionrnn-predrnn": SMALL,
     "motionrnn-convlstm": dataclasses.replace(SMALL, base="convlstm"),
@@ -24,7 +35,7 @@ def test_shapes_on_non_square_frames(name: str, patch: int, height: int, width: 
     config = dataclasses.replace(VARIANTS[name], patch=patch, channels=2)
     model = MotionRNN(config)
     frames = torch.rand(1, 3, 2, height, width)
-    assert model(frames, 4).shape == (1, 3 + 4 - 1, 2, height, width)
+    assert model(frames, 4).frames.shape == (1, 3 + 4 - 1, 2, height, width)
     assert model.generate(frames).shape == (1, 2, 2, height, width)
 
 
@@ -44,7 +55,7 @@ def test_generate_is_the_forecast_tail_of_forward_without_autograd() -> None:
     frames = torch.rand(2, 3, 1, 8, 8)
     forecast = model.generate(frames, 5)
     assert forecast.shape == (2, 5, 1, 8, 8) and not forecast.requires_grad
-    torch.testing.assert_close(forecast, model(frames, 5)[:, 2:].detach())
+    torch.testing.assert_close(forecast, model(frames, 5).frames[:, 2:].detach())
 
 
 def test_teacher_forcing_feeds_the_true_frames() -> None:
@@ -53,11 +64,11 @@ def test_teacher_forcing_feeds_the_true_frames() -> None:
     frames = torch.rand(2, 5, 1, 8, 8)
     inputs, targets = frames[:, :3], frames[:, 3:]
     # teacher all ones: every step reads the true frame, like 4 observed frames and 1 forecast
-    forced = model(inputs, 2, targets, teacher=torch.ones(2, 3))
-    torch.testing.assert_close(forced, model(frames[:, :4], 1))
+    forced = model(inputs, 2, targets=targets, teacher=torch.ones(2, 3)).frames
+    torch.testing.assert_close(forced, model(frames[:, :4], 1).frames)
     # true inputs, own forecasts: the same as no teacher at all
-    free = model(inputs, 2, targets, teacher=torch.tensor([[1.0, 1.0, 0.0]] * 2))
-    torch.testing.assert_close(free, model(inputs, 2))
+    free = model(inputs, 2, targets=targets, teacher=torch.tensor([[1.0, 1.0, 0.0]] * 2)).frames
+    torch.testing.assert_close(free, model(inputs, 2).frames)
     assert (forced[:, -1] - free[:, -1]).abs().max() > 1e-6
     with pytest.raises(ValueError, match="targets"):
         model(inputs, 2, teacher=torch.ones(2, 3))
@@ -110,3 +121,66 @@ def test_wiring_of_the_highway_and_the_zigzag_memory() -> None:
         assert (fused[t] - step[0][2][0]).abs().max() > 1e-6
         if t > 0:
             torch.testing.assert_close(step[0][1][3], calls[t * layers - 1][2][2])  # M zig-zags
+
+
+# ---- the advective output and the context inputs ---------------------------------------------
+
+ADVECTIVE = dataclasses.replace(SMALL, output="advective", context=True, layers=2)
+
+
+def _blob(height: int, width: int, x0: float, y0: float) -> torch.Tensor:
+    y, x = torch.meshgrid(torch.arange(float(height)), torch.arange(float(width)), indexing="ij")
+    return torch.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * 2.0**2))
+
+
+def test_the_untrained_advective_model_moves_the_last_frame_along_the_prior() -> None:
+    """Zero-initialised heads: no correction, no source; the frame moves 1.5 px east and
+    0.5 px north per step along a uniform prior, and it is sampled once from the last frame."""
+    model = MotionRNN(ADVECTIVE)
+    frames = torch.stack([_blob(24, 32, 8 + 1.5 * t, 12 - 0.5 * t) for t in range(3)])
+    inputs = frames[None, :, None]
+    motion = torch.tensor([1.5, -0.5]).view(1, 2, 1, 1).expand(1, 2, 24, 32)
+    coverage = torch.ones(1, 1, 24, 32)
+    forecast = model.generate(inputs, 4, coverage, motion)[0, :, 0]
+    for k in range(4):  # bilinear reads between cells smooth a sigma-2 blob by up to 6 %...
+        expected = _blob(24, 32, 8 + 1.5 * (k + 3), 12 - 0.5 * (k + 3))
+        torch.testing.assert_close(forecast[k], expected, atol=0.06, rtol=0)
+    # ...but do not add up: lead 4 lies a whole number of cells away and is exact
+    torch.testing.assert_close(
+        forecast[3], _blob(24, 32, 8 + 1.5 * 6, 12 - 0.5 * 6), atol=1e-5, rtol=0
+    )
+    assert (forecast.sum(dim=(1, 2)) - frames[-1].sum()).abs().max() < 0.05 * frames[-1].sum()
+
+
+def test_advective_model_needs_its_inputs_and_learns_through_every_head() -> None:
+    model = MotionRNN(ADVECTIVE)
+    frames = torch.rand(2, 5, 1, 8, 12)
+    with pytest.raises(ValueError, match="coverage and the motion prior"):
+        model(frames[:, :3], 2)
+    motion = torch.randn(2, 2, 8, 12)
+    out = model(frames[:, :3], 2, coverage=torch.ones(2, 1, 8, 12), motion=motion)
+    assert out.frames.shape == (2, 4, 1, 8, 12) and out.motion.shape == (2, 4, 2, 4, 6)
+    ((out.frames - frames[:, 1:]) ** 2).mean().backward()
+    assert model.head.weight.grad.abs().sum() > 0  # zero-initialised, yet it learns
+    assert model.cells[0].gates_h.weight.grad is not None
+
+
+def test_teacher_forcing_restarts_the_advection_from_the_true_frame() -> None:
+    torch.manual_seed(0)
+    model = MotionRNN(ADVECTIVE)
+    torch.nn.init.normal_(model.head.weight, std=0.1)  # a trained-looking model
+    frames = torch.rand(2, 5, 1, 8, 12)
+    context = {"coverage": torch.ones(2, 1, 8, 12), "motion": torch.randn(2, 2, 8, 12)}
+    inputs, targets = frames[:, :3], frames[:, 3:]
+    forced = model(inputs, 2, targets=targets, teacher=torch.ones(2, 3), **context).frames
+    torch.testing.assert_close(forced, model(frames[:, :4], 1, **context).frames)
+    free = model(
+        inputs, 2, targets=targets, teacher=torch.tensor([[1.0, 1.0, 0.0]] * 2), **context
+    ).frames
+    torch.testing.assert_close(free, model(inputs, 2, **context).frames)
+
+
+def test_a_checkpoint_config_without_an_output_is_a_frame_model() -> None:
+    old = {k: v for k, v in json.loads(SMALL.to_json()).items() if k not in ("output", "context")}
+    config = MotionRNNConfig.from_json(json.dumps(old))
+    assert config.output == "frame" and not config.context

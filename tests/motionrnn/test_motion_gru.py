@@ -33,14 +33,16 @@ def _grads_after_a_sequence(model: MotionRNN) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     frames = torch.rand(2, 6, 1, 16, 24, generator=gen)
     model.zero_grad()
-    out = model(frames[:, :3], 3)
+    out = model(frames[:, :3], 3).frames
     ((out - frames[:, 1:]) ** 2).mean().backward()
     return {name: p.grad for name, p in model.named_parameters()}
 
 
 def test_gradients_reach_every_parameter_including_the_zero_initialised_gates() -> None:
     torch.manual_seed(0)
-    model = MotionRNN(MotionRNNConfig(layers=3, hidden=16, filter_size=3, patch=2))
+    model = MotionRNN(
+        MotionRNNConfig(layers=3, hidden=16, filter_size=3, patch=2, output="frame", context=False)
+    )
     gates = [
         p
         for n, p in model.named_parameters()
@@ -60,7 +62,9 @@ def test_gradients_reach_every_parameter_including_the_zero_initialised_gates() 
 def test_offsets_change_the_output() -> None:
     """The motion filter is used: perturbing the offset gate's bias changes the forecast."""
     torch.manual_seed(0)
-    model = MotionRNN(MotionRNNConfig(layers=2, hidden=16, filter_size=3, patch=2))
+    model = MotionRNN(
+        MotionRNNConfig(layers=2, hidden=16, filter_size=3, patch=2, output="frame", context=False)
+    )
     frames = torch.rand(1, 4, 1, 16, 16)
     before = model.generate(frames, 2)
     with torch.no_grad():

@@ -4,6 +4,8 @@ import torch
 from motionrnn import (
     MotionRNN,
     MotionRNNConfig,
+    intensity_weights,
+    motion_smoothness,
     next_frame_loss,
     parameter_groups,
     reverse_scheduled_sampling,
@@ -37,10 +39,46 @@ def test_teacher_mask_follows_the_probabilities() -> None:
 
 def test_next_frame_loss_compares_with_the_following_frames() -> None:
     frames = torch.rand(2, 5, 1, 4, 4)
-    assert next_frame_loss(frames[:, 1:], frames[:, :2], frames[:, 2:]).item() == 0.0
-    assert next_frame_loss(frames[:, :4], frames[:, :2], frames[:, 2:]).item() == pytest.approx(
+    assert next_frame_loss(frames[:, 1:], frames).item() == 0.0
+    assert next_frame_loss(frames[:, :4], frames).item() == pytest.approx(
         ((frames[:, :4] - frames[:, 1:]) ** 2).mean().item()
     )
+    both = next_frame_loss(frames[:, :4], frames, mse=1.0, mae=2.0).item()
+    error = frames[:, :4] - frames[:, 1:]
+    assert both == pytest.approx((error**2 + 2 * error.abs()).mean().item(), rel=1e-6)
+
+
+def test_unseen_cells_never_count_in_the_loss() -> None:
+    """A crop half outside coverage gives the loss of its covered half alone, whatever the
+    unknown half holds."""
+    gen = torch.Generator().manual_seed(1)
+    frames = torch.rand(2, 5, 1, 8, 8, generator=gen)
+    predictions = torch.rand(2, 4, 1, 8, 8, generator=gen)
+    seen = torch.zeros(2, 5, 1, 8, 8, dtype=torch.bool)
+    seen[..., :4] = True  # the west half is covered
+    weights = intensity_weights(frames, torch.tensor([0.5]), torch.tensor([1.0, 3.0]))
+    half = next_frame_loss(
+        predictions[..., :4], frames[..., :4], None, weights[..., :4], mse=1.0, mae=1.0
+    )
+    masked = next_frame_loss(predictions, frames, seen, weights, mse=1.0, mae=1.0)
+    assert masked.item() == pytest.approx(half.item(), rel=1e-6)
+    garbage = frames.clone()
+    garbage[..., 4:] = 99.0
+    again = next_frame_loss(predictions, garbage, seen, weights, mse=1.0, mae=1.0)
+    assert again.item() == pytest.approx(masked.item(), rel=1e-6)
+
+
+def test_intensity_weights_follow_the_classes() -> None:
+    values = torch.tensor([0.0, 0.19, 0.2, 0.5, 0.95])
+    weights = intensity_weights(values, torch.tensor([0.2, 0.9]), torch.tensor([1.0, 5.0, 30.0]))
+    assert weights.tolist() == [1.0, 1.0, 5.0, 5.0, 30.0]
+
+
+def test_motion_smoothness_is_zero_for_uniform_motion_only() -> None:
+    uniform = torch.ones(2, 3, 2, 6, 6) * torch.tensor([1.5, -0.5]).view(1, 1, 2, 1, 1)
+    assert motion_smoothness(uniform).item() == 0.0
+    ramp = torch.arange(6.0).view(1, 1, 1, 1, 6).expand(1, 1, 2, 6, 6)
+    assert motion_smoothness(ramp).item() == pytest.approx(1.0)  # dx = 1 everywhere, dy = 0
 
 
 def test_parameter_groups_slow_down_the_offset_and_mask_gates() -> None:

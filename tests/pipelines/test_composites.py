@@ -177,3 +177,30 @@ def test_composite_onto_a_configured_domain_is_nearest_neighbour():
         got = frame.precip[row, col]
         assert (np.isnan(got) and np.isnan(expected)) or got == expected
     assert np.isfinite(frame.precip).mean() > 0.3
+
+
+def test_fmi_pgm_reflectivity_with_the_files_own_zr(tmp_path: Path):
+    import gzip
+
+    from pipelines.config import ZRConfig
+    from pipelines.radar.zr import dbz_to_rainrate
+
+    files = sorted(radar_sample("composites/fmi/20160928").glob("*.pgm.gz"))
+    assert len(files) == 40
+    path = files[12]
+    fmt, d, rate = _decode(path)
+    assert fmt == "fmi_pgm" and d.source == "fmi" and d.time_step_minutes == 5
+    assert d.time == pd.Timestamp("2016-09-28T15:45")  # 14:45 + 12 x 5 min, from '# obstime'
+    dbz, _, meta = importers.import_fmi_pgm(str(path), gzipped=True)
+    assert meta["unit"] == "dBZ" and (meta["zr_a"], meta["zr_b"]) == (223.0, 1.53)
+    assert rate.shape == (1226, 760) and "KOR" in d.radars
+    _same_with_nan(rate, dbz_to_rainrate(dbz, ZRConfig(a=223.0, b=1.53)))
+    wet = np.nanmax(dbz)  # R = (Z / 223)^(1 / 1.53), not Marshall-Palmer's (Z / 200)^(1 / 1.6)
+    assert np.nanmax(rate) == pytest.approx((10 ** (wet / 10) / 223.0) ** (1 / 1.53), rel=1e-5)
+    assert np.isnan(rate).mean() == pytest.approx(np.isnan(dbz).mean())  # outside: unknown
+    assert d.grid.dx == pytest.approx(999.674, abs=1e-3)
+    plain = tmp_path / "plain.pgm"  # the same file not gzipped: found by content too
+    plain.write_bytes(gzip.decompress(path.read_bytes()))
+    fmt_plain, d_plain, rate_plain = _decode(plain)
+    assert fmt_plain == "fmi_pgm" and d_plain.time == d.time
+    _same_with_nan(rate_plain, rate)

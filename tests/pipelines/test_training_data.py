@@ -13,7 +13,7 @@ from pipelines.grid import Grid
 from pipelines.store import Archive, open_archive
 from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
 from pipelines.training.transform import RainTransform
-from pipelines.training.windows import SPLITS, block_of, complete_starts, split_windows
+from pipelines.training.windows import SPLITS, complete_starts, split_windows
 
 
 def test_transform_round_trips_rates_above_threshold():
@@ -37,7 +37,7 @@ def test_complete_starts_skip_windows_with_a_missing_frame():
     assert starts.tolist() == [0, 1, 2, 3, 8]  # the 4 frames from index 8 on: 12:40 .. 12:55
 
 
-def test_split_has_no_window_crossing_a_block_and_is_reproducible():
+def test_split_keeps_a_gap_between_splits_and_is_reproducible():
     times = pd.date_range("2026-06-01", periods=12 * 24 * 6, freq="5min")  # 6 days
     wet = np.linspace(0, 0.4, len(times))
     cfg = DataConfig(block_hours=6.0, seed=3)
@@ -46,19 +46,37 @@ def test_split_has_no_window_crossing_a_block_and_is_reproducible():
     assert split == split_windows("d", times, present, wet, cfg)
     assert split != split_windows("d", times, present, wet, DataConfig(block_hours=6.0, seed=4))
     length = cfg.frames_in + cfg.frames_out
-    blocks = block_of(times, 6.0)
-    owner = {}
-    for name in SPLITS:
+    owner = np.full(len(times) + length, -1)
+    for code, name in enumerate(SPLITS):
         for w in split[name]:
-            assert blocks[w.start] == blocks[w.start + length - 1]  # within one block
-            owner.setdefault(int(blocks[w.start]), set()).add(name)
-    assert all(len(names) == 1 for names in owner.values())  # a block feeds one split
+            assert (owner[w.start : w.start + length] == -1).all() or set(
+                owner[w.start : w.start + length]
+            ) <= {-1, code}  # no frame shared with another split
+            owner[w.start : w.start + length] = code
+    used = np.flatnonzero(owner >= 0)
+    for a, b in zip(used[:-1], used[1:], strict=True):
+        if owner[a] != owner[b]:
+            assert b - a > length  # a gap of at least one window between splits
     counts = {name: len(split[name]) for name in SPLITS}
     assert counts["train"] > counts["validation"] > 0 and counts["test"] > 0
-    windows_per_block = 72 - length + 1
-    assert sum(counts.values()) == 24 * windows_per_block
     heavy = max(split["train"], key=lambda w: w.weight)
     assert heavy.weight == pytest.approx(wet[heavy.start : heavy.start + length].mean() + 0.02)
+
+
+def test_appending_data_never_moves_a_window_to_another_split():
+    """The split depends on each block's start time and the seed only: a longer archive keeps
+    every window of a shorter one in its split (it only adds windows)."""
+    times = pd.date_range("2026-06-01", periods=12 * 24 * 8, freq="5min")
+    cfg = DataConfig(block_hours=3.0, seed=5)
+    present = np.ones(len(times), dtype=bool)
+    wet = np.full(len(times), 0.1)
+    longer = split_windows("d", times, present, wet, cfg)
+    where = {w.start: name for name in SPLITS for w in longer[name]}
+    for days in (2, 5, 7):
+        n = 12 * 24 * days
+        shorter = split_windows("d", times[:n], present[:n], wet[:n], cfg)
+        assert all(where[w.start] == name for name in SPLITS for w in shorter[name])
+        assert sum(map(len, shorter.values())) > 0
 
 
 @pytest.fixture
@@ -86,8 +104,9 @@ def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
     data = WindowDataset(small_archive, every, cfg, augment=True)
     t = RainTransform(cfg.transform)
     w = every[5]
-    inputs, targets, seen = data[5]
-    assert inputs.shape == (3, 1, 32, 32) and targets.shape == (4, 1, 32, 32)
+    sample = data[5]
+    inputs, seen = sample.frames[:3], sample.seen
+    assert sample.frames.shape == (7, 1, 32, 32) and sample.motion.shape == (2, 32, 32)
     assert inputs.dtype == torch.float32 and seen.dtype == torch.bool
     for k in range(3):  # frame k of the window is constant 0.5 + (start + k) where seen
         values = inputs[k, 0][inputs[k, 0] > 0]
@@ -96,14 +115,14 @@ def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
     again = data[5]
     assert all(torch.equal(a, b) for a, b in zip(again, data[5], strict=True))
     data.set_epoch(1)
-    other = [data[i][0] for i in range(len(data))]
+    other = [data[i].frames for i in range(len(data))]
     data.set_epoch(0)
-    assert any(not torch.equal(a, data[i][0]) for i, a in enumerate(other))  # new draws
+    assert any(not torch.equal(a, data[i].frames) for i, a in enumerate(other))  # new draws
     loader = torch.utils.data.DataLoader(
         data, batch_size=4, num_workers=2, multiprocessing_context=LOADER_CONTEXT
     )
-    x, y, m = next(iter(loader))  # worker processes open the store themselves
-    assert x.shape == (4, 3, 1, 32, 32) and m.shape == (4, 4, 1, 32, 32)
+    batch = next(iter(loader))  # worker processes open the store themselves
+    assert batch.frames.shape == (4, 7, 1, 32, 32) and batch.motion.shape == (4, 2, 32, 32)
 
 
 def test_whole_domain_samples_for_validation(small_archive: Path):
@@ -114,8 +133,9 @@ def test_whole_domain_samples_for_validation(small_archive: Path):
     )
     every = [w for name in SPLITS for w in windows[name]]
     data = WindowDataset(small_archive, every, cfg, augment=False, whole_domain_multiple=8)
-    inputs, targets, seen = data[0]
-    assert inputs.shape == (3, 1, 48, 56) and targets.shape == (4, 1, 48, 56)  # 50 x 60 cut
+    sample = data[0]
+    seen = sample.seen
+    assert sample.frames.shape == (7, 1, 48, 56)  # 50 x 60 cut
     assert not seen[0, 0, :, :3].any() and seen[0, 0, :, 3].all()  # columns 2.. of 60 kept
     with pytest.raises(ValueError, match="not augmented"):
         WindowDataset(small_archive, every, cfg, augment=True, whole_domain_multiple=8)

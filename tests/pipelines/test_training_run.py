@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from pipelines import baselines
-from pipelines.config import OptimiserConfig, SamplingConfig, load_config
+from pipelines.config import OptimiserConfig, SamplingConfig, TransformConfig, load_config
+from pipelines.motion_prior import motion_field
 from pipelines.registry import Registry
-from pipelines.scores import ScoreSums
+from pipelines.scores import Scores, ScoreSpec
 from pipelines.store import Archive
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
@@ -35,6 +36,13 @@ def test_lr_warms_up_then_decays_to_the_floor():
     assert lr_factor(0.1, cfg) == pytest.approx(1.0)
     assert lr_factor(0.55, cfg) == pytest.approx(0.525)  # half way down the cosine
     assert lr_factor(1.0, cfg) == pytest.approx(0.05)
+
+
+def test_fine_tuning_starts_at_the_peak_without_warm_up():
+    cfg = OptimiserConfig(warmup_fraction=0.1, min_lr_fraction=0.05)
+    assert lr_factor(0.0, cfg, warm_up=False) == pytest.approx(1.0)
+    assert lr_factor(0.5, cfg, warm_up=False) == pytest.approx(0.525)
+    assert lr_factor(1.0, cfg, warm_up=False) == pytest.approx(0.05)
 
 
 def test_teacher_forcing_follows_the_budget():
@@ -60,35 +68,94 @@ def test_sampler_draws_by_weight_per_rank_and_epoch():
     assert list(a) != before
 
 
-def test_scores_pool_contingency_tables_and_errors():
-    s = ScoreSums(leads=2, thresholds=(1.0,))
-    obs = np.array([[[0.0, 2.0], [3.0, 0.5]], [[0.0, 2.0], [3.0, 0.5]]])
-    fc = np.array([[[1.5, 2.0], [0.0, 0.5]], [[0.0, 2.0], [3.0, 0.5]]])
-    mask = np.ones_like(obs, dtype=bool)
-    mask[0, 1, 1] = False  # one cell not scored at lead 1
-    s.add(fc, obs, mask)
-    out = s.summary()
-    # lead 1: hit (2,2), miss (3 vs 0), false alarm (1.5 vs 0): 1/3; lead 2: 2 hits: 1
-    assert out["per_lead"]["csi_1mm"] == [pytest.approx(1 / 3), 1.0]
-    assert out["csi_1mm"] == pytest.approx(3 / 5)
-    assert out["per_lead"]["mae"] == [pytest.approx(4.5 / 3), 0.0]
-    assert out["mae"] == pytest.approx(4.5 / 7)
-    summed = s.from_vector(s.vector() * 2).summary()
-    assert summed["csi_1mm"] == out["csi_1mm"] and summed["mae"] == out["mae"]
+def test_scores_match_pysteps_verification_on_random_fields():
+    """Pooled over leads, windows and two 'workers' (merged), the scores equal pysteps'
+    one-shot scores of every field at once, on the same cells; events are value > threshold."""
+    from pysteps.verification.detcatscores import det_cat_fct
+    from pysteps.verification.detcontscores import det_cont_fct
+    from pysteps.verification.spatialscores import fss
+
+    rng = np.random.default_rng(3)
+    spec = ScoreSpec(leads=3, thresholds=(1.0, 5.0), fss_thresholds=(1.0,), fss_scales=(5,))
+    fields = [rng.gamma(0.6, 3.0, size=(2, 3, 40, 50)) for _ in range(3)]  # (fc/obs, lead, y, x)
+    cells = [rng.random((3, 40, 50)) > 0.2 for _ in range(3)]
+    fields[0][1, 0, 0, :5] = 1.0  # on the threshold: not an event
+    parts = [Scores(spec), Scores(spec)]
+    for k, ((f, o), c) in enumerate(zip(fields, cells, strict=True)):
+        parts[k % 2].add(f, o, c)
+    merged = parts[0].merge(parts[0].from_vector(parts[1].vector()))
+    out = merged.summary()
+    for lead in range(3):
+        f = np.concatenate(
+            [np.where(c[lead], x[0, lead], np.nan) for x, c in zip(fields, cells, strict=True)]
+        )
+        o = np.concatenate(
+            [np.where(c[lead], x[1, lead], np.nan) for x, c in zip(fields, cells, strict=True)]
+        )
+        for t in (1.0, 5.0):
+            csi = det_cat_fct(f, o, t, ["CSI"])["CSI"]
+            assert out["per_lead"][f"csi_{t:g}mm"][lead] == pytest.approx(csi, abs=1e-6)
+        cont = det_cont_fct(f, o, ["MAE", "RMSE", "ME"])
+        assert out["per_lead"]["mae"][lead] == pytest.approx(cont["MAE"], abs=1e-6)
+        assert out["per_lead"]["rmse"][lead] == pytest.approx(cont["RMSE"], abs=1e-6)
+        assert out["per_lead"]["me"][lead] == pytest.approx(cont["ME"], abs=1e-6)
+    # FSS pools its sums over fields: one field's FSS is pysteps' fss of that field
+    single = Scores(spec)
+    single.add(fields[0][0], fields[0][1], cells[0])
+    lead0 = fss(
+        np.where(cells[0][0], fields[0][0, 0], np.nan),
+        np.where(cells[0][0], fields[0][1, 0], np.nan),
+        1.0,
+        5,
+    )
+    assert single.summary()["per_lead"]["fss_1mm_5"][0] == pytest.approx(lead0, abs=1e-6)
+    # pooled over leads: the tables summed
+    all_f = np.concatenate(
+        [np.where(c, x[0], np.nan).ravel() for x, c in zip(fields, cells, strict=True)]
+    )
+    all_o = np.concatenate(
+        [np.where(c, x[1], np.nan).ravel() for x, c in zip(fields, cells, strict=True)]
+    )
+    csi = det_cat_fct(all_f, all_o, 1.0, ["CSI"])["CSI"]
+    assert out["csi_1mm"] == pytest.approx(csi, abs=1e-6)  # summaries keep 6 decimals
+    assert out["mae"] == pytest.approx(det_cont_fct(all_f, all_o, ["MAE"])["MAE"], abs=1e-6)
 
 
-def test_extrapolation_moves_rain_with_the_flow_and_persistence_does_not():
+def _disc_frames() -> tuple[np.ndarray, np.ndarray]:
     y, x = np.mgrid[0:64, 0:64]
     frames = np.stack(
         [np.where((x - 12 - 2 * t) ** 2 + (y - 32) ** 2 < 64, 5.0, 0.0) for t in range(6)]
     ).astype(np.float32)  # a disc moving 2 cells a step to the east, centre at 22 last
-    forecast = baselines.get_method("extrapolation")(frames, 5)
+    return frames, x
+
+
+def test_extrapolation_moves_rain_with_the_flow_and_persistence_does_not():
+    frames, x = _disc_frames()
+    velocity = motion_field(frames, TransformConfig())
+    assert np.median(velocity[0][frames[-1] > 0]) == pytest.approx(2.0, abs=0.3)
+    forecast = baselines.get_method("extrapolation")(frames, 5, velocity)
     centre = (np.nan_to_num(forecast[4]) * x).sum() / np.nan_to_num(forecast[4]).sum()
     assert centre == pytest.approx(32.0, abs=1.5)  # 5 more steps of 2 cells
-    still = baselines.get_method("persistence")(frames, 3)
+    still = baselines.get_method("persistence")(frames, 3, velocity)
     assert still.shape == (3, 64, 64) and np.array_equal(still[2], frames[-1])
     with pytest.raises(ValueError, match="unknown baseline"):
         baselines.get_method("steps")
+
+
+def test_no_baseline_advects_dryness_in_from_outside_coverage():
+    """Rain moving east out of an unknown western strip: what comes from the strip is unknown
+    (NaN) in every baseline's forecast, never dry."""
+    frames, _ = _disc_frames()
+    frames *= np.random.default_rng(0).lognormal(0.0, 0.3, frames.shape)  # it evolves a little
+    frames[:, :, :6] = np.nan  # outside coverage
+    velocity = np.zeros((2, 64, 64), dtype=np.float32)
+    velocity[0] = 2.0
+    for name in ("extrapolation", "sprog"):
+        forecast = baselines.get_method(name)(frames, 3, velocity)
+        assert np.isnan(forecast[2][:, :11]).all(), name  # 6 + 2 x 3 cells: from the strip
+        assert np.isfinite(forecast[2][:, 14:]).all(), name
+    sprog = baselines.get_method("sprog")(frames, 3, velocity)
+    assert np.nanmax(sprog[0]) > 1.0  # the disc is still there
 
 
 # ---- real Ray Train runs -------------------------------------------------------------------
@@ -119,10 +186,12 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
     assert events[-1].budget == 1.0 and events[-1].time_left_s == 0.0
     assert (tmp_path / "e2e" / "ray-logs" / "workers.log").exists()
     assert [h["step"] for h in state.history] == [0, 5, 10, 15, 20]
-    assert state.history[-1]["val_loss"] < 0.8 * state.history[0]["val_loss"]  # it learns
+    start = validations[0].validation  # the untrained advective model is the extrapolation
+    assert start["model"]["csi_1mm"] == pytest.approx(start["extrapolation"]["csi_1mm"], abs=0.03)
+    assert state.history[-1]["train_loss"] < state.history[1]["train_loss"]  # it learns
     assert sorted((tmp_path / "e2e").glob("checkpoint_step*"))  # checkpoints on storage
     card = Registry(tmp_path / "registry").get("v0001").card
-    assert set(card["validation"]) == {"model", "extrapolation", "persistence"}
+    assert set(card["validation"]) == {"model", "extrapolation", "persistence", "sprog"}
     for scores in card["validation"].values():
         assert 0.0 <= scores["csi_1mm"] <= 1.0 and len(scores["per_lead"]["mae"]) == 4
     assert card["data"]["snapshot"] == Archive(truth_archive).head()
@@ -140,7 +209,11 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
         20,
     ]
     assert again.version.version == "v0002"
-    # fine-tuning starts from the given weights: its first validation is v0002's last
+    # the registered weights are the run's best validation (here not its last checkpoint)
+    best_step = again.version.card["best_step"]
+    assert again.version.card["validation"] == again.state.best["validation"]
+    assert again.state.best["score"] >= max(e.score("model") for e in validations)
+    # fine-tuning starts from the given weights: its first validation is v0002's best
     tune = load_config(
         None,
         [
@@ -151,8 +224,8 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
         ],
     )
     tuned = train(truth_archive, tmp_path / "registry", tune, run_name="tune")
-    first, last = tuned.state.history[0]["val_loss"], again.state.history[-1]["val_loss"]
-    assert first == pytest.approx(last, rel=1e-5)
+    registered = next(h for h in again.state.history if h["step"] == best_step)
+    assert tuned.state.history[0]["val_loss"] == pytest.approx(registered["val_loss"], rel=1e-5)
     assert tuned.version.card["training"]["init_checkpoint"] == str(again.version.checkpoint)
 
 
@@ -182,7 +255,7 @@ def kill_rank1_once(marker: str, log: str, at_step: int):
             return
         rank, step = event.rank, event.step
         with open(log, "a") as f:
-            f.write(f"{rank} {step}\n")
+            f.write(f"{rank} {step} {event.lr!r}\n")
         if rank == 1 and step == at_step and not os.path.exists(marker):
             Path(marker).touch()
             time.sleep(5)
@@ -204,10 +277,19 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_local, truth_archi
     result = train(truth_archive, tmp_path / "registry", cfg, run_name="fault", step_hook=hook)
     assert (tmp_path / "killed").exists()
     assert result.state.step == 10
-    rank1 = [int(line.split()[1]) for line in log.read_text().splitlines() if line[0] == "1"]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    rank1 = [int(step) for rank, step, _ in lines if rank == "1"]
     # first attempt: steps 1..7 (killed at 7); the restart resumes after the step-5 checkpoint
     assert rank1 == [1, 2, 3, 4, 5, 6, 7, 6, 7, 8, 9, 10]
     assert [h["step"] for h in result.state.history] == [0, 5, 10]
+    # the resumed schedule is the uninterrupted one: steps 6 and 7 ran before and after the
+    # kill at the same learning rate, and every step's rate is the schedule's at its step
+    rates = [(int(step), float(lr)) for rank, step, lr in lines if rank == "1"]
+    assert rates[5] == rates[7] and rates[6] == rates[8]
+    peak = cfg.training.optimiser.lr
+    for step, lr in rates:
+        expected = peak * lr_factor((step - 1) / 10, cfg.training.optimiser)
+        assert lr == pytest.approx(expected, rel=1e-9)
 
 
 # ---- a quiet driver: progress from rank 0, Ray's output in the run folder ------------------
