@@ -1,7 +1,7 @@
 """Forecast skill on the real composites: MotionRNN against S-PROG, extrapolation and persistence.
 
     .venv/bin/python bench/skill.py [--data DIR] [--pretrain-minutes 20] [--minutes 35]
-                                    [--workers 2] [--ablation] [--out DIR]
+                                    [--workers 2] [--ablation] [--out DIR] [--evaluate-only]
 
 1. Ingest the KNMI, RMI, MeteoSwiss (two events) and FMI composite series (../shared/data/radar,
    or $MOTIONCAST_RADAR_DATA) into an archive: domains knmi, rmi, mch and fmi, in mm/h.
@@ -14,6 +14,10 @@
 4. Score the held-out test windows on whole domains, every method on the same cells (observed,
    and valued by every method): CSI at 1, 5 and 10 mm/h (event: > threshold), FSS at 1 and
    5 mm/h (10 km), MAE, per lead; mean CSI at 1 mm/h per source.
+5. Another time step: the RMI and FMI series (never trained or validated on: training is
+   MeteoSwiss, validation KNMI) taken every 10 minutes, domains rmi-10min and fmi-10min; the
+   same model forecasts 6 steps of 10 minutes from 6 frames, its motion prior and the
+   baselines' in cells per 10 minutes; every complete window scored, per source.
 
 With ``--ablation`` the same budget also trains the plain PredRNN base (advective output, no
 MotionGRU or highway) and the direct-output MotionRNN (the paper's), scored beside it.
@@ -65,9 +69,11 @@ REAL = [
 VARIANTS = {  # name -> model settings; the first is the benchmark's MotionRNN
     "motionrnn": [],
     "predrnn": ["training.model.motion=false"],
-    "motionrnn-frame": ["training.model.output=frame"],
+    "motionrnn-frame": ["training.model.output=frame", "training.sampling.method=reverse"],
 }
 BASELINES = ["sprog", "extrapolation", "persistence"]
+COARSER = ("rmi", "fmi")  # sources the benchmark's split keeps out of training and validation
+COARSER_STEP = 10  # minutes
 METRICS = ("csi_1mm", "csi_5mm", "csi_10mm", "fss_1mm_10", "fss_5mm_10", "mae")
 
 
@@ -135,6 +141,14 @@ def train_variant(args, root: Path, real: Path, synthetic: Path | None, settings
     return run(real, root, f"{name}-real", args.minutes, args.workers, extra)
 
 
+def trained(root: Path, chosen: dict) -> dict[str, Path]:
+    """The registered checkpoint of each variant's real run in ``root``'s registry."""
+    from pipelines.registry import Registry
+
+    runs = {v.card["run"]: v.checkpoint for v in Registry(root / "registry").versions()}
+    return {name: runs[f"{name}-real"] for name in chosen}
+
+
 def evaluate(store: Path, checkpoints: dict[str, Path]) -> tuple[dict, dict]:
     """Scores of every model and baseline on the test windows: pooled, and by source."""
     from motionrnn import load_checkpoint
@@ -156,6 +170,68 @@ def evaluate(store: Path, checkpoints: dict[str, Path]) -> tuple[dict, dict]:
         by_source[domain] = {k: s.summary() for k, s in scores.items()}
         pooled = {k: pooled[k].merge(s) if k in pooled else s for k, s in scores.items()}
     return {k: s.summary() for k, s in pooled.items()}, by_source
+
+
+def coarser_archive(real: Path, store: Path) -> None:
+    """The COARSER sources on a 10-minute step: their frames at whole 10 minutes."""
+    from pipelines.frame import Frame
+    from pipelines.grid import Grid
+    from pipelines.store import Archive
+    from pipelines.store.archive import open_archive
+
+    frames = []
+    for domain in COARSER:
+        ds = open_archive(str(real), domain)
+        grid = Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values)
+        for i, stamp in enumerate(pd.DatetimeIndex(ds.time.values)):
+            if ds.present.values[i] and stamp.minute % COARSER_STEP == 0:
+                frames.append(
+                    Frame(
+                        f"{domain}-{COARSER_STEP}min",
+                        stamp,
+                        grid,
+                        ds.precip.isel(time=i).values,
+                        str(ds.source_files.values[i]),
+                        str(ds.source_sha256.values[i]),
+                        "subsampled",
+                        time_step_minutes=COARSER_STEP,
+                    )
+                )
+    Archive(store, create=True).write(frames, f"{COARSER} every {COARSER_STEP} minutes")
+
+
+def evaluate_coarser(store: Path, checkpoint: Path) -> dict:
+    """Scores on every complete 6 + 6 window of the 10-minute series, by source."""
+    from motionrnn import load_checkpoint
+    from pipelines.config import load_config
+    from pipelines.store.archive import Archive
+    from pipelines.training.evaluate import score_models
+    from pipelines.training.run import collect_windows
+
+    settings = [*REAL, "training.data.frames_out=6", "training.data.gap_windows=0"]
+    t = load_config(None, settings).training
+    archive = Archive(store)
+    every = [w for ws in collect_windows(archive, archive.head(), t).values() for w in ws]
+    model = {"motionrnn": load_checkpoint(checkpoint)}
+    out = {}
+    for domain in sorted({w.domain for w in every}):
+        windows = [w for w in every if w.domain == domain]
+        print(f"scoring {len(windows)} windows of {domain}")
+        scores = score_models(str(store), windows, model, t, baselines=BASELINES)
+        out[domain] = {k: s.summary() for k, s in scores.items()}
+    return out
+
+
+def report_coarser(by_source: dict[str, dict]) -> None:
+    for source, scores in by_source.items():
+        leads = len(scores["motionrnn"]["per_lead"]["csi_1mm"])
+        print(f"\n{source}: csi_1mm per lead (minutes)")
+        steps = " ".join(f"{COARSER_STEP * (k + 1):>6d}" for k in range(leads))
+        print(f"method           {steps}    mean")
+        for method, s in scores.items():
+            values = np.array([np.nan if v is None else v for v in s["per_lead"]["csi_1mm"]])
+            row = " ".join(f"{v:6.3f}" for v in values)
+            print(f"{method:<16} {row}  {np.nanmean(values):6.3f}")
 
 
 def report(scores: dict[str, dict], by_source: dict[str, dict], main: str) -> None:
@@ -197,7 +273,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ablation", action="store_true", help="also the two ablation models")
     parser.add_argument("--out", type=Path, help="keep archives, runs, registry, scores here")
+    parser.add_argument(
+        "--evaluate-only", action="store_true", help="score the models already trained in --out"
+    )
     args = parser.parse_args()
+    if args.evaluate_only and args.out is None:
+        parser.error("--evaluate-only needs --out")
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -206,24 +287,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-skill-") as tmp:
         root = args.out or Path(tmp)
         real = root / "real-archive"
-        ingest_real(args.data, real)
-        synthetic = None
-        if args.pretrain_minutes > 0:
-            synthetic = root / "synthetic-archive"
-            synthetic_archive(synthetic)
-        ray.init(num_cpus=args.workers, log_to_driver=False)
         chosen = VARIANTS if args.ablation else dict(list(VARIANTS.items())[:1])
-        checkpoints = {
-            name: train_variant(args, root, real, synthetic, [name, *settings]).version.checkpoint
-            for name, settings in chosen.items()
-        }
-        ray.shutdown()
+        if args.evaluate_only:
+            checkpoints = trained(root, chosen)
+        else:
+            ingest_real(args.data, real)
+            synthetic = None
+            if args.pretrain_minutes > 0:
+                synthetic = root / "synthetic-archive"
+                synthetic_archive(synthetic)
+            ray.init(num_cpus=args.workers, log_to_driver=False)
+            checkpoints = {
+                name: train_variant(args, root, real, synthetic, [name, *s]).version.checkpoint
+                for name, s in chosen.items()
+            }
+            ray.shutdown()
         scores, by_source = evaluate(real, checkpoints)
+        coarser = root / f"archive-{COARSER_STEP}min"
+        if not coarser.exists():
+            coarser_archive(real, coarser)
+        other_step = evaluate_coarser(coarser, checkpoints["motionrnn"])
         if args.out:
             (args.out / "scores.json").write_text(
-                json.dumps({"pooled": scores, "by_source": by_source}, indent=1)
+                json.dumps(
+                    {"pooled": scores, "by_source": by_source, "coarser": other_step}, indent=1
+                )
             )
     report(scores, by_source, "motionrnn")
+    report_coarser(other_step)
     print(f"\nwhole benchmark: {(time.perf_counter() - started) / 60:.1f} min wall clock")
 
 

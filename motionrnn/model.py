@@ -73,8 +73,8 @@ class MotionRNN(nn.Module):
         advective:  v_t     = V + upsample(y_t[:2])                     motion, corrected
                     s_t     = depth-to-space(y_t[2:])                   source (growth, decay)
                     D_t     = D_{t-1} traced back along v_t             ``motionrnn.advection``
-                    A_t     = A_{t-1}(x - v_t) + s_t                    source, carried along
-                    x_{t+1} = x_ref(x + D_t) + A_t
+                    x_{t+1} = max(0, x_ref(x + D_t) + A_{t-1}(x - v_t) + s_t)
+                    A_t     = x_{t+1} - x_ref(x + D_t)                  source so far, carried
 
     where x_ref is the last true frame fed (D and A restart at zero with it). W_out starts at zero
     in the advective model, so the untrained model advects the last frame along V: the
@@ -215,9 +215,13 @@ class MotionRNN(nn.Module):
             )
             advection = advection.restart(x, w)
             displacement = trace_back(advection.displacement, velocity)
+            advected = sample(advection.reference, displacement)
             carried = sample(advection.source, -velocity)
-            advection = Advection(advection.reference, displacement, carried + source)
-            frames.append(sample(advection.reference, displacement) + advection.source)
+            # no rain below none: the frame is clipped at 0 (dry), and the source keeps only
+            # what the frame shows, so decay cannot pile up below dry and eat rain later
+            frame = F.relu(advected + carried + source)
+            advection = Advection(advection.reference, displacement, frame - advected)
+            frames.append(frame)
             corrections.append(correction)
         return Prediction(
             torch.stack(frames, dim=1), torch.stack(corrections, dim=1) if corrections else None

@@ -75,10 +75,11 @@ def sprog(
                 )
             forecast = 10.0 ** (forecast_db / 10.0)
             forecast[forecast < transform.threshold_mm_h] = 0.0
-        except np.linalg.LinAlgError:
-            # a field that moves without changing makes every scale perfectly correlated and
-            # the AR fit singular; S-PROG's limit there is the extrapolation
-            log.warning("S-PROG: singular AR fit (a field that does not evolve); extrapolating")
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            # a field that moves without changing makes every scale perfectly correlated (a
+            # singular AR fit), a uniform one leaves scales without variance (NaN correlations):
+            # S-PROG's limit there is the extrapolation
+            log.warning("S-PROG: %s (a field without structure or change); extrapolating", exc)
             forecast = extrapolation(frames, n_out, velocity)
     forecast = np.where(unknown | ~np.isfinite(forecast), np.nan, forecast)
     return forecast.astype(np.float32)

@@ -292,12 +292,17 @@ class LossConfig(_Section):
 
 
 class SamplingConfig(_Section):
-    """Teacher forcing during training (motionrnn.sampling), on the share of the budget used."""
+    """Teacher forcing during training (motionrnn.sampling), on the share of the budget used.
+
+    The advective model starts as the extrapolation nowcast, so it learns on its own rollouts
+    from the first step (``none``): fed true frames, it would learn one-step corrections whose
+    decay compounds over a 12-step rollout. A direct-output model (``model.output: frame``)
+    starts from noise and wants the paper's ``reverse``."""
 
     method: Literal["reverse", "scheduled", "none"] = Field(
-        "reverse",
-        description="reverse: PredRNN-V2's reverse scheduled sampling; scheduled: PredRNN's; "
-        "none: always the model's own forecasts after the inputs.",
+        "none",
+        description="none: always the model's own forecasts after the inputs; reverse: "
+        "PredRNN-V2's reverse scheduled sampling; scheduled: PredRNN's.",
     )
     start: float = Field(
         0.25, ge=0, le=1, description="reverse: budget share where the schedules start moving."

@@ -139,3 +139,36 @@ def test_whole_domain_samples_for_validation(small_archive: Path):
     assert not seen[0, 0, :, :3].any() and seen[0, 0, :, 3].all()  # columns 2.. of 60 kept
     with pytest.raises(ValueError, match="not augmented"):
         WindowDataset(small_archive, every, cfg, augment=True, whole_domain_multiple=8)
+
+
+def test_validation_never_scores_dryness_advected_from_outside_coverage(small_archive: Path):
+    """Columns 0-4 of the small archive are unknown. With rain moving 2 cells a step east,
+    every baseline's value for a cell the rain reaches from that strip is unknown, and no
+    method is scored there (the baselines used to see the strip as 0 mm/h and advect it in)."""
+    from pipelines.config import TrainingConfig
+    from pipelines.scores import Scores
+    from pipelines.training.dataset import Sample
+    from pipelines.training.validation import Validator
+
+    cfg = TrainingConfig.model_validate(
+        {"data": {"frames_in": 3, "frames_out": 4, "crop": 32}, "model": {"patch": 2}}
+    )
+    ds = open_archive(small_archive)
+    windows = split_windows(
+        "d", pd.DatetimeIndex(ds.time.values), ds.present.values, ds.wet_fraction.values, cfg.data
+    )
+    every = [w for name in SPLITS for w in windows[name]]
+    data = WindowDataset(small_archive, every, cfg.data, augment=False, whole_domain_multiple=2)
+    sample = data[0]
+    motion = torch.zeros_like(sample.motion)
+    motion[0] = 2.0  # 2 cells a step to the east
+    sample = Sample(sample.frames, sample.seen, motion)
+    assert not sample.seen[:, 0, :, :5].any()  # the strip (cut to 50 x 60: columns 0-4)
+    validator = Validator(data, [0], cfg, batch_size=1)
+    validator._baselines = {name: Scores(validator.spec) for name in validator.methods}
+    validator._score_baselines(0, sample)
+    cells = validator._cells[0]  # (leads, H, W)
+    for k in range(4):
+        reach = 5 + 2 * (k + 1)  # columns fed from the strip by lead k + 1
+        assert not cells[k][:, :reach].any()
+        assert cells[k][:, reach + 1 :].all()
