@@ -104,10 +104,9 @@ class Validator:
         rates = self.transform.inverse(sample.frames[:, 0].numpy())
         return np.where(sample.seen[:, 0].numpy(), rates, np.nan)
 
-    def _score_baselines(self, i: int, sample: Sample) -> None:
-        rates = self.rates(sample)
+    def _score_baselines(self, i: int, rates: np.ndarray, velocity: np.ndarray) -> None:
+        """Score every baseline on window i's rates (``rates``), keep the cells scored."""
         inputs, observed = rates[: self.frames_in], rates[self.frames_in :]
-        velocity = sample.motion.numpy()
         forecasts = {
             name: baselines.get_method(name)(inputs, self.leads, velocity) for name in self.methods
         }
@@ -152,10 +151,10 @@ class Validator:
                 y, seen = sample.frames[self.frames_in :], sample.seen[self.frames_in :]
                 loss_sum += float(((out[k] - y) ** 2)[seen].sum())
                 loss_n += float(seen.sum())
+                rates = self.rates(sample)
                 if first:
-                    self._score_baselines(i, sample)
+                    self._score_baselines(i, rates, sample.motion.numpy())
                 forecast = self.transform.inverse(out[k, :, 0].numpy())
-                observed = self.rates(sample)[self.frames_in :]
-                scores.add(forecast, observed, self._cells[i])
+                scores.add(forecast, rates[self.frames_in :], self._cells[i])
         model.train()
         return Evaluation({MODEL: scores, **self._baselines}, loss_sum, loss_n)

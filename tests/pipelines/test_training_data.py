@@ -166,7 +166,7 @@ def test_validation_never_scores_dryness_advected_from_outside_coverage(small_ar
     assert not sample.seen[:, 0, :, :5].any()  # the strip (cut to 50 x 60: columns 0-4)
     validator = Validator(data, [0], cfg, batch_size=1)
     validator._baselines = {name: Scores(validator.spec) for name in validator.methods}
-    validator._score_baselines(0, sample)
+    validator._score_baselines(0, validator.rates(sample), sample.motion.numpy())
     cells = validator._cells[0]  # (leads, H, W)
     for k in range(4):
         reach = 5 + 2 * (k + 1)  # columns fed from the strip by lead k + 1
