@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         teacher_mask,
     )
     from motionrnn.training import (
+        event_loss,
         intensity_weights,
         motion_smoothness,
         next_frame_loss,
@@ -36,6 +37,7 @@ _LAZY = {
     "State": "model",
     "TeacherProbabilities": "sampling",
     "checkpoint_metadata": "checkpoint",
+    "event_loss": "training",
     "from_patches": "patching",
     "intensity_weights": "training",
     "load_checkpoint": "checkpoint",
@@ -56,6 +58,7 @@ __all__ = [
     "State",
     "TeacherProbabilities",
     "checkpoint_metadata",
+    "event_loss",
     "from_patches",
     "intensity_weights",
     "load_checkpoint",

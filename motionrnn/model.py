@@ -36,6 +36,9 @@ class Prediction(NamedTuple):
 
     frames: torch.Tensor  # (B, T, c, H, W) next-frame predictions x^_1 .. x^_T
     motion: torch.Tensor | None  # (B, T, 2, h, w) learned motion corrections (advective only)
+    known: torch.Tensor | None  # (B, T, 1, H, W) share of each value read from known cells
+    # (advective only: the coverage advected like the frame; 0 where it comes from outside the
+    # map or from cells no radar saw, whose value the forecast cannot know)
 
 
 class Advection(NamedTuple):
@@ -188,11 +191,13 @@ class MotionRNN(nn.Module):
         context = None
         if self.config.context:
             context = torch.cat([coverage, motion / self.config.motion_scale], dim=1)
+        cover = inputs.new_ones(b, 1, height, width) if coverage is None else coverage
         zeros = inputs.new_zeros(b, c, height, width)
         advection = Advection(zeros, inputs.new_zeros(b, 2, height, width), zeros)
         state: State | None = None
         frames: list[torch.Tensor] = []
         corrections: list[torch.Tensor] = []
+        known: list[torch.Tensor] = []
         for t in range(steps):
             if t == 0 or (teacher is None and t < t_in):
                 w, x = inputs.new_ones(b, 1, 1, 1), truth[t]
@@ -223,8 +228,11 @@ class MotionRNN(nn.Module):
             advection = Advection(advection.reference, displacement, frame - advected)
             frames.append(frame)
             corrections.append(correction)
+            known.append(sample(cover, displacement.detach()))
+        if not self.advective:
+            return Prediction(torch.stack(frames, dim=1), None, None)
         return Prediction(
-            torch.stack(frames, dim=1), torch.stack(corrections, dim=1) if corrections else None
+            torch.stack(frames, dim=1), torch.stack(corrections, dim=1), torch.stack(known, dim=1)
         )
 
     @torch.inference_mode()

@@ -42,6 +42,33 @@ def intensity_weights(
     return weights[torch.bucketize(frames, edges, right=True)]
 
 
+def event_loss(
+    predictions: torch.Tensor,
+    frames: torch.Tensor,
+    thresholds: torch.Tensor,
+    softness: float,
+    seen: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """1 - soft CSI of the events "value > threshold", averaged over ``thresholds`` (on the
+    frames' scale), for the same predictions and frames as ``next_frame_loss``:
+
+        p = sigmoid((x^ - threshold) / softness)        forecast event, soft
+        o = [x > threshold]                             observed event
+        CSI = sum p o / (sum p + sum o - sum p o)       hits / (hits + misses + false alarms)
+
+    over the seen cells of the whole batch (pooled, as the score). A squared error pulls an
+    uncertain cell to the mean of dry and wet, below the event threshold: rain areas shrink
+    with the lead time; this term pays for the events themselves."""
+    levels = thresholds.view(1, 1, -1, *([1] * (predictions.dim() - 2)))  # (1, 1, K, 1, ...)
+    forecast = torch.sigmoid((predictions[:, :, None] - levels) / softness)
+    observed = (frames[:, 1:, None] > levels).to(forecast.dtype)
+    mask = 1.0 if seen is None else seen[:, 1:, None].to(forecast.dtype)
+    dims = [d for d in range(forecast.dim()) if d != 2]
+    hits = (forecast * observed * mask).sum(dims)
+    total = ((forecast + observed) * mask).sum(dims)
+    return (1 - hits / (total - hits).clamp(min=1e-6)).mean()
+
+
 def motion_smoothness(motion: torch.Tensor) -> torch.Tensor:
     """Mean squared difference between neighbouring vectors of (..., 2, h, w) motion fields."""
     dy = motion[..., 1:, :] - motion[..., :-1, :]

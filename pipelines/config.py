@@ -249,6 +249,12 @@ class DataConfig(_Section):
     motion_cache: int = Field(
         128, ge=0, description="Windows whose motion prior each process keeps (2 bytes a cell)."
     )
+    frame_cache: int = Field(
+        128,
+        ge=0,
+        description="Decoded frames each process keeps (4 bytes a cell): windows overlap, so "
+        "most frames of a window were read for another.",
+    )
 
 
 class OptimiserConfig(_Section):
@@ -277,6 +283,15 @@ class LossConfig(_Section):
     intensity_weights: list[float] = Field(
         [1.0, 2.0, 5.0, 10.0, 30.0],
         description="Weight of each class: below the first edge, between edges, above the last.",
+    )
+    events: float = Field(
+        0.0, ge=0, description="Weight of the event term: 1 - soft CSI at events_mm_h."
+    )
+    events_mm_h: list[float] = Field(
+        [1.0, 5.0], description="Thresholds of the events of the event term (mm/h)."
+    )
+    events_softness_db: float = Field(
+        1.0, gt=0, description="Width of the soft event step around each threshold (dB)."
     )
     motion_smoothness: float = Field(
         0.01, ge=0, description="Weight of the squared gradient of the learned motion correction."

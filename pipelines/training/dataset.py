@@ -8,6 +8,7 @@ a process forked from one that has opened an Icechunk store can deadlock in its 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,6 +47,24 @@ def rotate_motion(motion: np.ndarray, quarter_turns: int, flip: bool) -> np.ndar
     return np.stack([u, v])
 
 
+class _Recent:
+    """The ``size`` most recently used values, by key (none with size 0)."""
+
+    def __init__(self, size: int):
+        self.size, self.values = size, OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self.values:
+            self.values.move_to_end(key)
+            return self.values[key]
+        value = make()
+        if self.size:
+            self.values[key] = value
+            if len(self.values) > self.size:
+                self.values.popitem(last=False)
+        return value
+
+
 class WindowDataset(torch.utils.data.Dataset):
     """Item i: a ``Sample`` of window i.
 
@@ -55,7 +74,9 @@ class WindowDataset(torch.utils.data.Dataset):
     ``wet_floor``). Without ``augment`` the crop is centred on the coverage; with
     ``whole_domain_multiple`` the sample is the whole domain cut to that multiple.
     The motion prior is computed on the whole domain (as a forecast would) and kept for the
-    ``motion_cache`` most recent windows of this process.
+    ``motion_cache`` most recent windows of this process; the ``frame_cache`` most recent
+    decoded frames are kept too (a window shares all but one frame with its neighbour: reading
+    them was a third of a training step).
     """
 
     def __init__(
@@ -78,11 +99,18 @@ class WindowDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self._open: dict[str, xr.Dataset] = {}  # per process: opened on first use
         self._coverage: dict[str, np.ndarray] = {}
-        self._motion: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._motion = _Recent(cfg.motion_cache)  # (domain, start) -> float16 motion
+        self._frames = _Recent(cfg.frame_cache)  # (domain, time index) -> mm/h
 
     def __getstate__(self) -> dict:
         """Workers get the recipe, not open stores: each opens its own on first use."""
-        return {**self.__dict__, "_open": {}, "_coverage": {}, "_motion": OrderedDict()}
+        return {
+            **self.__dict__,
+            "_open": {},
+            "_coverage": {},
+            "_motion": _Recent(self.cfg.motion_cache),
+            "_frames": _Recent(self.cfg.frame_cache),
+        }
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -108,15 +136,23 @@ class WindowDataset(torch.utils.data.Dataset):
         return self._coverage[name]
 
     def _motion_prior(self, w: Window, frames: np.ndarray) -> np.ndarray:
-        key = (w.domain, w.start)
-        if key in self._motion:
-            self._motion.move_to_end(key)
-            return self._motion[key].astype(np.float32)
-        motion = motion_field(frames, self.cfg.transform)
-        self._motion[key] = motion.astype(np.float16)
-        if len(self._motion) > self.cfg.motion_cache:
-            self._motion.popitem(last=False)
-        return motion
+        motion = self._motion.get(
+            (w.domain, w.start),
+            lambda: motion_field(frames, self.cfg.transform).astype(np.float16),
+        )
+        return motion.astype(np.float32)
+
+    def _rates(self, w: Window, length: int) -> np.ndarray:
+        """(length, Y, X) mm/h of the window's frames; those not kept are read in one slice."""
+        keys = [(w.domain, t) for t in range(w.start, w.start + length)]
+        found = {k: self._frames.values[k] for k in keys if k in self._frames.values}
+        missing = [t for domain, t in keys if (domain, t) not in found]
+        if missing:
+            block = self._dataset(w.domain).precip.isel(time=slice(missing[0], missing[-1] + 1))
+            found.update({(w.domain, missing[0] + k): f for k, f in enumerate(block.values)})
+        for key in keys:
+            self._frames.get(key, lambda key=key: found[key])
+        return np.stack([found[k] for k in keys])
 
     def _crop(self, w: Window, last: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of the crop: covered, drawn where the rain is (centred without
@@ -138,8 +174,7 @@ class WindowDataset(torch.utils.data.Dataset):
         n_in = self.cfg.frames_in
         length = n_in + self.cfg.frames_out
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
-        ds = self._dataset(w.domain)
-        rates = ds.precip.isel(time=slice(w.start, w.start + length)).values  # (T, Y, X) mm/h
+        rates = self._rates(w, length)  # (T, Y, X) mm/h
         motion = self._motion_prior(w, rates[:n_in])
         if self.whole is not None:
             (y0, x0), (hy, hx) = _centred(rates.shape[1], rates.shape[2], self.whole)

@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from motionrnn import (
     MotionRNN,
+    event_loss,
     intensity_weights,
     load_checkpoint,
     motion_smoothness,
@@ -59,6 +60,7 @@ MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
 OPTIMISER_FILE = "optimiser.pt"
 STATE_FILE = "state.json"
+KNOWN = 0.999  # share of an advected value read from known cells for the loss to count it
 
 
 @dataclass
@@ -117,21 +119,33 @@ class Loss:
     """The configured training loss (``LossConfig``) of one batch."""
 
     def __init__(self, cfg: TrainingConfig, device: torch.device):
-        edges = RainTransform(cfg.data.transform).forward(np.array(cfg.loss.intensity_mm_h))
+        transform = RainTransform(cfg.data.transform)
+        edges = transform.forward(np.array(cfg.loss.intensity_mm_h))
         self.edges = torch.as_tensor(edges, device=device)
         self.weights = torch.as_tensor(cfg.loss.intensity_weights, device=device)
+        levels = transform.forward(np.array(cfg.loss.events_mm_h))
+        self.levels = torch.as_tensor(levels, device=device)
+        self.softness = cfg.loss.events_softness_db / transform.span_db
         self.cfg = cfg.loss
 
     def __call__(self, prediction: Any, batch: Sample) -> torch.Tensor:
         weights = intensity_weights(batch.frames, self.edges, self.weights)
+        seen = batch.seen
+        if prediction.known is not None:  # an advected value read from unknown cells: unknown
+            seen = seen.clone()
+            seen[:, 1:] &= prediction.known >= KNOWN
         loss = next_frame_loss(
             prediction.frames.float(),
             batch.frames,
-            batch.seen,
+            seen,
             weights,
             mse=self.cfg.mse,
             mae=self.cfg.mae,
         )
+        if self.cfg.events:
+            loss = loss + self.cfg.events * event_loss(
+                prediction.frames.float(), batch.frames, self.levels, self.softness, seen
+            )
         if prediction.motion is not None and self.cfg.motion_smoothness:
             loss = loss + self.cfg.motion_smoothness * motion_smoothness(prediction.motion.float())
         return loss

@@ -152,6 +152,21 @@ def test_the_untrained_advective_model_moves_the_last_frame_along_the_prior() ->
     assert (forecast.sum(dim=(1, 2)) - frames[-1].sum()).abs().max() < 0.05 * frames[-1].sum()
 
 
+def test_forecast_values_read_from_unknown_cells_are_marked_unknown() -> None:
+    """Motion 2 px east per step, the 4 west columns unseen: the values a step reads from
+    them (or from beyond the map) are unknown, 2 more columns per lead after the inputs."""
+    model = MotionRNN(ADVECTIVE)
+    inputs = torch.rand(1, 3, 1, 8, 16)
+    coverage = torch.ones(1, 1, 8, 16)
+    coverage[..., :4] = 0
+    motion = torch.tensor([2.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 8, 16)
+    known = model(inputs, 3, coverage=coverage, motion=motion).known[0, :, 0]
+    assert known.shape == (5, 8, 16)
+    # each input step advects the frame before it (2 px); the forecast then goes 4, 6 px back
+    for t, edge in enumerate([6, 6, 6, 8, 10]):
+        assert (known[t, :, :edge] == 0).all() and (known[t, :, edge:] == 1).all()
+
+
 def test_advective_model_needs_its_inputs_and_learns_through_every_head() -> None:
     model = MotionRNN(ADVECTIVE)
     frames = torch.rand(2, 5, 1, 8, 12)

@@ -4,6 +4,7 @@ import torch
 from motionrnn import (
     MotionRNN,
     MotionRNNConfig,
+    event_loss,
     intensity_weights,
     motion_smoothness,
     next_frame_loss,
@@ -72,6 +73,40 @@ def test_intensity_weights_follow_the_classes() -> None:
     values = torch.tensor([0.0, 0.19, 0.2, 0.5, 0.95])
     weights = intensity_weights(values, torch.tensor([0.2, 0.9]), torch.tensor([1.0, 5.0, 30.0]))
     assert weights.tolist() == [1.0, 1.0, 5.0, 5.0, 30.0]
+
+
+def test_event_loss_is_one_minus_the_csi_of_sharp_forecasts() -> None:
+    """With a step this sharp, the soft CSI is the CSI of "value > threshold" (pysteps' event),
+    pooled over the batch and averaged over the thresholds; unseen cells never count."""
+    gen = torch.Generator().manual_seed(2)
+    frames = torch.rand(3, 5, 1, 8, 8, generator=gen)
+    predictions = torch.rand(3, 4, 1, 8, 8, generator=gen)
+    seen = torch.rand(3, 5, 1, 8, 8, generator=gen) > 0.3
+    levels = torch.tensor([0.3, 0.7])
+
+    def csi(level: float) -> float:
+        f, o = predictions > level, frames[:, 1:] > level
+        keep = seen[:, 1:]
+        hits = (f & o & keep).sum()
+        return (hits / ((f | o) & keep).sum()).item()
+
+    expected = 1 - (csi(0.3) + csi(0.7)) / 2
+    loss = event_loss(predictions, frames, levels, 1e-5, seen)
+    assert loss.item() == pytest.approx(expected, abs=1e-4)
+    garbage = frames.clone()
+    garbage[~seen] = 0.9  # whatever unseen cells hold
+    assert event_loss(predictions, garbage, levels, 1e-5, seen).item() == pytest.approx(
+        loss.item(), abs=1e-6
+    )
+
+
+def test_event_loss_pulls_a_missed_event_up_and_a_false_alarm_down() -> None:
+    frames = torch.tensor([0.0, 0.6, 0.1]).view(1, 3, 1, 1, 1).expand(1, 3, 1, 2, 2).clone()
+    predictions = torch.tensor([0.45, 0.55]).view(1, 2, 1, 1, 1).expand(1, 2, 1, 2, 2).clone()
+    predictions.requires_grad_(True)  # step 1 just misses 0.5 (observed 0.6), step 2 alarms
+    event_loss(predictions, frames, torch.tensor([0.5]), 0.05).backward()
+    grad = predictions.grad[0, :, 0, 0, 0]
+    assert grad[0] < 0 < grad[1]  # descent raises the miss and lowers the false alarm
 
 
 def test_motion_smoothness_is_zero_for_uniform_motion_only() -> None:

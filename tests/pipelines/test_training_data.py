@@ -125,6 +125,25 @@ def test_samples_hold_the_right_frames_and_crop(small_archive: Path):
     assert batch.frames.shape == (4, 7, 1, 32, 32) and batch.motion.shape == (4, 2, 32, 32)
 
 
+@pytest.mark.parametrize("kept", [0, 3, 64])
+def test_kept_frames_give_the_samples_read_afresh(small_archive: Path, kept: int):
+    """A frame cache smaller than a window (3 < 7 frames), larger than the archive, or none:
+    every window's frames are the archive's, in any order of reading."""
+    cfg = DataConfig(frames_in=3, frames_out=4, crop=32, frame_cache=kept)
+    ds = open_archive(small_archive)
+    windows = split_windows(
+        "d", pd.DatetimeIndex(ds.time.values), ds.present.values, ds.wet_fraction.values, cfg
+    )
+    every = [w for name in SPLITS for w in windows[name]]
+    data = WindowDataset(small_archive, every, cfg, augment=False, whole_domain_multiple=2)
+    t = RainTransform(cfg.transform)
+    for i in [5, 6, 4, 9, 0, 5, 13, 12]:
+        w, frames = every[i], data[i].frames[:, 0]
+        expected = t.forward(0.5 + np.arange(w.start, w.start + 7, dtype=np.float32))
+        assert np.allclose(frames[:, 10, 10].numpy(), expected)
+    assert len(data._frames.values) == min(kept, 20)
+
+
 def test_whole_domain_samples_for_validation(small_archive: Path):
     cfg = DataConfig(frames_in=3, frames_out=4, crop=32)
     ds = open_archive(small_archive)
