@@ -42,20 +42,24 @@ class Prediction(NamedTuple):
 
 
 class Advection(NamedTuple):
-    """Where an advective forecast stands: the frame it advects, the displacement back to it,
-    and the source accumulated along the way (carried with the motion)."""
+    """Where an advective forecast stands: the frame it advects and the displacement back
+    to it."""
 
     reference: torch.Tensor  # (B, c, H, W)
     displacement: torch.Tensor  # (B, 2, H, W) pixels, x first
-    source: torch.Tensor  # (B, c, H, W)
 
     def restart(self, frame: torch.Tensor, w: torch.Tensor) -> Advection:
         """Where sample b is fed a true frame (w_b = 1), advect that frame from here on;
         where it is fed its own forecast (w_b = 0), go on."""
         keep = 1 - w
-        return Advection(
-            w * frame + keep * self.reference, keep * self.displacement, keep * self.source
-        )
+        return Advection(w * frame + keep * self.reference, keep * self.displacement)
+
+
+def clip_at_dry(x: torch.Tensor) -> torch.Tensor:
+    """max(0, x), with the gradient of x (straight through): a cell clipped at dry still learns
+    where rain was missed. With relu's gradient it could not: a source that dried a cell out
+    once got no signal there again, so the model could only take rain away."""
+    return x + (F.relu(x) - x).detach()
 
 
 class MotionRNN(nn.Module):
@@ -76,12 +80,13 @@ class MotionRNN(nn.Module):
         advective:  v_t     = V + upsample(y_t[:2])                     motion, corrected
                     s_t     = depth-to-space(y_t[2:])                   source (growth, decay)
                     D_t     = D_{t-1} traced back along v_t             ``motionrnn.advection``
-                    x_{t+1} = max(0, x_ref(x + D_t) + A_{t-1}(x - v_t) + s_t)
-                    A_t     = x_{t+1} - x_ref(x + D_t)                  source so far, carried
+                    x_{t+1} = max(0, x_ref(x + D_t) + s_t)
 
-    where x_ref is the last true frame fed (D and A restart at zero with it). W_out starts at zero
-    in the advective model, so the untrained model advects the last frame along V: the
-    extrapolation nowcast.
+    where x_ref is the last true frame fed (D restarts at zero with it). s_t is the whole change
+    of intensity since x_ref, not an increment carried on: a carried source compounds over the
+    rollout (a per-step bias b is 12 b at lead 12), which made training swing between drying
+    out and flooding the long leads (bench/RESULTS.md). W_out starts at zero in the advective
+    model, so the untrained model advects the last frame along V: the extrapolation nowcast.
 
     States start at zero, so the output is a deterministic function of the input; any batch size
     and any frame size divisible by the patch work at every call. For speed compile the time
@@ -193,7 +198,7 @@ class MotionRNN(nn.Module):
             context = torch.cat([coverage, motion / self.config.motion_scale], dim=1)
         cover = inputs.new_ones(b, 1, height, width) if coverage is None else coverage
         zeros = inputs.new_zeros(b, c, height, width)
-        advection = Advection(zeros, inputs.new_zeros(b, 2, height, width), zeros)
+        advection = Advection(zeros, inputs.new_zeros(b, 2, height, width))
         state: State | None = None
         frames: list[torch.Tensor] = []
         corrections: list[torch.Tensor] = []
@@ -221,11 +226,8 @@ class MotionRNN(nn.Module):
             advection = advection.restart(x, w)
             displacement = trace_back(advection.displacement, velocity)
             advected = sample(advection.reference, displacement)
-            carried = sample(advection.source, -velocity)
-            # no rain below none: the frame is clipped at 0 (dry), and the source keeps only
-            # what the frame shows, so decay cannot pile up below dry and eat rain later
-            frame = F.relu(advected + carried + source)
-            advection = Advection(advection.reference, displacement, frame - advected)
+            frame = clip_at_dry(advected + source)  # no rain below none
+            advection = Advection(advection.reference, displacement)
             frames.append(frame)
             corrections.append(correction)
             known.append(sample(cover, displacement.detach()))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from motionrnn import MotionRNN, MotionRNNConfig
+from motionrnn.model import clip_at_dry
 
 # the paper's model: frames out directly, no context inputs
 SMALL = MotionRNNConfig(
@@ -165,6 +166,32 @@ def test_forecast_values_read_from_unknown_cells_are_marked_unknown() -> None:
     # each input step advects the frame before it (2 px); the forecast then goes 4, 6 px back
     for t, edge in enumerate([6, 6, 6, 8, 10]):
         assert (known[t, :, :edge] == 0).all() and (known[t, :, edge:] == 1).all()
+
+
+def test_a_cell_clipped_at_dry_still_learns_that_it_missed_rain() -> None:
+    x = torch.tensor([-0.3, 0.0, 0.4], requires_grad=True)
+    clipped = clip_at_dry(x)
+    assert clipped.tolist() == [0.0, 0.0, pytest.approx(0.4)]
+    ((clipped - torch.tensor([0.5, 0.5, 0.5])) ** 2).sum().backward()
+    assert x.grad[0] < 0  # descent raises the dried-out cell (relu's gradient there: 0)
+
+
+def test_a_constant_source_does_not_compound_over_the_leads() -> None:
+    """The source is the change since the advected reference: a head that says +0.05 gives
+    the advected frame + 0.05 at every lead, not 0.05 more per lead (which made training swing
+    between drying out and flooding the long leads)."""
+    model = MotionRNN(ADVECTIVE)
+    step = model.step
+
+    def constant_source(x: torch.Tensor, state):
+        y, state = step(x, state)
+        return torch.cat([torch.zeros_like(y[:, :2]), torch.full_like(y[:, 2:], 0.05)], 1), state
+
+    inputs = torch.rand(1, 3, 1, 8, 12)
+    context = {"coverage": torch.ones(1, 1, 8, 12), "motion": torch.zeros(1, 2, 8, 12)}
+    plain = model.generate(inputs, 4, **context)
+    model.step = constant_source
+    torch.testing.assert_close(model.generate(inputs, 4, **context), plain + 0.05)
 
 
 def test_advective_model_needs_its_inputs_and_learns_through_every_head() -> None:
