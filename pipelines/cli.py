@@ -496,6 +496,8 @@ def models_promote(
 
     cfg = _setup(config, overrides, verbose)
     reg = _registry(registry)
+    if store is not None:
+        _open(store, cfg)  # one line and exit 2 for what is not an archive
     try:
         rescored = None
         if store is not None and not force:

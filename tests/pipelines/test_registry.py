@@ -120,6 +120,11 @@ def test_models_cli(tmp_path: Path, checkpoint: Path):
         )
 
     assert cli("promote", "v0001").returncode == 0
+    for bad in (tmp_path / "nothing", tmp_path / "reg"):  # no store; a folder of other files
+        wrong = cli("promote", "v0002", "--store", str(bad))
+        assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+        assert wrong.stderr.strip().startswith(f"error: {bad}:")
+    assert Registry(tmp_path / "reg").promoted().version == "v0001"
     refused = cli("promote", "v0002")
     assert refused.returncode == 1 and "refused" in refused.stderr
     listing = cli("list")
