@@ -8,7 +8,7 @@ a process forked from one that has opened an Icechunk store can deadlock in its 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,16 +53,18 @@ class _Recent:
     def __init__(self, size: int):
         self.size, self.values = size, OrderedDict()
 
-    def get(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
-        if key in self.values:
-            self.values.move_to_end(key)
-            return self.values[key]
-        value = make()
+    def get(self, key: Hashable) -> np.ndarray | None:
+        """The value kept for ``key`` (now the most recent), or None."""
+        if key not in self.values:
+            return None
+        self.values.move_to_end(key)
+        return self.values[key]
+
+    def put(self, key: Hashable, value: np.ndarray) -> None:
         if self.size:
             self.values[key] = value
             if len(self.values) > self.size:
                 self.values.popitem(last=False)
-        return value
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -136,23 +138,25 @@ class WindowDataset(torch.utils.data.Dataset):
         return self._coverage[name]
 
     def _motion_prior(self, w: Window, frames: np.ndarray) -> np.ndarray:
-        motion = self._motion.get(
-            (w.domain, w.start),
-            lambda: motion_field(frames, self.cfg.transform).astype(np.float16),
-        )
+        key = (w.domain, w.start)
+        motion = self._motion.get(key)
+        if motion is None:
+            motion = motion_field(frames, self.cfg.transform).astype(np.float16)
+            self._motion.put(key, motion)
         return motion.astype(np.float32)
 
     def _rates(self, w: Window, length: int) -> np.ndarray:
         """(length, Y, X) mm/h of the window's frames; those not kept are read in one slice."""
-        keys = [(w.domain, t) for t in range(w.start, w.start + length)]
-        found = {k: self._frames.values[k] for k in keys if k in self._frames.values}
-        missing = [t for domain, t in keys if (domain, t) not in found]
+        indices = range(w.start, w.start + length)
+        found = {t: self._frames.get((w.domain, t)) for t in indices}
+        missing = [t for t, frame in found.items() if frame is None]
         if missing:
             block = self._dataset(w.domain).precip.isel(time=slice(missing[0], missing[-1] + 1))
-            found.update({(w.domain, missing[0] + k): f for k, f in enumerate(block.values)})
-        for key in keys:
-            self._frames.get(key, lambda key=key: found[key])
-        return np.stack([found[k] for k in keys])
+            for t, frame in enumerate(block.values, start=missing[0]):
+                if found[t] is None:
+                    found[t] = frame
+                    self._frames.put((w.domain, t), frame)
+        return np.stack([found[t] for t in indices])
 
     def _crop(self, w: Window, last: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of the crop: covered, drawn where the rain is (centred without
