@@ -14,7 +14,7 @@ from motionrnn.config import MotionRNNConfig
 
 if TYPE_CHECKING:
     from motionrnn.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
-    from motionrnn.model import MotionRNN, Prediction, State
+    from motionrnn.model import KNOWN, MotionRNN, Prediction, State
     from motionrnn.patching import from_patches, to_patches
     from motionrnn.sampling import (
         TeacherProbabilities,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 # public name -> submodule that defines it (imported, with torch, on first access)
 _LAZY = {
+    "KNOWN": "model",
     "MotionRNN": "model",
     "Prediction": "model",
     "State": "model",
@@ -52,6 +53,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "KNOWN",
     "MotionRNN",
     "MotionRNNConfig",
     "Prediction",

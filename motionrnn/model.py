@@ -31,6 +31,9 @@ class State(NamedTuple):
     trend: list[torch.Tensor]  # per MotionGRU, D_t (B, 2 k^2, h/2, w/2)
 
 
+KNOWN = 0.999  # a forecast value read at least this much from known cells is known
+
+
 class Prediction(NamedTuple):
     """What ``MotionRNN.forward`` returns."""
 

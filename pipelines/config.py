@@ -430,6 +430,52 @@ class TrainingConfig(_Section):
         return self
 
 
+class ForecastConfig(_Section):
+    """Issuing forecasts: where they go, which method, and the rules of the forecast cycle."""
+
+    store: StoreLocation = Field(
+        "data/forecasts", description="Forecast store (Icechunk repository): a folder or s3://..."
+    )
+    registry: Path = Field(
+        Path("data/registry"), description="Model registry: 'motionrnn' uses its promoted version."
+    )
+    method: Literal["motionrnn", "sprog", "extrapolation", "persistence"] = Field(
+        "motionrnn", description="What a forecast is made with."
+    )
+    fallback: Literal["sprog", "extrapolation", "persistence"] = Field(
+        "extrapolation",
+        description="What the cycle issues when the model service is down, fails or is late.",
+    )
+    frames_in: int = Field(
+        6,
+        ge=4,
+        description="Input frames per forecast, ending at the issue time (the motion prior uses "
+        "the last 4; a model its own number, at most this).",
+    )
+    lead_minutes: int = Field(
+        60, gt=0, description="Leads: every time step of the domain up to this many minutes."
+    )
+    max_input_age_minutes: float = Field(
+        15.0,
+        gt=0,
+        description="The cycle issues nothing when the newest complete input window ends "
+        "longer ago than this (a stale forecast has no value).",
+    )
+    chunk_yx: int = Field(
+        64,
+        gt=0,
+        description="Spatial chunk edge of stored forecasts; a chunk holds one issue time and "
+        "every lead.",
+    )
+    compression_level: int = Field(1, ge=0, le=22, description="Zstandard level for precip.")
+    audit_days: float = Field(
+        7.0,
+        gt=0,
+        description="Maintenance keeps the history (the audit trail of what was issued when) "
+        "this far back; older snapshots expire and their unreferenced data are deleted.",
+    )
+
+
 class MotioncastConfig(_Section):
     domains: dict[str, DomainConfig] = {}
     store: StoreConfig = StoreConfig()
@@ -437,6 +483,7 @@ class MotioncastConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     simulate: SimulatorConfig = SimulatorConfig()
     training: TrainingConfig = TrainingConfig()
+    forecast: ForecastConfig = ForecastConfig()
 
     @field_validator("domains")
     @classmethod

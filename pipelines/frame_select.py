@@ -31,7 +31,7 @@ class Selected:
         return self.requested is None or self.requested == self.time
 
 
-def parse_time(text: str) -> pd.Timestamp | None:
+def parse_time(text: str, option: str = "--time") -> pd.Timestamp | None:
     """'last' -> None; else a tz-naive UTC time (an offset or Z is converted to UTC).
 
     Words pandas would read against the local clock ('now', 'today') are refused with the rest.
@@ -44,7 +44,7 @@ def parse_time(text: str) -> pd.Timestamp | None:
     except (ValueError, TypeError, OverflowError):
         when = pd.NaT
     if pd.isna(when):
-        raise FrameSelectError(f"--time {text!r} is not a time: give {TIME_FORMS}")
+        raise FrameSelectError(f"{option} {text!r} is not a time: give {TIME_FORMS}")
     return when.tz_convert("UTC").tz_localize(None) if when.tzinfo is not None else when
 
 

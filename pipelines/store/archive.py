@@ -10,8 +10,6 @@ frame hold NaN and ``present`` False.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,12 +28,11 @@ from pipelines.config import ObjectStorageConfig
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
 from pipelines.store.mosaic import MosaicSpec, merge
-from pipelines.store.repository import StoreError, first_line, open_repository, writer_lock
+from pipelines.store.repository import BRANCH, StoreError, has_group, open_repository, transact
 from pipelines.store.timeaxis import TIME_ATTRS, TIME_UNITS, TimeAxis, slot_of
 
 log = logging.getLogger(__name__)
 
-BRANCH = "main"
 CONTRIBUTIONS = "contributions"  # <domain>/contributions/<radar>: radar frames staged for mosaics
 PRECIP_ATTRS = {
     "standard_name": "rainfall_rate",
@@ -53,7 +50,6 @@ WET_ATTRS = {
 }
 X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
 Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
-RACE_BACKOFF_S = 0.05  # first wait after losing a commit race; doubles, randomised
 TIME_CHUNK = 4096  # slots per chunk of the time coordinate and the per-slot variables
 
 
@@ -272,38 +268,18 @@ class Archive:
                 direct[frame.domain].append(frame)
         if not direct and not staged and not mosaics:
             return WriteReport()
-        with writer_lock(self.location):
-            for attempt in range(1, self.commit_tries + 1):
-                try:
-                    session = self.repo.writable_session(BRANCH)
-                    report, changed = self._stage(session.store, direct, staged, mosaics, now)
-                    if not changed:
-                        return report
-                    # another writer's commit in between: rebase onto it if no chunk clashes
-                    report.snapshot = session.commit(
-                        message, rebase_with=icechunk.ConflictDetector(), rebase_tries=3
-                    )
-                except (icechunk.ConflictError, icechunk.RebaseFailedError) as exc:
-                    # both wrote the same chunks: redo the write on top of the winner's commit
-                    log.warning(
-                        "%s: commit %d of %d lost a race with another writer (%s); writing again",
-                        self.location,
-                        attempt,
-                        self.commit_tries,
-                        first_line(exc),
-                    )
-                    time.sleep(random.uniform(0, RACE_BACKOFF_S * 2**attempt))  # break lockstep
-                    continue
-                except icechunk.IcechunkError as exc:  # storage unreachable, or refused
-                    raise ArchiveError(
-                        f"{self.location}: write failed: {first_line(exc)}"
-                    ) from None
-                log.info("committed %d frames: %s", report.n_written, report.snapshot)
-                return report
-        raise ArchiveError(
-            f"{self.location}: other writers won {self.commit_tries} commits in a row; nothing "
-            "of this batch was written (object_storage.commit_tries)"
+        report, snapshot = transact(
+            self.repo,
+            self.location,
+            lambda store: self._stage(store, direct, staged, mosaics, now),
+            message,
+            self.commit_tries,
+            ArchiveError,
         )
+        report.snapshot = snapshot
+        if snapshot is not None:
+            log.info("committed %d frames: %s", report.n_written, snapshot)
+        return report
 
     def _stage(
         self,
@@ -325,25 +301,15 @@ class Archive:
         for group, times in staging.added.items():
             report.staged[group.split("/")[0]].extend(times)
         for domain, spec in mosaics.items():
-            if self._has_group(store, f"{domain}/{CONTRIBUTIONS}"):
+            if has_group(store, f"{domain}/{CONTRIBUTIONS}"):
                 built, pending = self._due_mosaics(store, domain, spec, now)
                 report.pending[domain].extend(pending)
                 self._upsert(store, domain, built, report)
         return report, bool(report.n_written or staging.n_written)
 
-    @staticmethod
-    def _has_group(store, path: str) -> bool:
-        try:
-            zarr.open_group(store, path=path, mode="r")
-        except GroupNotFoundError:
-            return False
-        return True
-
     @classmethod
     def _has_frames(cls, store, group: str) -> bool:
-        return cls._has_group(store, group) and "precip" in zarr.open_group(
-            store, path=group, mode="r"
-        )
+        return has_group(store, group) and "precip" in zarr.open_group(store, path=group, mode="r")
 
     def _due_mosaics(
         self, store, domain: str, spec: MosaicSpec, now: pd.Timestamp

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 # icechunk logs a warning about local storage and concurrent commits on every open; we keep one
 # committing writer per repository (see writer_lock), so the warning carries no information.
 os.environ.setdefault("ICECHUNK_LOG", "error")
 
 import icechunk  # noqa: E402
+import zarr  # noqa: E402
+from zarr.errors import GroupNotFoundError  # noqa: E402
 
 from pipelines.config import ObjectStorageConfig  # noqa: E402
 from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
 
 icechunk.set_logs_filter(os.environ["ICECHUNK_LOG"])
+
+log = logging.getLogger(__name__)
+
+BRANCH = "main"
+RACE_BACKOFF_S = 0.05  # first wait after losing a commit race; doubles, randomised
+T = TypeVar("T")
 
 
 def _s3_storage(bucket: str, prefix: str, options: ObjectStorageConfig | None):
@@ -102,6 +114,15 @@ def open_repository(
         raise StoreError(f"{location}: cannot open the store: {first_line(exc)}") from None
 
 
+def has_group(store, path: str) -> bool:
+    """Whether a Zarr group exists at ``path`` in an open store."""
+    try:
+        zarr.open_group(store, path=path, mode="r")
+    except GroupNotFoundError:
+        return False
+    return True
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an error's message: Icechunk's carry a multi-line Rust trace."""
     text = str(exc).strip()
@@ -125,3 +146,47 @@ def writer_lock(location: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def transact(
+    repo: icechunk.Repository,
+    location: str | Path,
+    stage: Callable[[object], tuple[T, bool]],
+    message: str,
+    tries: int,
+    error: type[StoreError] = StoreError,
+) -> tuple[T, str | None]:
+    """One write as one commit: ``stage(store)`` writes into a fresh session and returns
+    (its result, whether it changed anything); the session is committed whole or not at all.
+
+    Under the writer lock (local stores). A commit that another writer's commit got in before
+    is rebased onto it when no chunk clashes, else staged again on top of the winner's, up to
+    ``tries`` times. Returns the result and the new snapshot id (None when nothing changed).
+    Errors of the storage become ``error`` with one line naming the store.
+    """
+    with writer_lock(location):
+        for attempt in range(1, tries + 1):
+            try:
+                session = repo.writable_session(BRANCH)
+                result, changed = stage(session.store)
+                if not changed:
+                    return result, None
+                snapshot = session.commit(
+                    message, rebase_with=icechunk.ConflictDetector(), rebase_tries=3
+                )
+                return result, snapshot
+            except (icechunk.ConflictError, icechunk.RebaseFailedError) as exc:
+                log.warning(
+                    "%s: commit %d of %d lost a race with another writer (%s); writing again",
+                    location,
+                    attempt,
+                    tries,
+                    first_line(exc),
+                )
+                time.sleep(random.uniform(0, RACE_BACKOFF_S * 2**attempt))  # break lockstep
+            except icechunk.IcechunkError as exc:  # storage unreachable, or refused
+                raise error(f"{location}: write failed: {first_line(exc)}") from None
+    raise error(
+        f"{location}: other writers won {tries} commits in a row; nothing of this write was "
+        "stored (object_storage.commit_tries)"
+    )

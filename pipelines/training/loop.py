@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from motionrnn import (
+    KNOWN,
     MotionRNN,
     event_loss,
     intensity_weights,
@@ -60,7 +61,6 @@ MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
 OPTIMISER_FILE = "optimiser.pt"
 STATE_FILE = "state.json"
-KNOWN = 0.999  # share of an advected value read from known cells for the loss to count it
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""Issuing one forecast: the input window from the archive, the forecaster, the forecast store.
+
+    inputs = read_inputs(archive, "knmi", frames_in=6)          # the newest complete window
+    forecast = make_forecast(inputs, forecaster, lead_minutes=60)
+    ForecastStore(...).write(forecast)
+
+``issue`` does all three; ``motioncast forecast``, the Serve app and the forecast cycle all go
+through it, so the model can change without touching them. The input window is the
+``frames_in`` frames ending at the issue time, every slot present, read from one archive
+snapshot (recorded with the forecast).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.forecast.methods import Forecaster
+from pipelines.forecast.store import Forecast, ForecastStore, WriteResult
+from pipelines.grid import Grid
+from pipelines.motion_prior import motion_field
+from pipelines.store.archive import Archive, ArchiveError
+from pipelines.store.timeaxis import slot_of
+from pipelines.training.windows import complete_starts
+
+log = logging.getLogger(__name__)
+
+
+class ForecastError(ValueError):
+    """A forecast that cannot be made from what is there; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The input window of one forecast."""
+
+    domain: str
+    issue_time: pd.Timestamp  # the last frame's slot
+    step_minutes: int
+    frames: np.ndarray  # (frames_in, ny, nx) float32 mm/h, NaN unknown
+    times: tuple[pd.Timestamp, ...]
+    grid: Grid
+    snapshot: str  # the archive commit they were read from
+
+
+def newest_issue_time(present: np.ndarray, times: pd.DatetimeIndex, frames_in: int):
+    """The slot ending the newest run of ``frames_in`` present slots, or None."""
+    starts = complete_starts(present, frames_in)
+    return times[starts[-1] + frames_in - 1] if len(starts) else None
+
+
+def read_inputs(
+    archive: Archive,
+    domain: str,
+    frames_in: int,
+    issue_time: pd.Timestamp | None = None,
+    snapshot: str | None = None,
+) -> Inputs:
+    """The ``frames_in`` frames ending at ``issue_time`` (default: the newest complete window),
+    from ``snapshot`` (default: the archive's latest commit). ForecastError when the domain is
+    unknown or the window incomplete."""
+    snapshot = snapshot or archive.head()
+    try:
+        ds = archive.dataset(domain, snapshot)
+    except ArchiveError as exc:
+        raise ForecastError(str(exc)) from None
+    step = int(ds.attrs["time_step_minutes"])
+    times = pd.DatetimeIndex(ds.time.values)
+    present = ds.present.values.astype(bool)
+    if issue_time is None:
+        issue_time = newest_issue_time(present, times, frames_in)
+        if issue_time is None:
+            raise ForecastError(
+                f"domain {domain}: no {frames_in} consecutive frames in the archive yet"
+            )
+    slot = slot_of(pd.Timestamp(issue_time), step)
+    wanted = pd.DatetimeIndex(slot - pd.Timedelta(minutes=step) * np.arange(frames_in)[::-1])
+    index = times.get_indexer(wanted)
+    missing = [t for t, i in zip(wanted, index, strict=True) if i < 0 or not present[i]]
+    if missing:
+        shown = ", ".join(t.strftime("%Y-%m-%d %H:%M") for t in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ForecastError(
+            f"domain {domain}: no complete input window ending at {slot.isoformat()}: "
+            f"{len(missing)} of {frames_in} frames missing ({shown}{more})"
+        )
+    frames = ds.precip.isel(time=slice(index[0], index[-1] + 1)).values.astype(np.float32)
+    grid = Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values)
+    return Inputs(domain, slot, step, frames, tuple(wanted), grid, snapshot)
+
+
+def lead_count(lead_minutes: int, step_minutes: int) -> int:
+    """Leads of a domain's step up to ``lead_minutes`` (at least one)."""
+    return max(1, lead_minutes // step_minutes)
+
+
+def make_forecast(
+    inputs: Inputs, forecaster: Forecaster, lead_minutes: int, reason: str = ""
+) -> Forecast:
+    """The forecast of ``inputs`` by ``forecaster``, every step of the domain to lead_minutes."""
+    if forecaster.frames_in > len(inputs.frames):
+        raise ForecastError(
+            f"{forecaster.name} {forecaster.version}: reads {forecaster.frames_in} input frames, "
+            f"more than the {len(inputs.frames)} configured (forecast.frames_in)"
+        )
+    n_out = lead_count(lead_minutes, inputs.step_minutes)
+    velocity = motion_field(inputs.frames, forecaster.transform)
+    values = forecaster.nowcast(inputs.frames, n_out, velocity)
+    return Forecast(
+        domain=inputs.domain,
+        issue_time=inputs.issue_time,
+        step_minutes=inputs.step_minutes,
+        values=np.asarray(values, dtype=np.float32),
+        grid=inputs.grid,
+        method=forecaster.name,
+        input_times=inputs.times,
+        archive_snapshot=inputs.snapshot,
+        model_version=forecaster.version,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class Issued:
+    domain: str
+    issue_time: pd.Timestamp
+    forecast: Forecast | None  # None when that issue time was stored already
+    result: WriteResult
+
+
+def issue(
+    archive: Archive,
+    forecasts: ForecastStore,
+    forecaster: Forecaster,
+    domain: str,
+    frames_in: int,
+    lead_minutes: int,
+    issue_time: pd.Timestamp | None = None,
+    replace: bool = False,
+    reason: str = "",
+) -> Issued:
+    """Make and store one forecast; an issue time already stored is not made again unless
+    ``replace`` (then the forecast is None and the result's status 'exists')."""
+    inputs = read_inputs(archive, domain, frames_in, issue_time)
+    if not replace and inputs.issue_time in forecasts.issue_times(domain):
+        return Issued(domain, inputs.issue_time, None, WriteResult("exists", None))
+    forecast = make_forecast(inputs, forecaster, lead_minutes, reason)
+    return Issued(domain, inputs.issue_time, forecast, forecasts.write(forecast, replace=replace))
