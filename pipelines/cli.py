@@ -616,7 +616,7 @@ def forecast(
         raise typer.Exit(2) from None
     archive = _open(cfg.store.archive, cfg)
     try:
-        forecaster = get_forecaster(f.method, f.registry, cfg.training.data.transform, f.frames_in)
+        forecaster = get_forecaster(f.method, f.registry, cfg.training.data.transform)
     except NoModelError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -21,7 +21,6 @@ import pandas as pd
 from pipelines.forecast.methods import Forecaster
 from pipelines.forecast.store import Forecast, ForecastStore, WriteResult
 from pipelines.grid import Grid
-from pipelines.motion_prior import motion_field
 from pipelines.store.archive import Archive, ArchiveError
 from pipelines.store.timeaxis import slot_of
 from pipelines.training.windows import complete_starts
@@ -101,14 +100,10 @@ def make_forecast(
     inputs: Inputs, forecaster: Forecaster, lead_minutes: int, reason: str = ""
 ) -> Forecast:
     """The forecast of ``inputs`` by ``forecaster``, every step of the domain to lead_minutes."""
-    if forecaster.frames_in > len(inputs.frames):
-        raise ForecastError(
-            f"{forecaster.name} {forecaster.version}: reads {forecaster.frames_in} input frames, "
-            f"more than the {len(inputs.frames)} configured (forecast.frames_in)"
-        )
-    n_out = lead_count(lead_minutes, inputs.step_minutes)
-    velocity = motion_field(inputs.frames, forecaster.transform)
-    values = forecaster.nowcast(inputs.frames, n_out, velocity)
+    try:
+        values, version = forecaster(inputs.frames, lead_count(lead_minutes, inputs.step_minutes))
+    except ValueError as exc:  # inputs the forecaster cannot take
+        raise ForecastError(f"{forecaster.name}: {exc} (forecast.frames_in)") from None
     return Forecast(
         domain=inputs.domain,
         issue_time=inputs.issue_time,
@@ -118,7 +113,7 @@ def make_forecast(
         method=forecaster.name,
         input_times=inputs.times,
         archive_snapshot=inputs.snapshot,
-        model_version=forecaster.version,
+        model_version=version,
         reason=reason,
     )
 

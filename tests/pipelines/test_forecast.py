@@ -196,10 +196,9 @@ def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_siz
     frames[:, :, :5] = np.nan  # a strip outside coverage
     assert frames.shape == (6, 59, 61)
     forecaster = get_forecaster("motionrnn", promoted_registry(tmp_path))
-    assert (forecaster.name, forecaster.version, forecaster.frames_in) == ("motionrnn", "v0001", 6)
-    velocity = motion_field(frames, forecaster.transform)
-    model = forecaster.nowcast(frames, 12, velocity)
-    reference = extrapolation(frames, 12, velocity)
+    model, version = forecaster(frames, 12)
+    assert (forecaster.name, version) == ("motionrnn", "v0001")
+    reference = extrapolation(frames, 12, motion_field(frames, forecaster.transform))
     assert model.shape == reference.shape == (12, 59, 61)
     # unknown where extrapolation is unknown: the strip, and what moves in from it or the edge
     np.testing.assert_array_equal(np.isfinite(model), np.isfinite(reference))
@@ -221,6 +220,8 @@ def test_no_promoted_model_is_one_line_and_exit_1(tmp_path: Path):
         get_forecaster("motionrnn", tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown baseline 'nope'"):
         get_forecaster("nope")
+    with pytest.raises(ValueError, match="needs 6 input frames"):
+        get_forecaster("motionrnn", promoted_registry(tmp_path))(np.zeros((4, 8, 8)), 3)
 
 
 # ---- motioncast forecast ---------------------------------------------------------------
