@@ -641,14 +641,12 @@ def forecast(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
         made = done.forecast
-        summary = made.summary() if made else {"domain": name, "method": f.method}
-        summary.update(
-            issue_time=done.issue_time.isoformat(),
-            status=done.result.status,
-            snapshot=done.result.snapshot,
-        )
-        summaries.append(summary)
-        if not as_json:
+        if as_json:
+            summary = fstore.summary(name, done.issue_time)
+            summaries.append(
+                {**summary, "status": done.result.status, "snapshot": done.result.snapshot}
+            )
+        else:
             what = f" by {made.method} {made.model_version}".rstrip() if made else ""
             console.print(f"{name} {done.issue_time.isoformat()}: {done.result.status}{what}")
     if as_json:

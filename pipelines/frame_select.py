@@ -45,6 +45,11 @@ def parse_time(text: str, option: str = "--time") -> pd.Timestamp | None:
         when = pd.NaT
     if pd.isna(when):
         raise FrameSelectError(f"{option} {text!r} is not a time: give {TIME_FORMS}")
+    return naive_utc(when)
+
+
+def naive_utc(when: pd.Timestamp) -> pd.Timestamp:
+    """A tz-naive UTC time, the stores' convention (an aware time is converted to UTC)."""
     return when.tz_convert("UTC").tz_localize(None) if when.tzinfo is not None else when
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -27,8 +28,9 @@ RAIN_COLOURS = [
 ]
 
 
-def plot_rain_map(field: xr.DataArray, out: Path, title: str) -> Path:
-    """Save a map of one precip(y, x) field in mm/h; grey where no radar sees."""
+def plot_rain_map(field: xr.DataArray, out: Path | BinaryIO, title: str) -> Path | BinaryIO:
+    """Save a map of one precip(y, x) field in mm/h as PNG, to a path or a binary file;
+    grey where no radar sees."""
     cmap = ListedColormap(RAIN_COLOURS)
     cmap.set_under("white")
     cmap.set_bad("#d9d9d9")
@@ -43,8 +45,9 @@ def plot_rain_map(field: xr.DataArray, out: Path, title: str) -> Path:
     ax.set_ylabel("y (km)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    if isinstance(out, str | Path):
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
     plt.close(fig)
     return out

@@ -120,24 +120,6 @@ class Forecast:
             f" ({self.reason})" if self.reason else ""
         )
 
-    def summary(self) -> dict[str, object]:
-        """What was issued, as JSON-ready values (the API's and the CLI's summary)."""
-        wet = np.isfinite(self.values) & (self.values > 1.0)
-        return {
-            "domain": self.domain,
-            "issue_time": self.issue_time.isoformat(),
-            "method": self.method,
-            "model_version": self.model_version or None,
-            "reason": self.reason or None,
-            "lead_minutes": self.lead_minutes.tolist(),
-            "input_times": [t.isoformat() for t in self.input_times],
-            "archive_snapshot": self.archive_snapshot,
-            "issued_at": self.issued_at.isoformat(),
-            "shape": list(self.values.shape),
-            "max_mm_h": float(np.nanmax(self.values)) if np.isfinite(self.values).any() else None,
-            "area_over_1mm_h": [round(float(w.mean()), 4) for w in wet],
-        }
-
 
 @dataclass(frozen=True)
 class WriteResult:
@@ -239,6 +221,37 @@ class ForecastStore:
             return pd.DatetimeIndex([])
         node = zarr.open_group(self._read_store(), path=domain, mode="r")
         return pd.DatetimeIndex(sorted(EPOCH + pd.to_timedelta(node[ISSUE][:], unit="min")))
+
+    def summary(self, domain: str, issue_time: pd.Timestamp | None = None) -> dict[str, object]:
+        """What was issued at ``issue_time`` (default: the latest), as JSON-ready values."""
+        ds = self.dataset(domain)
+        if ds.sizes[ISSUE] == 0:
+            raise ForecastStoreError(f"{self.location}: no forecasts of domain {domain!r} yet")
+        one = ds.isel({ISSUE: -1}) if issue_time is None else ds.sel({ISSUE: issue_time})
+        values = one.precip.values
+        seen = np.isfinite(values)
+
+        def iso(t) -> str:
+            return pd.Timestamp(t).isoformat()
+
+        return {
+            "domain": domain,
+            "issue_time": iso(one[ISSUE].values),
+            "method": str(one.method.values),
+            "model_version": str(one.model_version.values) or None,
+            "reason": str(one.reason.values) or None,
+            "lead_minutes": (one.lead_time.values // np.timedelta64(1, "m")).tolist(),
+            "valid_times": [iso(one.valid_time.values[0]), iso(one.valid_time.values[-1])],
+            "input_times": [iso(t) for t in one.input_time.values],
+            "archive_snapshot": str(one.archive_snapshot.values),
+            "issued_at": iso(one.issued_at.values),
+            "shape": list(values.shape),
+            "max_mm_h": round(float(values[seen].max()), 3) if seen.any() else None,
+            "area_over_1mm_h": [  # share of the known cells, per lead
+                round(float((v[k] > 1.0).mean()), 4) if k.any() else None
+                for v, k in zip(values, seen, strict=True)
+            ],
+        }
 
     def history(self) -> list[tuple[str, str, pd.Timestamp]]:
         """(snapshot id, message, written at) of every commit kept, newest first."""
