@@ -8,6 +8,7 @@ two identical). A user YAML overrides any subset, and the CLI overrides both (sp
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ from pipelines.grid import Grid
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
+TOKEN_ENV = "MOTIONCAST_API_TOKEN"  # the forecast API's bearer token, over serve.token
 
 
 class _Section(BaseModel):
@@ -474,6 +476,17 @@ class ForecastConfig(_Section):
         description="Maintenance keeps the history (the audit trail of what was issued when) "
         "this far back; older snapshots expire and their unreferenced data are deleted.",
     )
+    deadline_seconds: float = Field(
+        30.0, gt=0, description="The cycle waits this long for the forecast service."
+    )
+    catch_up_max: int = Field(
+        288, ge=1, description="Issue times one catch-up run backfills at most (newest first)."
+    )
+    cron: str = Field(
+        "1-59/5 * * * *",
+        description="Schedule of the forecast cycle: every 5 minutes, a minute after the radar.",
+    )
+    maintenance_cron: str = Field("17 3 * * *", description="Schedule of store maintenance.")
 
 
 class ServeConfig(_Section):
@@ -498,6 +511,15 @@ class ServeConfig(_Section):
         "first forecast of each grid size compiles, ~12 s on CPU).",
     )
     model_cpus: float = Field(1.0, gt=0, description="CPUs of the model replica (torch threads).")
+
+    def bearer_token(self) -> str | None:
+        """The API token: the environment's MOTIONCAST_API_TOKEN, else ``token``."""
+        return os.environ.get(TOKEN_ENV) or self.token
+
+    def url(self) -> str:
+        """Where a client on this machine reaches the API."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
 
 class MotioncastConfig(_Section):

@@ -130,3 +130,38 @@ def motioncast(*args: str, cwd: Path = REPO, **kw):
         timeout=300,
         **kw,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def promoted_registry(root: Path, frames_in: int = 6) -> Path:
+    """A registry at ``root/registry`` whose promoted v0001 is an untrained advective MotionRNN
+    (the extrapolation nowcast; forced in)."""
+    from motionrnn import MotionRNN, MotionRNNConfig, save_checkpoint
+    from pipelines.config import MotioncastConfig
+    from pipelines.registry import Registry
+
+    model = MotionRNN(MotionRNNConfig(hidden=8, frames_in=frames_in, frames_out=12))
+    save_checkpoint(root / "untrained.safetensors", model)
+    registry = Registry(root / "registry")
+    training = MotioncastConfig().training.model_dump(mode="json", exclude={"model"})
+    card = {"run": "test", "training": training, "validation": {"model": {"csi_1mm": 0.1}}}
+    registry.promote(registry.register(root / "untrained.safetensors", card).version, force=True)
+    return root / "registry"
+
+
+def start_service(overrides: list[str]):
+    """The forecast service (Ray Serve, on a free loopback port) with these settings; its config.
+    Call ``ray.serve.shutdown()`` after: it holds a CPU that training tests need."""
+    from pipelines.config import load_config
+    from pipelines.serve.app import start
+
+    cfg = load_config(None, [f"serve.port={free_port()}", "serve.poll_seconds=0.5", *overrides])
+    start(cfg)
+    return cfg

@@ -45,10 +45,23 @@ class Inputs:
     snapshot: str  # the archive commit they were read from
 
 
-def newest_issue_time(present: np.ndarray, times: pd.DatetimeIndex, frames_in: int):
-    """The slot ending the newest run of ``frames_in`` present slots, or None."""
-    starts = complete_starts(present, frames_in)
-    return times[starts[-1] + frames_in - 1] if len(starts) else None
+def issue_times(ds, frames_in: int) -> pd.DatetimeIndex:
+    """Slots of an archive domain's dataset that end a complete input window (``frames_in``
+    present slots in a row), oldest first."""
+    starts = complete_starts(ds.present.values.astype(bool), frames_in)
+    return pd.DatetimeIndex(ds.time.values[starts + frames_in - 1])
+
+
+def _domain(archive: Archive, domain: str, snapshot: str):
+    try:
+        return archive.dataset(domain, snapshot)
+    except ArchiveError as exc:
+        raise ForecastError(str(exc)) from None
+
+
+def complete_windows(archive: Archive, domain: str, frames_in: int) -> pd.DatetimeIndex:
+    """Issue times the archive has a complete input window for, oldest first."""
+    return issue_times(_domain(archive, domain, archive.head()), frames_in)
 
 
 def read_inputs(
@@ -62,19 +75,17 @@ def read_inputs(
     from ``snapshot`` (default: the archive's latest commit). ForecastError when the domain is
     unknown or the window incomplete."""
     snapshot = snapshot or archive.head()
-    try:
-        ds = archive.dataset(domain, snapshot)
-    except ArchiveError as exc:
-        raise ForecastError(str(exc)) from None
+    ds = _domain(archive, domain, snapshot)
     step = int(ds.attrs["time_step_minutes"])
     times = pd.DatetimeIndex(ds.time.values)
     present = ds.present.values.astype(bool)
     if issue_time is None:
-        issue_time = newest_issue_time(present, times, frames_in)
-        if issue_time is None:
+        complete = issue_times(ds, frames_in)
+        if not len(complete):
             raise ForecastError(
                 f"domain {domain}: no {frames_in} consecutive frames in the archive yet"
             )
+        issue_time = complete[-1]
     slot = slot_of(pd.Timestamp(issue_time), step)
     wanted = pd.DatetimeIndex(slot - pd.Timedelta(minutes=step) * np.arange(frames_in)[::-1])
     index = times.get_indexer(wanted)

@@ -18,7 +18,6 @@
 import asyncio
 import io
 import logging
-import os
 import secrets
 import threading
 import time
@@ -43,7 +42,6 @@ from pipelines.frame_select import naive_utc
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "MOTIONCAST_API_TOKEN"
 MAX_BODY_BYTES = 4096  # a forecast request is a few fields: anything larger is refused (413)
 PROMOTED = "promoted.json"
 
@@ -172,7 +170,7 @@ class Api:
     def __init__(self, model: DeploymentHandle, config: dict):
         self.cfg = MotioncastConfig.model_validate(config)
         self.model = model
-        self.token = os.environ.get(TOKEN_ENV) or self.cfg.serve.token
+        self.token = self.cfg.serve.bearer_token()
         self._forecasts: ForecastStore | None = None
         self._lock = threading.Lock()
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.config import MotioncastConfig, TransformConfig
+from pipelines.config import TransformConfig
 from pipelines.forecast.store import Forecast, ForecastStore, ForecastStoreError, open_forecasts
 from pipelines.grid import Grid
-from tests.conftest import REPO, motioncast
+from tests.conftest import REPO, motioncast, promoted_registry
 
 GRID = Grid.from_extent("EPSG:3035", (0.0, 0.0, 60e3, 40e3), 1000.0)  # 40 x 60 cells
 
@@ -160,23 +160,6 @@ def test_a_writer_killed_mid_write_leaves_no_partial_forecast_and_the_rerun_comp
 
 
 # ---- forecasters -----------------------------------------------------------------------
-
-
-def promoted_registry(root: Path, frames_in: int = 6, patch: int = 4) -> Path:
-    """A registry whose promoted version is an untrained advective MotionRNN (forced in)."""
-    from motionrnn import MotionRNN, MotionRNNConfig, save_checkpoint
-    from pipelines.registry import Registry
-
-    model = MotionRNN(MotionRNNConfig(hidden=8, patch=patch, frames_in=frames_in, frames_out=12))
-    save_checkpoint(root / "untrained.safetensors", model)
-    registry = Registry(root / "registry")
-    training = MotioncastConfig().training.model_dump(mode="json", exclude={"model"})
-    version = registry.register(
-        root / "untrained.safetensors",
-        {"run": "test", "training": training, "validation": {"model": {"csi_1mm": 0.1}}},
-    )
-    registry.promote(version.version, force=True)
-    return root / "registry"
 
 
 def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_size(

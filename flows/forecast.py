@@ -1,0 +1,127 @@
+"""The forecast cycle and store maintenance as Prefect flows, and their deployments.
+
+- ``forecast_flow``: one cycle (``pipelines.forecast.cycle``): per domain the newest complete
+  input window, skipped when stored or stale, made by the forecast service, or by pysteps
+  extrapolation when the service is down, failing or late; a markdown artifact says what it
+  did. A run that starts more than one period after its scheduled time does nothing (a stale
+  cycle has no value; the next one is due anyway).
+- ``maintenance_flow``: expires the forecast store's snapshots older than the audit window
+  (``forecast.audit_days``) and deletes the data only they held.
+
+``deployments(cfg)`` gives both on their cron schedules (``forecast.cron``, a minute after each
+5-minute radar time; ``forecast.maintenance_cron``, daily), each with at most one run at a time:
+a run due while one is running is cancelled, not queued.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+from pipelines.config import MotioncastConfig, load_config
+from pipelines.forecast.cycle import Outcome, run_cycle
+from pipelines.forecast.store import ForecastStore
+
+LATE_AFTER = pd.Timedelta(minutes=5)  # one cycle period: a run later than this does nothing
+
+
+def _config(config_file: str | None, overrides: list[str] | None) -> MotioncastConfig:
+    return load_config(Path(config_file) if config_file else None, overrides)
+
+
+def _markdown(outcomes: list[Outcome], now: pd.Timestamp) -> str:
+    lines = [
+        f"# Forecast cycle at {now.isoformat()}",
+        "",
+        "| domain | issue time | action | method | model | seconds | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        lines.append(
+            f"| {o.domain} | {o.issue_time or '-'} | {o.action} | {o.method or '-'} | "
+            f"{o.model_version or '-'} | {o.seconds:g} | {o.reason or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _late(logger) -> bool:
+    from prefect.runtime import flow_run
+
+    scheduled = flow_run.scheduled_start_time
+    if scheduled is None:
+        return False
+    late = pd.Timestamp.now("UTC") - pd.Timestamp(scheduled)
+    if late > LATE_AFTER:
+        logger.warning("started %s after its schedule: a late cycle is skipped", late)
+        return True
+    return False
+
+
+@flow(name="forecast-cycle")
+def forecast_flow(
+    config_file: str | None = None,
+    overrides: list[str] | None = None,
+    domains: list[str] | None = None,
+    now: str | None = None,
+    catch_up: bool = False,
+) -> list[dict]:
+    """One forecast cycle; ``now`` (UTC, default the clock) decides what input is stale."""
+    logger = get_run_logger()
+    if now is None and _late(logger):
+        return [Outcome("*", None, "late", reason="started after the next cycle was due").as_dict()]
+    cfg = _config(config_file, overrides)
+    clock = pd.Timestamp.now("UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    outcomes = run_cycle(cfg, domains, clock, catch_up)
+    for o in outcomes:
+        logger.info(
+            "%s %s: %s %s %s %s", o.domain, o.issue_time, o.action, o.method, o.model_version,
+            o.reason,
+        )
+    create_markdown_artifact(
+        markdown=_markdown(outcomes, clock),
+        key="forecast-cycle",
+        description="What the forecast cycle issued",
+    )
+    return [o.as_dict() for o in outcomes]
+
+
+@flow(name="forecast-store-maintenance")
+def maintenance_flow(config_file: str | None = None, overrides: list[str] | None = None) -> dict:
+    """Expire snapshots older than the audit window and collect their data."""
+    cfg = _config(config_file, overrides)
+    f = cfg.forecast
+    done = ForecastStore(f.store, storage=cfg.store.object_storage).maintain(
+        pd.Timedelta(days=f.audit_days)
+    )
+    get_run_logger().info("%s", done)
+    return {
+        "expired_snapshots": done.expired_snapshots,
+        "deleted_chunks": done.deleted_chunks,
+        "deleted_bytes": done.deleted_bytes,
+    }
+
+
+def deployments(cfg: MotioncastConfig, config_file: str | None = None, overrides=None) -> list:
+    """The cycle and maintenance deployments on their schedules, one run at a time each."""
+    one = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    parameters = {"config_file": config_file, "overrides": overrides}
+    return [
+        forecast_flow.to_deployment(
+            name="forecast-cycle",
+            cron=cfg.forecast.cron,
+            concurrency_limit=one,
+            parameters=parameters,
+            description="Every 5 minutes: a forecast per domain into the forecast store.",
+        ),
+        maintenance_flow.to_deployment(
+            name="forecast-store-maintenance",
+            cron=cfg.forecast.maintenance_cron,
+            concurrency_limit=one,
+            parameters=parameters,
+            description="Daily: expire old snapshots of the forecast store, collect garbage.",
+        ),
+    ]
