@@ -49,6 +49,11 @@ demo: setup
 	@echo "--- promotion: refused unless the model beats pysteps extrapolation on its validation windows"
 	-$(VENV)/bin/motioncast models promote v0001 --registry $(DEMO)/registry
 	$(VENV)/bin/motioncast models list --registry $(DEMO)/registry
+	@echo "--- forecasts into the forecast store: the promoted model, else (as the cycle does) pysteps"
+	-$(VENV)/bin/motioncast forecast --store $(DEMO)/archive --forecasts $(DEMO)/forecasts --registry $(DEMO)/registry --method motionrnn
+	$(VENV)/bin/motioncast forecast --store $(DEMO)/archive --forecasts $(DEMO)/forecasts --method extrapolation
+	$(VENV)/bin/motioncast forecast --store $(DEMO)/archive --forecasts $(DEMO)/forecasts --method sprog --issue-time 2026-06-01T17:00
+	$(VENV)/bin/python -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/forecasts')[['method', 'model_version', 'reason']].to_dataframe())"
 
 bench: setup
 	$(PY) bench/startup.py

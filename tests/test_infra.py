@@ -64,3 +64,33 @@ def test_train_verb_fails_in_one_line_on_bad_input(tmp_path: Path, truth_archive
         ],
     )
     assert few.exit_code == 1 and "not enough complete windows" in few.output
+
+
+def test_serving_manifests_point_at_the_app_and_a_valid_config():
+    from pipelines.config import MotioncastConfig
+
+    service = load_config(INFRA / "service.yaml")
+    assert service.forecast.store.startswith("/mnt/motioncast")
+    serve_file = yaml.safe_load((INFRA / "serve.yaml").read_text())
+    (application,) = serve_file["applications"]
+    assert application["import_path"] == "pipelines.serve.app:app_builder"
+    assert (INFRA.parent / application["args"]["config"]).exists()
+    assert serve_file["http_options"]["host"] == "127.0.0.1"  # loopback unless asked otherwise
+    rayservice = yaml.safe_load((INFRA / "kuberay" / "rayservice.yaml").read_text())
+    assert rayservice["kind"] == "RayService"
+    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]
+    assert (INFRA.parent / config["config"].removeprefix("/opt/motioncast/")).exists()
+    prefect = yaml.safe_load((INFRA / "prefect.yaml").read_text())
+    cycle = next(d for d in prefect["deployments"] if d["name"] == "forecast-cycle")
+    assert cycle["schedules"][0]["cron"] == MotioncastConfig().forecast.cron
+    assert cycle["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    for deployment in prefect["deployments"]:
+        path, name = deployment["entrypoint"].split(":")
+        assert name in (INFRA.parent / path).read_text()
+
+
+def test_the_app_builder_builds_the_application_from_a_config_file():
+    from pipelines.serve.app import app_builder
+
+    application = app_builder({"config": str(INFRA / "service.yaml"), "overrides": []})
+    assert type(application).__name__ == "Application"
