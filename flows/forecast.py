@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
+from flows import one_at_a_time
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.forecast.cycle import Outcome, run_cycle
 from pipelines.forecast.store import ForecastStore
@@ -78,7 +78,12 @@ def forecast_flow(
     outcomes = run_cycle(cfg, domains, clock, catch_up)
     for o in outcomes:
         logger.info(
-            "%s %s: %s %s %s %s", o.domain, o.issue_time, o.action, o.method, o.model_version,
+            "%s %s: %s %s %s %s",
+            o.domain,
+            o.issue_time,
+            o.action,
+            o.method,
+            o.model_version,
             o.reason,
         )
     create_markdown_artifact(
@@ -107,7 +112,7 @@ def maintenance_flow(config_file: str | None = None, overrides: list[str] | None
 
 def deployments(cfg: MotioncastConfig, config_file: str | None = None, overrides=None) -> list:
     """The cycle and maintenance deployments on their schedules, one run at a time each."""
-    one = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    one = one_at_a_time()
     parameters = {"config_file": config_file, "overrides": overrides}
     return [
         forecast_flow.to_deployment(

@@ -139,3 +139,20 @@ def run_ingest_flow(**params) -> dict:
         params.get("config_file"), params.get("overrides"), params.get("store"), params.get("inbox")
     )
     return ingest_flow.with_options(task_runner=task_runner(cfg))(**params)
+
+
+def inbox_deployment(cfg: MotioncastConfig, config_file: str | None = None, overrides=None):
+    """Ingest of ``system.inbox`` every ``system.ingest_every_seconds``, one run at a time."""
+    from flows import one_at_a_time
+
+    return ingest_flow.with_options(task_runner=task_runner(cfg)).to_deployment(
+        name="ingest-inbox",
+        interval=cfg.system.ingest_every_seconds,
+        concurrency_limit=one_at_a_time(),
+        parameters={
+            "inbox": str(cfg.system.inbox),
+            "config_file": config_file,
+            "overrides": overrides,
+        },
+        description="Ingest what arrived in the inbox.",
+    )

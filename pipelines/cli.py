@@ -73,7 +73,7 @@ def _setup(
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
-    for noisy in ("distributed", "prefect", "asyncio", "numcodecs", "h5py", "matplotlib"):
+    for noisy in ("distributed", "prefect", "asyncio", "numcodecs", "h5py", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return load_config(config, overrides, **sections)
@@ -651,6 +651,61 @@ def forecast(
             console.print(f"{name} {done.issue_time.isoformat()}: {done.result.status}{what}")
     if as_json:
         out.print_json(json.dumps(summaries, default=str))
+
+
+@app.command()
+def up(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Start the whole system here: Prefect's server (127.0.0.1), Ray with the forecast service,
+    and the scheduled flows (forecast cycle every 5 minutes, store maintenance daily, inbox
+    ingest); say where everything is. 'motioncast down' stops it."""
+    from pipelines.system import LocalSystemError
+    from pipelines.system import up as start
+
+    cfg = _setup(config, set_, verbose)
+    with console.status("starting Prefect's server, Ray and the forecast service"):
+        try:
+            state = start(cfg, config, list(set_ or []))
+        except LocalSystemError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    table = Table(title="motioncast is up", show_header=False)
+    for key in ("service", "prefect_ui", "archive", "forecasts", "registry", "inbox", "logs"):
+        table.add_row(key, str(state[key]))
+    out.print(table)
+
+
+@app.command()
+def down(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Stop what 'motioncast up' started (the flows, the service, Ray, Prefect's server)."""
+    from pipelines.system import down as stop
+
+    stopped = stop(_setup(config, set_, verbose))
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was up")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """What runs (processes, service, Prefect) and the last forecasts issued."""
+    from pipelines.system import status as look
+
+    found = look(_setup(config, set_, verbose))
+    if as_json:
+        out.print_json(json.dumps(found))
+        return
+    table = Table(title="motioncast " + ("is up" if found["up"] else "is down"), show_header=False)
+    for name, alive in found.get("processes", {}).items():
+        table.add_row(name, "running" if alive else "[red]not running[/red]")
+    for key, label in (("service_answers", "service"), ("prefect_answers", "Prefect")):
+        if key in found:
+            table.add_row(label, "answers" if found[key] else "[red]does not answer[/red]")
+    for item in found["last_forecasts"]:
+        table.add_row(item["at"], item["what"])
+    out.print(table)
 
 
 if __name__ == "__main__":

@@ -522,6 +522,21 @@ class ServeConfig(_Section):
         return f"http://{host}:{self.port}"
 
 
+class SystemConfig(_Section):
+    """``motioncast up``: the whole system on this machine."""
+
+    home: Path = Field(
+        Path(".motioncast"), description="State, logs and Prefect's database (SQLite) of 'up'."
+    )
+    prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect's server, on 127.0.0.1.")
+    ray_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray; null: all.")
+    inbox: Path = Field(Path("data/inbox"), description="Folder the ingest deployment watches.")
+    ingest_every_seconds: float = Field(60.0, gt=0, description="How often the inbox is read.")
+    start_timeout_seconds: float = Field(
+        240.0, gt=0, description="How long 'up' waits for each part to answer."
+    )
+
+
 class MotioncastConfig(_Section):
     domains: dict[str, DomainConfig] = {}
     store: StoreConfig = StoreConfig()
@@ -531,6 +546,7 @@ class MotioncastConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     forecast: ForecastConfig = ForecastConfig()
     serve: ServeConfig = ServeConfig()
+    system: SystemConfig = SystemConfig()
 
     @field_validator("domains")
     @classmethod

@@ -303,6 +303,7 @@ def build(cfg: MotioncastConfig, num_gpus: float | None = None):
     config = cfg.model_dump(mode="json")
     model = ModelServer.options(
         ray_actor_options={"num_cpus": cfg.serve.model_cpus, "num_gpus": num_gpus},
+        max_ongoing_requests=2 * cfg.serve.max_batch_size,  # a batch fills while one runs
     ).bind(str(cfg.forecast.registry), config)
     return Api.options(ray_actor_options={"num_cpus": 0}).bind(model, config)
 

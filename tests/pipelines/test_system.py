@@ -1,0 +1,64 @@
+"""motioncast up / status / down for real: Prefect's server, Ray, the Serve app, served flows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipelines.forecast.store import open_forecasts
+from tests.conftest import free_port, motioncast, promoted_registry
+
+pytestmark = pytest.mark.slow
+
+
+def test_up_runs_a_cycle_from_its_deployment_status_shows_it_and_down_stops_all(
+    truth_archive: Path, tmp_path: Path
+):
+    settings = [
+        f"system.home={tmp_path / 'home'}",
+        f"system.prefect_port={free_port()}",
+        f"system.inbox={tmp_path / 'inbox'}",
+        "system.ray_cpus=2",
+        f"store.archive={truth_archive}",
+        f"forecast.store={tmp_path / 'forecasts'}",
+        f"forecast.registry={promoted_registry(tmp_path)}",
+        f"serve.port={free_port()}",
+    ]
+    args = [a for s in settings for a in ("--set", s)]
+    try:
+        started = motioncast("up", *args)
+        assert started.returncode == 0, started.stderr + started.stdout
+        assert "motioncast is up" in started.stdout and "prefect_ui" in started.stdout
+        state = json.loads((tmp_path / "home" / "state.json").read_text())
+        assert httpx.get(f"{state['service']}/healthz").json()["model_version"] == "v0001"
+        again = motioncast("up", *args)
+        assert again.returncode == 1 and "already up" in again.stderr
+
+        from prefect.deployments import run_deployment
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: state["prefect_api"]}):
+            run = run_deployment(
+                "forecast-cycle/forecast-cycle",
+                parameters={"now": "2026-06-01T06:01"},
+                timeout=240,
+                poll_interval=1,
+            )
+        assert run.state.is_completed(), run.state
+        ds = open_forecasts(tmp_path / "forecasts", "syn")
+        assert ds.method.values.tolist() == ["motionrnn"]
+        shown = json.loads(motioncast("status", "--json", *args).stdout)
+        assert shown["up"] and all(shown["processes"].values()) and shown["service_answers"]
+        assert shown["last_forecasts"][0]["what"] == (
+            "forecast syn 2026-06-01T06:00:00 motionrnn v0001"
+        )
+    finally:
+        stopped = motioncast("down", *args)
+    assert stopped.returncode == 0 and "stopped: system, prefect-server" in stopped.stderr
+    for url in (state["service"] + "/healthz", state["prefect_api"] + "/health"):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url, timeout=2)
+    assert json.loads(motioncast("status", "--json", *args).stdout)["up"] is False
