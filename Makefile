@@ -34,7 +34,14 @@ DEMO_TRAINING := --set training.data.frames_in=4 --set training.data.frames_out=
 	--set training.steps_per_epoch=40 --set training.validation_windows=16 \
 	--set training.scaling.storage=$(DEMO)/runs
 
+# the live system of the demo: its own archive and forecast store, the demo's registry
+DEMO_LIVE := --set system.home=$(DEMO)/home --set system.inbox=$(DEMO)/live/inbox \
+	--set store.archive=$(DEMO)/live/archive --set forecast.store=$(DEMO)/live/forecasts \
+	--set forecast.registry=$(DEMO)/registry
+DEMO_SERVICE := http://127.0.0.1:8000
+
 demo: setup
+	-$(VENV)/bin/motioncast down $(DEMO_LIVE) 2>/dev/null
 	rm -rf $(DEMO)
 	$(VENV)/bin/motioncast simulate --out $(DEMO)/radar --start 2026-06-01T12:00 --minutes 360 --radars 2 --seed 0
 	# hold back the 14:00 volumes: they arrive late, after the rest is archived
@@ -54,6 +61,13 @@ demo: setup
 	$(VENV)/bin/motioncast forecast --store $(DEMO)/archive --forecasts $(DEMO)/forecasts --method extrapolation
 	$(VENV)/bin/motioncast forecast --store $(DEMO)/archive --forecasts $(DEMO)/forecasts --method sprog --issue-time 2026-06-01T17:00
 	$(VENV)/bin/python -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/forecasts')[['method', 'model_version', 'reason']].to_dataframe())"
+	@echo "--- the whole system live: the synthetic network on a 10x clock, a cycle every 5 simulated minutes"
+	$(VENV)/bin/motioncast up --simulate --speed 10 $(DEMO_LIVE) && sleep 150 && \
+	$(VENV)/bin/motioncast status $(DEMO_LIVE) && \
+	$(PY) -c "import httpx; r = httpx.get('$(DEMO_SERVICE)/v1/forecasts/simnet/latest', params={'format': 'png'}); r.raise_for_status(); open('$(DEMO)/live-latest.png', 'wb').write(r.content)"; \
+	rc=$$?; $(VENV)/bin/motioncast down $(DEMO_LIVE); exit $$rc
+	$(PY) -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/live/forecasts')[['method', 'model_version', 'reason']].to_dataframe().to_string())"
+	@echo "map of the latest live forecast: $(DEMO)/live-latest.png"
 
 bench: setup
 	$(PY) bench/startup.py

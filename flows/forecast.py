@@ -25,6 +25,7 @@ from flows import one_at_a_time
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.forecast.cycle import Outcome, run_cycle
 from pipelines.forecast.store import ForecastStore
+from pipelines.simulate.clock import SimClock
 
 LATE_AFTER = pd.Timedelta(minutes=5)  # one cycle period: a run later than this does nothing
 
@@ -68,13 +69,20 @@ def forecast_flow(
     domains: list[str] | None = None,
     now: str | None = None,
     catch_up: bool = False,
+    clock_file: str | None = None,
 ) -> list[dict]:
-    """One forecast cycle; ``now`` (UTC, default the clock) decides what input is stale."""
+    """One forecast cycle; ``now`` (UTC; default: the simulated clock of ``clock_file``, else
+    the wall clock) decides what input is stale."""
     logger = get_run_logger()
-    if now is None and _late(logger):
+    if now is None and clock_file is None and _late(logger):
         return [Outcome("*", None, "late", reason="started after the next cycle was due").as_dict()]
     cfg = _config(config_file, overrides)
-    clock = pd.Timestamp.now("UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    if now is not None:
+        clock = pd.Timestamp(now)
+    elif clock_file is not None:
+        clock = SimClock.load(Path(clock_file)).now()
+    else:
+        clock = pd.Timestamp.now("UTC").tz_localize(None)
     outcomes = run_cycle(cfg, domains, clock, catch_up)
     for o in outcomes:
         logger.info(
@@ -110,16 +118,26 @@ def maintenance_flow(config_file: str | None = None, overrides: list[str] | None
     }
 
 
-def deployments(cfg: MotioncastConfig, config_file: str | None = None, overrides=None) -> list:
-    """The cycle and maintenance deployments on their schedules, one run at a time each."""
+def deployments(
+    cfg: MotioncastConfig,
+    config_file: str | None = None,
+    overrides=None,
+    clock: SimClock | None = None,
+    clock_file: str | None = None,
+) -> list:
+    """The cycle and maintenance deployments on their schedules, one run at a time each. With a
+    simulated ``clock`` (saved in ``clock_file``) the cycle runs every 5 simulated minutes."""
     one = one_at_a_time()
     parameters = {"config_file": config_file, "overrides": overrides}
+    when = {"cron": cfg.forecast.cron}
+    if clock is not None:
+        when = {"interval": 300.0 / clock.speed}
     return [
         forecast_flow.to_deployment(
             name="forecast-cycle",
-            cron=cfg.forecast.cron,
+            **when,
             concurrency_limit=one,
-            parameters=parameters,
+            parameters={**parameters, "clock_file": clock_file},
             description="Every 5 minutes: a forecast per domain into the forecast store.",
         ),
         maintenance_flow.to_deployment(

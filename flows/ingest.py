@@ -141,13 +141,16 @@ def run_ingest_flow(**params) -> dict:
     return ingest_flow.with_options(task_runner=task_runner(cfg))(**params)
 
 
-def inbox_deployment(cfg: MotioncastConfig, config_file: str | None = None, overrides=None):
-    """Ingest of ``system.inbox`` every ``system.ingest_every_seconds``, one run at a time."""
+def inbox_deployment(
+    cfg: MotioncastConfig, config_file: str | None = None, overrides=None, speed: float = 1.0
+):
+    """Ingest of ``system.inbox`` every ``system.ingest_every_seconds`` (of a clock ``speed``
+    times faster than the wall clock), one run at a time."""
     from flows import one_at_a_time
 
     return ingest_flow.with_options(task_runner=task_runner(cfg)).to_deployment(
         name="ingest-inbox",
-        interval=cfg.system.ingest_every_seconds,
+        interval=cfg.system.ingest_every_seconds / speed,
         concurrency_limit=one_at_a_time(),
         parameters={
             "inbox": str(cfg.system.inbox),

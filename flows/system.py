@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--clock", help="a simulated clock's file: cycles follow its time")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config, args.overrides)
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     from flows.forecast import deployments
     from flows.ingest import inbox_deployment
     from pipelines.serve.app import start
+    from pipelines.simulate.clock import SimClock
 
+    clock = SimClock.load(args.clock) if args.clock else None
     ray.init(
         address="local",  # its own instance, never a cluster some other program started
         num_cpus=cfg.system.ray_cpus,
@@ -51,8 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("forecast service at %s", cfg.serve.url())
         cfg.system.inbox.mkdir(parents=True, exist_ok=True)
         prefect.serve(
-            *deployments(cfg, args.config, args.overrides),
-            inbox_deployment(cfg, args.config, args.overrides),
+            *deployments(cfg, args.config, args.overrides, clock, args.clock),
+            inbox_deployment(cfg, args.config, args.overrides, clock.speed if clock else 1.0),
             print_starting_message=False,
         )
     except KeyboardInterrupt:

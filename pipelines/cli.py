@@ -102,12 +102,24 @@ def simulate(
     minutes: Annotated[int, typer.Option(help="Length of the simulation.", min=0)] = 120,
     radars: Annotated[int, typer.Option(help="How many of the configured sites observe.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 0,
+    clock: Annotated[
+        Path | None,
+        typer.Option(
+            help="Live: write each time's volumes when this simulated clock (a file written by "
+            "'motioncast up --simulate') reaches it.",
+            exists=True,
+        ),
+    ] = None,
+    network_dir: Annotated[
+        Path | None, typer.Option(help="Where network.yaml goes (default: --out).")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Write synthetic radar volumes (one ODIM_H5 PVOL per radar every 5 minutes)."""
     from pipelines.simulate import simulate_network
+    from pipelines.simulate.clock import SimClock
     from pipelines.simulate.network import NETWORK_CONFIG, NETWORK_DOMAIN
 
     cfg = _setup(config, set_, verbose)
@@ -128,13 +140,16 @@ def simulate(
                 cfg.simulate,
                 cfg.zr,
                 on_cycle=lambda done, total: progress.update(task, completed=done),
+                pace=SimClock.load(clock).wait_until if clock else None,
+                config_dir=network_dir,
             )
         except ValueError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
     console.print(f"wrote {len(paths)} volumes to {out_dir}")
     console.print(
-        f"mosaic domain '{NETWORK_DOMAIN}': ingest with --config {out_dir / NETWORK_CONFIG}"
+        f"mosaic domain '{NETWORK_DOMAIN}': ingest with --config "
+        f"{(network_dir or out_dir) / NETWORK_CONFIG}"
     )
 
 
@@ -654,23 +669,53 @@ def forecast(
 
 
 @app.command()
-def up(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+def up(
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the synthetic radar network, writing into the inbox on an "
+            "accelerated clock that the forecast cycle follows."
+        ),
+    ] = False,
+    speed: Annotated[
+        float, typer.Option(help="--simulate: simulated seconds per second.", min=1.0)
+    ] = 10.0,
+    start: Annotated[str, typer.Option(help="--simulate: first volumes' time (UTC).")] = (
+        "2026-06-01T12:00"
+    ),
+    minutes: Annotated[int, typer.Option(help="--simulate: simulated minutes to run.")] = 1440,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
     """Start the whole system here: Prefect's server (127.0.0.1), Ray with the forecast service,
     and the scheduled flows (forecast cycle every 5 minutes, store maintenance daily, inbox
     ingest); say where everything is. 'motioncast down' stops it."""
-    from pipelines.system import LocalSystemError
-    from pipelines.system import up as start
+    from pipelines.system import LocalSystemError, Simulation
+    from pipelines.system import up as start_system
 
     cfg = _setup(config, set_, verbose)
+    simulation = None
+    if simulate:
+        try:
+            first = pd.Timestamp(start)
+        except ValueError:
+            console.print(f"[red]error:[/red] --start {start!r} is not a time")
+            raise typer.Exit(2) from None
+        # a backlog of one input window, so that the first cycle has its inputs
+        backlog = cfg.forecast.frames_in * cfg.simulate.interval_minutes
+        simulation = Simulation(first, speed, backlog, minutes)
     with console.status("starting Prefect's server, Ray and the forecast service"):
         try:
-            state = start(cfg, config, list(set_ or []))
+            state = start_system(cfg, config, list(set_ or []), simulation)
         except LocalSystemError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     table = Table(title="motioncast is up", show_header=False)
     for key in ("service", "prefect_ui", "archive", "forecasts", "registry", "inbox", "logs"):
         table.add_row(key, str(state[key]))
+    if state["clock"]:
+        table.add_row("simulated clock", f"{state['clock']} ({speed:g} x from {start})")
     out.print(table)
 
 
@@ -700,6 +745,8 @@ def status(
     table = Table(title="motioncast " + ("is up" if found["up"] else "is down"), show_header=False)
     for name, alive in found.get("processes", {}).items():
         table.add_row(name, "running" if alive else "[red]not running[/red]")
+    if "simulated_time" in found:
+        table.add_row("simulated time", found["simulated_time"])
     for key, label in (("service_answers", "service"), ("prefect_answers", "Prefect")):
         if key in found:
             table.add_row(label, "answers" if found[key] else "[red]does not answer[/red]")

@@ -14,13 +14,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pandas as pd
 
 from pipelines.config import MotioncastConfig
+from pipelines.simulate.clock import SimClock
 
 STATE = "state.json"
+CLOCK = "clock.json"
+SIM_RADARS = 2  # the synthetic network of --simulate, as 'make demo' simulates it
 CYCLE = "forecast-cycle/forecast-cycle"  # flow/deployment: served once it is registered
 STOP_WAIT_S = 60.0  # SIGTERM, then this long before SIGKILL
 
@@ -72,8 +77,24 @@ def _spawn(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
         )
 
 
-def up(cfg: MotioncastConfig, config_file: Path | None, overrides: list[str]) -> dict:
-    """Start Prefect's server and the system process; their addresses and pids."""
+@dataclass(frozen=True)
+class Simulation:
+    """``up --simulate``: the synthetic network writes into the inbox on an accelerated clock."""
+
+    start: pd.Timestamp  # first volumes' time
+    speed: float  # simulated seconds per second
+    backlog_minutes: int  # written at once, so that the first cycle has its input window
+    minutes: int  # how long the network runs (simulated)
+
+
+def up(
+    cfg: MotioncastConfig,
+    config_file: Path | None,
+    overrides: list[str],
+    simulation: Simulation | None = None,
+) -> dict:
+    """Start Prefect's server and the system process (and with ``simulation`` the synthetic
+    network); their addresses and pids."""
     state = read_state(cfg)
     if state is not None and any(_alive(p["pid"]) for p in state["processes"].values()):
         raise LocalSystemError(f"already up ({_state_path(cfg)}): run 'motioncast down' first")
@@ -101,19 +122,38 @@ def up(cfg: MotioncastConfig, config_file: Path | None, overrides: list[str]) ->
             cfg.system.start_timeout_seconds,
             "Prefect's server",
         )
-        argv = [sys.executable, "-m", "flows.system"]
+        processes = {"prefect-server": server}
+        settings = [a for item in overrides for a in ("--set", item)]
+        if simulation is not None:
+            config_file = _network_config(cfg, config_file, home)
+            clock = SimClock.starting(
+                simulation.start + pd.Timedelta(minutes=simulation.backlog_minutes),
+                simulation.speed,
+            ).save(home / CLOCK)
+            settings += ["--set", f"system.inbox={cfg.system.inbox.resolve()}"]
+            processes["simulator"] = _spawn(
+                [sys.executable, "-m", "pipelines.cli", "simulate", "--radars", str(SIM_RADARS)]
+                + ["--out", str(cfg.system.inbox.resolve())]
+                + ["--start", simulation.start.isoformat(), "--minutes", str(simulation.minutes)]
+                + ["--clock", str(clock)]
+                + ["--network-dir", str(home), "--config", str(config_file), *settings],
+                env,
+                logs / "simulator.log",
+            )
+            settings += ["--clock", str(clock)]
+        argv = [sys.executable, "-m", "flows.system", *settings]
         if config_file is not None:
             argv += ["--config", str(Path(config_file).resolve())]
-        for item in overrides:
-            argv += ["--set", item]
         system = _spawn(argv, env, logs / "system.log")
+        processes["system"] = system
         for url, what in (
             (f"{cfg.serve.url()}/healthz", "The forecast service"),
             (f"{prefect_api}/deployments/name/{CYCLE}", "The scheduled flows"),
         ):
             _wait(url, system, logs / "system.log", cfg.system.start_timeout_seconds, what)
     except LocalSystemError:
-        _stop_group(server.pid)
+        for process in processes.values():
+            _stop_group(process.pid)
         raise
     state = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -125,14 +165,23 @@ def up(cfg: MotioncastConfig, config_file: Path | None, overrides: list[str]) ->
         "registry": str(cfg.forecast.registry),
         "inbox": str(cfg.system.inbox),
         "logs": str(logs),
-        "processes": {
-            "prefect-server": {"pid": server.pid},
-            "system": {"pid": system.pid},
-        },
+        "processes": {name: {"pid": p.pid} for name, p in processes.items()},
+        "clock": str(home / CLOCK) if simulation is not None else None,
     }
     home.mkdir(parents=True, exist_ok=True)
     _state_path(cfg).write_text(json.dumps(state, indent=1))
     return state
+
+
+def _network_config(cfg: MotioncastConfig, config_file: Path | None, home: Path) -> Path:
+    """The configuration of the synthetic network's mosaic domain (the simulation's)."""
+    from pipelines.simulate.network import write_network_config
+
+    if config_file is not None:
+        raise LocalSystemError(
+            "--simulate runs on the synthetic network's own configuration: give --set, not --config"
+        )
+    return write_network_config(home, cfg.simulate.radars[:SIM_RADARS], cfg.simulate)
 
 
 def _stop_group(pid: int) -> bool:
@@ -162,8 +211,8 @@ def down(cfg: MotioncastConfig) -> list[str]:
     if state is None:
         return []
     stopped = []
-    for name in ("system", "prefect-server"):
-        if _stop_group(state["processes"][name]["pid"]):
+    for name in ("simulator", "system", "prefect-server"):
+        if name in state["processes"] and _stop_group(state["processes"][name]["pid"]):
             stopped.append(name)
     _state_path(cfg).unlink()
     return stopped
@@ -180,6 +229,8 @@ def status(cfg: MotioncastConfig, last: int = 5) -> dict:
         out["service_answers"] = _answers(f"{state['service']}/healthz")
         out["prefect_answers"] = _answers(f"{state['prefect_api']}/health")
         out.update({k: state[k] for k in ("service", "prefect_ui", "logs")})
+        if state.get("clock"):
+            out["simulated_time"] = SimClock.load(state["clock"]).now().isoformat()
     try:
         history = ForecastStore(cfg.forecast.store, storage=cfg.store.object_storage).history()
         out["last_forecasts"] = [

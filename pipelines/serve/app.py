@@ -231,8 +231,8 @@ class Api:
             )
         except ForecastError as exc:
             raise HTTPException(422, str(exc)) from None
-        except NoModelError as exc:
-            raise HTTPException(503, str(exc)) from None
+        except NoModelError as exc:  # raised in the model replica: Ray wraps it, with its trace
+            raise HTTPException(503, str(getattr(exc, "cause", exc))) from None
         except ForecastStoreError as exc:
             raise HTTPException(500, str(exc)) from None
         summary = self._store().summary(request.domain, done.issue_time)

@@ -139,11 +139,16 @@ def simulate_network(
     cfg: SimulatorConfig,
     zr: ZRConfig,
     on_cycle: Callable[[int, int], None] | None = None,
+    pace: Callable[[pd.Timestamp], None] | None = None,
+    config_dir: Path | None = None,
 ) -> list[Path]:
     """Write one PVOL per radar every ``cfg.interval_minutes`` from ``start`` for ``minutes``.
 
     Same seed, same files. Returns the written paths in time order. Also writes
-    ``network.yaml``, the configuration of the network's mosaic domain.
+    ``network.yaml`` (into ``config_dir``, default ``out_dir``), the configuration of the
+    network's mosaic domain. ``pace(time)`` is called before each time's volumes (a live run
+    waits there for its clock). Each file appears whole (written beside, then renamed), so a
+    watcher of ``out_dir`` never reads half a volume.
     """
     if not 1 <= n_radars <= len(cfg.radars):
         raise ValueError(f"--radars must be between 1 and {len(cfg.radars)} (configured sites)")
@@ -156,19 +161,22 @@ def simulate_network(
     radars = [VirtualRadar(site, cfg, truth) for site in sites]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_network_config(out_dir, sites, cfg)
+    write_network_config(config_dir or out_dir, sites, cfg)
     n_cycles = minutes // cfg.interval_minutes + 1
     written = []
     for k in range(n_cycles):
         if k:
             storm.step(cfg.interval_minutes * 60.0)
         nominal = start + pd.Timedelta(minutes=k * cfg.interval_minutes)
+        if pace is not None:
+            pace(nominal)
         rain = storm.rain_rate()
         for radar in radars:
             # time first, as radar networks name files: sorted names interleave the radars
             path = out_dir / f"{nominal:%Y%m%dT%H%M}Z_{radar.site.id}.pvol.h5"
+            partial = path.with_name(f".{path.name}.partial")
             write_pvol(
-                path,
+                partial,
                 node=radar.site.id,
                 place=f"Synthetic {radar.site.id}",
                 lat=radar.site.lat,
@@ -179,6 +187,7 @@ def simulate_network(
                 encoding=radar.site.encoding,
                 software="motioncast simulate",
             )
+            partial.replace(path)
             written.append(path)
         if on_cycle:
             on_cycle(k + 1, n_cycles)

@@ -149,3 +149,28 @@ def test_a_promotion_during_a_stream_of_requests_fails_none(service):
     assert set(versions[:6]) <= {"v0001", "v0002"} and set(versions[6:]) == {"v0002"}
     ds = open_forecasts(cfg.forecast.store, "syn")
     assert np.isfinite(ds.precip.sel(issue_time="2026-06-01T04:50").values).any()
+
+
+def test_with_no_promoted_model_a_model_forecast_is_a_503_that_says_so(service, tmp_path):
+    """A second app (route /nomodel) over a registry with nothing promoted: 503 in one line."""
+    from ray import serve
+
+    from pipelines.config import load_config
+    from pipelines.registry import Registry
+    from pipelines.serve.app import build
+
+    cfg, client, root = service
+    Registry(tmp_path / "registry").versions_dir.mkdir(parents=True)
+    settings = [f"forecast.registry={tmp_path / 'registry'}", f"forecast.store={tmp_path / 'f'}"]
+    other = load_config(None, [f"store.archive={cfg.store.archive}", *settings])
+    serve.run(build(other), name="nomodel", route_prefix="/nomodel")
+    try:
+        health = client.get("/nomodel/healthz").json()
+        assert health == {"status": "ok", "model_version": None}
+        refused = client.post("/nomodel/v1/forecasts", json={"domain": "syn"})
+        assert refused.status_code == 503
+        assert refused.json()["detail"] == f"{tmp_path / 'registry'}: no model is promoted"
+        fallback = client.post("/nomodel/v1/forecasts", json={"domain": "syn", "method": "sprog"})
+        assert fallback.status_code == 201 and fallback.json()["method"] == "sprog"
+    finally:
+        serve.delete("nomodel")
