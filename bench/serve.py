@@ -1,0 +1,212 @@
+"""The forecast service under load: cycle latency, a loopback load test, malformed requests.
+
+    PYTHONPATH=. .venv/bin/python bench/serve.py [--size 512] [--cycles 3] [--gets 500]
+                                                 [--posts 100] [--malformed 1000]
+
+On a synthetic storm archive (one domain of --size x --size, 1 km, 5-minute frames) with an
+untrained default MotionRNN promoted (the production model's size and cost; its weights do not
+change the time), Ray Serve on 127.0.0.1 (its own local Ray of 2 CPUs):
+
+1. Latency from an input frame's commit to its forecast's commit, through the forecast flow
+   (Prefect, the same local server for every cycle; one warm-up cycle first) and the Serve app,
+   12 leads; against pysteps extrapolation run directly on the same input frames in the same run
+   (the motion prior and the nowcast; ratio = cycle / extrapolation). Goal: under 10 s and
+   within 2 x.
+2. A bounded load test on loopback: --gets GET /v1/forecasts/{domain}/latest at concurrency 8,
+   then --posts POST /v1/forecasts (replace: every one a new forecast) at concurrency 4; p50,
+   p99 and errors (goal: none).
+3. --malformed malformed requests (bad JSON, wrong types, unknown fields, huge bodies, bad
+   paths): all 4xx, and the service alive after.
+
+Every request goes to 127.0.0.1 only, in bounded numbers, and the run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+START = pd.Timestamp("2026-06-01T12:00")
+
+
+def storm_archive(path: Path, size: int, minutes: int):
+    """The synthetic storm on a size x size, 1 km grid: (archive, frames by time)."""
+    from pipelines.grid import Grid
+    from pipelines.simulate import truth_frames
+    from pipelines.store import Archive
+
+    x0, y0, edge = 3.9e6, 3.0e6, size * 1e3
+    grid = Grid.from_extent("EPSG:3035", (x0, y0, x0 + edge, y0 + edge), 1e3)
+    frames = list(truth_frames("bench", grid, START, minutes, seed=7))
+    return Archive(path, create=True), frames
+
+
+def registry_with_default_model(root: Path) -> Path:
+    from motionrnn import MotionRNN, MotionRNNConfig, save_checkpoint
+    from pipelines.config import MotioncastConfig
+    from pipelines.registry import Registry
+
+    save_checkpoint(root / "model.safetensors", MotionRNN(MotionRNNConfig()))
+    registry = Registry(root / "registry")
+    training = MotioncastConfig().training.model_dump(mode="json", exclude={"model"})
+    card = {"run": "bench", "training": training, "validation": {}}
+    registry.promote(registry.register(root / "model.safetensors", card).version, force=True)
+    return root / "registry"
+
+
+def percentiles(seconds: list[float]) -> str:
+    ms = np.array(seconds) * 1000.0
+    return f"p50 {np.percentile(ms, 50):7.1f} ms  p99 {np.percentile(ms, 99):7.1f} ms"
+
+
+def cycle_latency(cfg, archive, frames, overrides, cycles: int) -> None:
+    from flows.forecast import forecast_flow
+    from pipelines.forecast.methods import Baseline
+    from pipelines.forecast.store import ForecastStore
+
+    n_in = cfg.forecast.frames_in
+    first = n_in + 1  # frames already in the archive before the timed cycles (one warm-up)
+    archive.write(frames[:first], "history")
+    now = (frames[first - 1].time + pd.Timedelta(minutes=1)).isoformat()
+    forecast_flow(overrides=overrides, now=now)  # warm-up: Prefect's server, model, caches
+    store = ForecastStore(cfg.forecast.store)
+    rows = []
+    for k in range(cycles):
+        frame = frames[first + k]
+        committed = archive.write([frame], f"frame {frame.time}")
+        t_commit = pd.Timestamp(dict((s, t) for s, _, t in archive.history())[committed.snapshot])
+        (outcome,) = forecast_flow(
+            overrides=overrides, now=(frame.time + pd.Timedelta(minutes=1)).isoformat()
+        )
+        _, message, t_forecast = store.history()[0]
+        assert outcome["action"] == "issued" and frame.time.isoformat() in message, outcome
+        latency = (t_forecast - t_commit).total_seconds()
+        inputs = np.stack([f.precip for f in frames[first + k - n_in + 1 : first + k + 1]])
+        start = time.perf_counter()
+        Baseline("extrapolation", cfg.training.data.transform)(inputs, 12)
+        direct = time.perf_counter() - start
+        rows.append((frame.time, latency, direct))
+    print("\n1. input frame commit -> forecast commit (flow + Serve, 12 leads)")
+    print(f"{'issue time':20s} {'cycle s':>8s} {'pysteps s':>10s} {'ratio':>6s}")
+    for when, latency, direct in rows:
+        print(f"{when.strftime('%H:%M'):20s} {latency:8.2f} {direct:10.2f} {latency / direct:6.2f}")
+    cycle, direct = (statistics.median(x) for x in list(zip(*rows, strict=True))[1:])
+    print(f"{'median':20s} {cycle:8.2f} {direct:10.2f} {cycle / direct:6.2f}")
+
+
+def load_test(url: str, domain: str, gets: int, posts: int, issue_times: list) -> None:
+    def timed(call):
+        start = time.perf_counter()
+        try:
+            ok = call().status_code < 400
+        except httpx.HTTPError:
+            ok = False
+        return time.perf_counter() - start, ok
+
+    with httpx.Client(base_url=url, timeout=120) as client:
+        with ThreadPoolExecutor(8) as pool:
+            got = list(
+                pool.map(
+                    lambda _: timed(lambda: client.get(f"/v1/forecasts/{domain}/latest")),
+                    range(gets),
+                )
+            )
+        with ThreadPoolExecutor(4) as pool:
+            bodies = [
+                {"domain": domain, "issue_time": issue_times[i % len(issue_times)], "replace": True}
+                for i in range(posts)
+            ]
+            made = list(
+                pool.map(lambda b: timed(lambda: client.post("/v1/forecasts", json=b)), bodies)
+            )
+    print("\n2. loopback load test")
+    for name, results, concurrency in (("GET latest", got, 8), ("POST forecast", made, 4)):
+        seconds = [s for s, _ in results]
+        errors = sum(not ok for _, ok in results)
+        print(
+            f"{name:14s} {len(results):4d} requests at concurrency {concurrency}: "
+            f"{percentiles(seconds)}  errors {errors}"
+        )
+
+
+def malformed(url: str, domain: str, n: int) -> None:
+    rng = random.Random(0)
+    makers = [
+        lambda: ("POST", "/v1/forecasts", {"content": b"{not json"}),
+        lambda: ("POST", "/v1/forecasts", {"json": {"domain": rng.random()}}),
+        lambda: ("POST", "/v1/forecasts", {"json": {"domain": domain, "issue_time": "soon"}}),
+        lambda: ("POST", "/v1/forecasts", {"json": {"domain": domain, "x": 1}}),
+        lambda: ("POST", "/v1/forecasts", {"json": [domain]}),
+        lambda: ("POST", "/v1/forecasts", {"content": b"{" + b" " * 8000 + b"}"}),
+        lambda: ("POST", "/v1/forecasts", {"json": {"domain": "../../etc"}}),
+        lambda: ("GET", f"/v1/forecasts/{domain}/latest", {"params": {"format": "gif"}}),
+        lambda: ("GET", f"/v1/forecasts/{domain}/latest", {"params": {"lead": -3}}),
+        lambda: ("GET", "/v1/forecasts/no%00where/latest", {}),
+    ]
+    codes: dict[int, int] = {}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for _ in range(n):
+            method, path, kw = rng.choice(makers)()
+            if "content" in kw:
+                kw["headers"] = {"Content-Type": "application/json"}
+            code = client.request(method, path, **kw).status_code
+            codes[code] = codes.get(code, 0) + 1
+        alive = client.get("/healthz").status_code == 200
+    bad = sum(v for k, v in codes.items() if not 400 <= k < 500)
+    print(f"\n3. {n} malformed requests: status codes {dict(sorted(codes.items()))}")
+    print(f"   not 4xx: {bad}; service alive after: {alive}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--gets", type=int, default=500)
+    parser.add_argument("--posts", type=int, default=100)
+    parser.add_argument("--malformed", type=int, default=1000)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    import ray
+    from ray import serve
+
+    from pipelines.config import load_config
+    from pipelines.serve.app import start
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        root = Path(tmp)
+        os.environ["PREFECT_HOME"] = str(root / "prefect")
+        minutes = (6 + 1 + args.cycles) * 5
+        archive, frames = storm_archive(root / "archive", args.size, minutes)
+        overrides = [
+            f"store.archive={root / 'archive'}",
+            f"forecast.store={root / 'forecasts'}",
+            f"forecast.registry={registry_with_default_model(root)}",
+            "serve.port=8391",
+        ]
+        cfg = load_config(None, overrides)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            start(cfg)
+            print(f"domain {args.size} x {args.size}, Serve at {cfg.serve.url()}")
+            cycle_latency(cfg, archive, frames, overrides, args.cycles)
+            issue_times = [f.time.isoformat() for f in frames[5:]]
+            load_test(cfg.serve.url(), "bench", args.gets, args.posts, issue_times)
+            malformed(cfg.serve.url(), "bench", args.malformed)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
