@@ -77,6 +77,7 @@ bench: setup
 	$(PY) bench/model.py
 	$(PY) bench/train.py
 	$(PY) bench/skill.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
