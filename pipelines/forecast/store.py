@@ -228,6 +228,7 @@ class ForecastStore:
         if ds.sizes[ISSUE] == 0:
             raise ForecastStoreError(f"{self.location}: no forecasts of domain {domain!r} yet")
         one = ds.isel({ISSUE: -1}) if issue_time is None else ds.sel({ISSUE: issue_time})
+        one = one.load()  # one read of everything that issue time holds
         values = one.precip.values
         seen = np.isfinite(values)
 
