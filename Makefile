@@ -64,7 +64,7 @@ demo: setup
 	@echo "--- the whole system live: the synthetic network on a 10x clock, a cycle every 5 simulated minutes"
 	$(VENV)/bin/motioncast up --simulate --speed 10 $(DEMO_LIVE) && sleep 150 && \
 	$(VENV)/bin/motioncast status $(DEMO_LIVE) && \
-	$(PY) -c "import httpx; r = httpx.get('$(DEMO_SERVICE)/v1/forecasts/simnet/latest', params={'format': 'png'}); r.raise_for_status(); open('$(DEMO)/live-latest.png', 'wb').write(r.content)"; \
+	$(PY) -c "import httpx; r = httpx.get('$(DEMO_SERVICE)/v1/forecasts/simnet/latest', params={'format': 'png'}, timeout=120); r.raise_for_status(); open('$(DEMO)/live-latest.png', 'wb').write(r.content)"; \
 	rc=$$?; $(VENV)/bin/motioncast down $(DEMO_LIVE); exit $$rc
 	$(PY) -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/live/forecasts')[['method', 'model_version', 'reason']].to_dataframe().to_string())"
 	@echo "map of the latest live forecast: $(DEMO)/live-latest.png"
