@@ -2,16 +2,17 @@
 
     PYTHONPATH=. .venv/bin/python bench/serve.py [--size 512] [--cycles 3] [--gets 500]
                                                  [--posts 100] [--malformed 1000]
+                                                 [--model-cpus N] [--compile] [--precision P]
 
 On a synthetic storm archive (one domain of --size x --size, 1 km, 5-minute frames) with an
 untrained default MotionRNN promoted (the production model's size and cost; its weights do not
-change the time), Ray Serve on 127.0.0.1 (its own local Ray of 2 CPUs):
+change the time), Ray Serve on 127.0.0.1 (its own local Ray of --model-cpus CPUs, at least 2):
 
 1. Latency from an input frame's commit to its forecast's commit, through the forecast flow
    (Prefect, the same local server for every cycle; one warm-up cycle first) and the Serve app,
    12 leads; against pysteps extrapolation run directly on the same input frames in the same run
-   (the motion prior and the nowcast; ratio = cycle / extrapolation). Goal: under 10 s and
-   within 2 x.
+   (the motion prior and the nowcast, median of 3; ratio = cycle / extrapolation). Goal: under
+   10 s and within 2 x. --model-cpus, --compile and --precision set the model replica.
 2. A bounded load test on loopback: --gets GET /v1/forecasts/{domain}/latest at concurrency 8,
    then --posts POST /v1/forecasts (replace: every one a new forecast) at concurrency 4; p50,
    p99 and errors (goal: none).
@@ -29,6 +30,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,13 +71,24 @@ def percentiles(seconds: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):7.1f} ms  p99 {np.percentile(ms, 99):7.1f} ms"
 
 
+def seconds(call, *args) -> float:
+    start = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - start
+
+
+def n_in_archive(cfg, cycles: int) -> int:
+    """Frames in the archive after the warm-up and the timed cycles."""
+    return cfg.forecast.frames_in + 1 + cycles
+
+
 def cycle_latency(cfg, archive, frames, overrides, cycles: int) -> None:
     from flows.forecast import forecast_flow
     from pipelines.forecast.methods import Baseline
     from pipelines.forecast.store import ForecastStore
 
     n_in = cfg.forecast.frames_in
-    first = n_in + 1  # frames already in the archive before the timed cycles (one warm-up)
+    first = n_in_archive(cfg, 0)  # frames in the archive before the timed cycles (one warm-up)
     archive.write(frames[:first], "history")
     now = (frames[first - 1].time + pd.Timedelta(minutes=1)).isoformat()
     forecast_flow(overrides=overrides, now=now)  # warm-up: Prefect's server, model, caches
@@ -94,26 +107,33 @@ def cycle_latency(cfg, archive, frames, overrides, cycles: int) -> None:
         assert outcome["action"] == "issued" and frame.time.isoformat() in message, outcome
         latency = (t_forecast - t_commit).total_seconds()
         inputs = np.stack([f.precip for f in frames[first + k - n_in + 1 : first + k + 1]])
-        start = time.perf_counter()
-        extrapolation(inputs, 12)
-        direct = time.perf_counter() - start
-        rows.append((frame.time, latency, direct))
+        direct = statistics.median(seconds(extrapolation, inputs, 12) for _ in range(3))
+        rows.append((frame.time, latency, outcome["seconds"], direct))
     print("\n1. input frame commit -> forecast commit (flow + Serve, 12 leads)")
-    print(f"{'issue time':20s} {'cycle s':>8s} {'pysteps s':>10s} {'ratio':>6s}")
-    for when, latency, direct in rows:
-        print(f"{when.strftime('%H:%M'):20s} {latency:8.2f} {direct:10.2f} {latency / direct:6.2f}")
-    cycle, direct = (statistics.median(x) for x in list(zip(*rows, strict=True))[1:])
-    print(f"{'median':20s} {cycle:8.2f} {direct:10.2f} {cycle / direct:6.2f}")
+    print(
+        f"{'issue time':12s} {'cycle s':>8s} {'of it POST s':>13s} {'pysteps s':>10s} {'ratio':>6s}"
+    )
+    for when, latency, post, direct in rows:
+        print(
+            f"{when.strftime('%H:%M'):12s} {latency:8.2f} {post:13.2f} {direct:10.2f} "
+            f"{latency / direct:6.2f}"
+        )
+    cycle, post, direct = (statistics.median(x) for x in list(zip(*rows, strict=True))[1:])
+    print(f"{'median':12s} {cycle:8.2f} {post:13.2f} {direct:10.2f} {cycle / direct:6.2f}")
 
 
 def load_test(url: str, domain: str, gets: int, posts: int, issue_times: list) -> None:
     def timed(call):
+        """(seconds, None) or (seconds, what went wrong: status and detail, or the exception)."""
         start = time.perf_counter()
         try:
-            ok = call().status_code < 400
-        except httpx.HTTPError:
-            ok = False
-        return time.perf_counter() - start, ok
+            response = call()
+            error = (
+                None if response.status_code < 400 else f"{response.status_code} {response.text}"
+            )
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return time.perf_counter() - start, error
 
     with httpx.Client(base_url=url, timeout=120) as client:
         with ThreadPoolExecutor(8) as pool:
@@ -134,11 +154,13 @@ def load_test(url: str, domain: str, gets: int, posts: int, issue_times: list) -
     print("\n2. loopback load test")
     for name, results, concurrency in (("GET latest", got, 8), ("POST forecast", made, 4)):
         seconds = [s for s, _ in results]
-        errors = sum(not ok for _, ok in results)
+        errors = Counter(error[:300] for _, error in results if error is not None)
         print(
             f"{name:14s} {len(results):4d} requests at concurrency {concurrency}: "
-            f"{percentiles(seconds)}  errors {errors}"
+            f"{percentiles(seconds)}  errors {errors.total()}"
         )
+        for error, count in errors.most_common():
+            print(f"    {count:4d} x {error}")
 
 
 def malformed(url: str, domain: str, n: int) -> None:
@@ -176,6 +198,13 @@ def main() -> None:
     parser.add_argument("--gets", type=int, default=500)
     parser.add_argument("--posts", type=int, default=100)
     parser.add_argument("--malformed", type=int, default=1000)
+    parser.add_argument(
+        "--model-cpus", type=float, default=os.cpu_count(), help="serve.model_cpus (torch threads)"
+    )
+    parser.add_argument("--compile", action="store_true", help="serve.compile: true")
+    parser.add_argument(
+        "--precision", choices=("float32", "bfloat16"), default="float32", help="forecast.precision"
+    )
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -188,21 +217,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         root = Path(tmp)
         os.environ["PREFECT_HOME"] = str(root / "prefect")
-        minutes = (6 + 1 + args.cycles) * 5
+        minutes = n_in_archive(load_config(None, []), args.cycles) * 5
         archive, frames = storm_archive(root / "archive", args.size, minutes)
         overrides = [
             f"store.archive={root / 'archive'}",
             f"forecast.store={root / 'forecasts'}",
             f"forecast.registry={registry_with_default_model(root)}",
             "serve.port=8391",
+            f"serve.model_cpus={args.model_cpus}",
+            f"serve.compile={str(args.compile).lower()}",
+            f"forecast.precision={args.precision}",
         ]
         cfg = load_config(None, overrides)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=max(2, int(args.model_cpus)),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
         try:
             start(cfg)
-            print(f"domain {args.size} x {args.size}, Serve at {cfg.serve.url()}")
+            print(
+                f"domain {args.size} x {args.size}, Serve at {cfg.serve.url()}, model replica "
+                f"{cfg.serve.model_cpus:g} CPUs, compile {cfg.serve.compile}, "
+                f"{cfg.forecast.precision}"
+            )
             cycle_latency(cfg, archive, frames, overrides, args.cycles)
-            issue_times = [f.time.isoformat() for f in frames[5:]]
+            n_in, written = cfg.forecast.frames_in, n_in_archive(cfg, args.cycles)
+            issue_times = [f.time.isoformat() for f in frames[n_in - 1 : written]]
             load_test(cfg.serve.url(), "bench", args.gets, args.posts, issue_times)
             malformed(cfg.serve.url(), "bench", args.malformed)
         finally:

@@ -631,7 +631,9 @@ def forecast(
         raise typer.Exit(2) from None
     archive = _open(cfg.store.archive, cfg)
     try:
-        forecaster = get_forecaster(f.method, f.registry, cfg.training.data.transform)
+        forecaster = get_forecaster(
+            f.method, f.registry, cfg.training.data.transform, precision=f.precision
+        )
     except NoModelError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -657,10 +659,7 @@ def forecast(
             raise typer.Exit(2) from None
         made = done.forecast
         if as_json:
-            summary = fstore.summary(name, done.issue_time)
-            summaries.append(
-                {**summary, "status": done.result.status, "snapshot": done.result.snapshot}
-            )
+            summaries.append(done.summary(fstore))
         else:
             what = f" by {made.method} {made.model_version}".rstrip() if made else ""
             console.print(f"{name} {done.issue_time.isoformat()}: {done.result.status}{what}")

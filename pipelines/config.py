@@ -448,6 +448,11 @@ class ForecastConfig(_Section):
         "extrapolation",
         description="What the cycle issues when the model service is down, fails or is late.",
     )
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Arithmetic of the model at inference: bfloat16 (autocast) is ~1.3 x faster "
+        "on a CPU with AMX and on GPUs, and moves values by ~0.002 mm/h on average.",
+    )
     frames_in: int = Field(
         6,
         ge=4,

@@ -13,13 +13,14 @@ snapshot (recorded with the forecast).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pipelines.forecast.methods import Forecaster
-from pipelines.forecast.store import Forecast, ForecastStore, WriteResult
+from pipelines.forecast.store import Forecast, ForecastStore, WriteResult, summarise
 from pipelines.grid import Grid
 from pipelines.store.archive import Archive, ArchiveError
 from pipelines.store.timeaxis import slot_of
@@ -135,6 +136,19 @@ class Issued:
     issue_time: pd.Timestamp
     forecast: Forecast | None  # None when that issue time was stored already
     result: WriteResult
+    seconds: dict[str, float]  # wall-clock time of each stage: read, forecast, write
+
+    def summary(self, forecasts: ForecastStore) -> dict[str, object]:
+        """The forecast's summary (``store.summarise``; read back when it was stored
+        already), with the write's status and snapshot and the stages' times."""
+        made = self.forecast
+        out = summarise(made) if made else forecasts.summary(self.domain, self.issue_time)
+        return {
+            **out,
+            "status": self.result.status,
+            "snapshot": self.result.snapshot,
+            "seconds": self.seconds,
+        }
 
 
 def issue(
@@ -150,8 +164,26 @@ def issue(
 ) -> Issued:
     """Make and store one forecast; an issue time already stored is not made again unless
     ``replace`` (then the forecast is None and the result's status 'exists')."""
+    clock = _Stopwatch()
     inputs = read_inputs(archive, domain, frames_in, issue_time)
     if not replace and inputs.issue_time in forecasts.issue_times(domain):
-        return Issued(domain, inputs.issue_time, None, WriteResult("exists", None))
+        return Issued(domain, inputs.issue_time, None, WriteResult("exists", None), clock("read"))
+    clock("read")
     forecast = make_forecast(inputs, forecaster, lead_minutes, reason)
-    return Issued(domain, inputs.issue_time, forecast, forecasts.write(forecast, replace=replace))
+    clock("forecast")
+    result = forecasts.write(forecast, replace=replace)
+    return Issued(domain, inputs.issue_time, forecast, result, clock("write"))
+
+
+class _Stopwatch:
+    """Seconds per stage: each call ends a stage and returns the stages so far."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def __call__(self, stage: str) -> dict[str, float]:
+        now = time.perf_counter()
+        self.stages[stage] = round(now - self.last, 3)
+        self.last = now
+        return dict(self.stages)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from pipelines.motion_prior import motion_field
 log = logging.getLogger(__name__)
 
 MODEL = "motionrnn"
+Precision = Literal["float32", "bfloat16"]
 
 
 class NoModelError(RuntimeError):
@@ -57,12 +58,20 @@ class ModelForecaster:
 
     name = MODEL
 
-    def __init__(self, model, transform: TransformConfig, version: str, compile_step: bool = False):
+    def __init__(
+        self,
+        model,
+        transform: TransformConfig,
+        version: str,
+        compile_step: bool = False,
+        precision: Precision = "float32",
+    ):
         import torch
 
         from pipelines.training.transform import RainTransform
 
         self.model = model.eval()
+        self.precision = precision
         self.version = version
         self.transform = transform
         self.device = next(model.parameters()).device
@@ -73,7 +82,11 @@ class ModelForecaster:
 
     @classmethod
     def from_registry(
-        cls, registry: str | Path, device: str | None = None, compile_step: bool = False
+        cls,
+        registry: str | Path,
+        device: str | None = None,
+        compile_step: bool = False,
+        precision: Precision = "float32",
     ) -> ModelForecaster:
         """The promoted version of ``registry`` (on CUDA when there is one)."""
         import torch
@@ -94,7 +107,7 @@ class ModelForecaster:
         model = load_checkpoint(version.checkpoint, map_location=device)
         transform = TransformConfig.model_validate(version.card["training"]["data"]["transform"])
         log.info("loaded model %s from %s on %s", version.version, registry, device)
-        return cls(model, transform, version.version, compile_step)
+        return cls(model, transform, version.version, compile_step, precision)
 
     def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
         return self.batch([frames], n_out)[0], self.version
@@ -119,7 +132,11 @@ class ModelForecaster:
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
-        with torch.inference_mode():
+        bf16 = self.precision == "bfloat16"
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
             out = self.model(
                 tensor(np.nan_to_num(scaled, nan=0.0))[:, :, None],
                 n_out,
@@ -140,12 +157,13 @@ def get_forecaster(
     *,
     device: str | None = None,
     compile_step: bool = False,
+    precision: Precision = "float32",
 ) -> Forecaster:
     """The forecaster called ``name``: 'motionrnn' (the registry's promoted model) or a pysteps
     method ('sprog', 'extrapolation', 'persistence', on the motion prior in ``transform``)."""
     if name == MODEL:
         if registry is None:
             raise NoModelError("motionrnn needs a model registry (--registry)")
-        return ModelForecaster.from_registry(registry, device, compile_step)
+        return ModelForecaster.from_registry(registry, device, compile_step, precision)
     baselines.get_method(name)  # an unknown name fails here, not at the first forecast
     return Baseline(name, transform or TransformConfig())

@@ -28,19 +28,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from zarr.codecs import ZstdCodec
-from zarr.errors import GroupNotFoundError
 
 from pipelines.config import ObjectStorageConfig
 from pipelines.grid import Grid
-from pipelines.store.repository import (
-    BRANCH,
-    StoreError,
-    has_group,
-    open_repository,
-    transact,
-    writer_lock,
-)
+from pipelines.store.repository import StoreError, VersionedStore, has_group, writer_lock
 from pipelines.store.timeaxis import EPOCH, TIME_UNITS, minutes_since_epoch
 
 log = logging.getLogger(__name__)
@@ -121,6 +112,32 @@ class Forecast:
         )
 
 
+def summarise(f: Forecast) -> dict[str, object]:
+    """What a forecast holds, as JSON-ready values: its provenance, leads and rain extent."""
+    seen = np.isfinite(f.values)
+    leads = f.lead_minutes
+    return {
+        "domain": f.domain,
+        "issue_time": f.issue_time.isoformat(),
+        "method": f.method,
+        "model_version": f.model_version or None,
+        "reason": f.reason or None,
+        "lead_minutes": leads.tolist(),
+        "valid_times": [
+            (f.issue_time + pd.Timedelta(minutes=int(m))).isoformat() for m in leads[[0, -1]]
+        ],
+        "input_times": [t.isoformat() for t in f.input_times],
+        "archive_snapshot": f.archive_snapshot,
+        "issued_at": f.issued_at.floor("s").isoformat(),  # as stored
+        "shape": list(f.values.shape),
+        "max_mm_h": round(float(f.values[seen].max()), 3) if seen.any() else None,
+        "area_over_1mm_h": [  # share of the known cells, per lead
+            round(float((v[k] > 1.0).mean()), 4) if k.any() else None
+            for v, k in zip(f.values, seen, strict=True)
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class WriteResult:
     status: Literal["written", "replaced", "exists"]
@@ -150,8 +167,11 @@ def _issue_values(f: Forecast) -> dict[str, np.ndarray]:
     }
 
 
-class ForecastStore:
+class ForecastStore(VersionedStore):
     """A forecast store at a local path (or s3:// / gs:// URL)."""
+
+    error = ForecastStoreError
+    missing = "no forecast store here (run 'motioncast forecast' first)"
 
     def __init__(
         self,
@@ -161,52 +181,13 @@ class ForecastStore:
         create: bool = False,
         storage: ObjectStorageConfig | None = None,
     ):
-        self.location = location
-        self.commit_tries = (storage or ObjectStorageConfig()).commit_tries
-        try:
-            repo = open_repository(location, create=create, options=storage)
-        except StoreError as exc:
-            raise ForecastStoreError(str(exc)) from None
-        if repo is None:
-            raise ForecastStoreError(
-                f"{location}: no forecast store here (run 'motioncast forecast' first)"
-            )
-        self.repo = repo
-        self.chunk_yx = chunk_yx
-        self.codec = ZstdCodec(level=compression_level)
+        super().__init__(location, chunk_yx, compression_level, create, storage)
 
     # ---- reading -------------------------------------------------------------------------
-    def _read_store(self, snapshot: str | None = None):
-        try:
-            if snapshot is None:
-                return self.repo.readonly_session(branch=BRANCH).store
-            return self.repo.readonly_session(snapshot_id=snapshot).store
-        except Exception as exc:  # icechunk's errors carry a Rust trace: one line here
-            raise ForecastStoreError(f"{self.location}: no snapshot {snapshot!r}") from exc
-
-    def domains(self, snapshot: str | None = None) -> list[str]:
-        try:
-            root = zarr.open_group(self._read_store(snapshot), mode="r")
-        except GroupNotFoundError:
-            return []
-        return sorted(name for name, group in root.groups() if "precip" in group)
-
     def dataset(self, domain: str | None = None, snapshot: str | None = None) -> xr.Dataset:
         """The domain's forecasts as a lazy Dataset, sorted by issue time; ``valid_time`` and
         ``lead_time`` decoded (datetime64, timedelta64)."""
-        domains = self.domains(snapshot)
-        if domain is None:
-            if len(domains) != 1:
-                raise ForecastStoreError(
-                    f"{self.location}: holds forecasts of {', '.join(domains) or 'no domain'}: "
-                    "name one with domain="
-                )
-            domain = domains[0]
-        if domain not in domains:
-            raise ForecastStoreError(
-                f"{self.location}: no forecasts of domain {domain!r} "
-                f"(has: {', '.join(domains) or 'none'})"
-            )
+        domain = self._domain(domain, snapshot)
         ds = xr.open_zarr(
             self._read_store(snapshot), group=domain, consolidated=False, decode_timedelta=True
         )
@@ -222,55 +203,47 @@ class ForecastStore:
         node = zarr.open_group(self._read_store(), path=domain, mode="r")
         return pd.DatetimeIndex(sorted(EPOCH + pd.to_timedelta(node[ISSUE][:], unit="min")))
 
-    def summary(self, domain: str, issue_time: pd.Timestamp | None = None) -> dict[str, object]:
-        """What was issued at ``issue_time`` (default: the latest), as JSON-ready values."""
-        ds = self.dataset(domain)
+    def forecast(
+        self, domain: str, issue_time: pd.Timestamp | None = None, snapshot: str | None = None
+    ) -> Forecast:
+        """The forecast issued at ``issue_time`` (default: the latest), read whole, as of the
+        latest commit or ``snapshot``."""
+        ds = self.dataset(domain, snapshot)
         if ds.sizes[ISSUE] == 0:
             raise ForecastStoreError(f"{self.location}: no forecasts of domain {domain!r} yet")
+        if issue_time is not None and pd.Timestamp(issue_time) not in ds.indexes[ISSUE]:
+            raise ForecastStoreError(
+                f"{self.location}: no forecast of domain {domain!r} issued at "
+                f"{pd.Timestamp(issue_time).isoformat()}"
+            )
         one = ds.isel({ISSUE: -1}) if issue_time is None else ds.sel({ISSUE: issue_time})
         one = one.load()  # one read of everything that issue time holds
-        values = one.precip.values
-        seen = np.isfinite(values)
+        return Forecast(
+            domain=domain,
+            issue_time=pd.Timestamp(one[ISSUE].values),
+            step_minutes=int(ds.attrs["time_step_minutes"]),
+            values=one.precip.values,
+            grid=Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values),
+            method=str(one.method.values),
+            input_times=tuple(pd.DatetimeIndex(one.input_time.values)),
+            archive_snapshot=str(one.archive_snapshot.values),
+            model_version=str(one.model_version.values),
+            reason=str(one.reason.values),
+            issued_at=pd.Timestamp(one.issued_at.values),
+        )
 
-        def iso(t) -> str:
-            return pd.Timestamp(t).isoformat()
-
-        return {
-            "domain": domain,
-            "issue_time": iso(one[ISSUE].values),
-            "method": str(one.method.values),
-            "model_version": str(one.model_version.values) or None,
-            "reason": str(one.reason.values) or None,
-            "lead_minutes": (one.lead_time.values // np.timedelta64(1, "m")).tolist(),
-            "valid_times": [iso(one.valid_time.values[0]), iso(one.valid_time.values[-1])],
-            "input_times": [iso(t) for t in one.input_time.values],
-            "archive_snapshot": str(one.archive_snapshot.values),
-            "issued_at": iso(one.issued_at.values),
-            "shape": list(values.shape),
-            "max_mm_h": round(float(values[seen].max()), 3) if seen.any() else None,
-            "area_over_1mm_h": [  # share of the known cells, per lead
-                round(float((v[k] > 1.0).mean()), 4) if k.any() else None
-                for v, k in zip(values, seen, strict=True)
-            ],
-        }
-
-    def history(self) -> list[tuple[str, str, pd.Timestamp]]:
-        """(snapshot id, message, written at) of every commit kept, newest first."""
-        return [
-            (s.id, s.message, pd.Timestamp(s.written_at)) for s in self.repo.ancestry(branch=BRANCH)
-        ]
+    def summary(
+        self, domain: str, issue_time: pd.Timestamp | None = None, snapshot: str | None = None
+    ) -> dict[str, object]:
+        """What was issued at ``issue_time`` (default: the latest), as JSON-ready values."""
+        return summarise(self.forecast(domain, issue_time, snapshot))
 
     # ---- writing -------------------------------------------------------------------------
     def write(self, forecast: Forecast, replace: bool = False) -> WriteResult:
         """Store one forecast in one commit; an issue time already stored is left as it is
         unless ``replace``."""
-        status, snapshot = transact(
-            self.repo,
-            self.location,
-            lambda store: self._stage(store, forecast, replace),
-            forecast.message(),
-            self.commit_tries,
-            ForecastStoreError,
+        status, snapshot = self._commit(
+            lambda store: self._stage(store, forecast, replace), forecast.message()
         )
         if snapshot is not None:
             log.info("%s: %s (%s)", self.location, forecast.message(), snapshot)

@@ -16,7 +16,6 @@
 """
 
 import asyncio
-import io
 import logging
 import secrets
 import threading
@@ -39,6 +38,7 @@ from pipelines.forecast.issue import ForecastError, issue
 from pipelines.forecast.methods import MODEL, NoModelError, get_forecaster
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.frame_select import naive_utc
+from pipelines.serve.latest import LatestForecasts
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,13 @@ class ModelServer:
     def __init__(self, registry: str, config: dict):
         import torch
 
-        cfg = MotioncastConfig.model_validate(config).serve
+        full = MotioncastConfig.model_validate(config)
+        cfg = full.serve
         torch.set_num_threads(max(1, int(cfg.model_cpus)))
         self.registry = Path(registry)
         self.compile = cfg.compile
+        self.precision = full.forecast.precision
+        self.archive = full.store
         self.forecaster = None
         self.stamp: int | None = None
         self.refresh()
@@ -124,13 +127,38 @@ class ModelServer:
         from pipelines.forecast.methods import ModelForecaster
 
         try:
-            loaded = ModelForecaster.from_registry(self.registry, compile_step=self.compile)
+            loaded = ModelForecaster.from_registry(
+                self.registry, compile_step=self.compile, precision=self.precision
+            )
         except NoModelError as exc:
             log.warning("%s", exc)
             loaded = None
+        if loaded is not None:
+            self._warm_up(loaded)
         self.forecaster, self.stamp = loaded, stamp  # the swap: requests from here use it
         log.info("model in service: %s", self.version())
         return self.version()
+
+    def _warm_up(self, forecaster) -> None:
+        """One forecast on each archive domain's grid before the model serves: the first
+        live forecast then runs at full speed (a compiled step compiles here, ~12 s on CPU)."""
+        from pipelines.store.archive import Archive, ArchiveError
+
+        start = time.perf_counter()
+        try:
+            archive = Archive(self.archive.archive, storage=self.archive.object_storage)
+            shapes = {tuple(s.grid.shape) for s in archive.summary()}
+        except ArchiveError as exc:  # no archive yet: the first forecast warms up instead
+            log.info("no warm-up: %s", exc)
+            return
+        for shape in sorted(shapes):
+            forecaster.batch([np.zeros((forecaster.frames_in, *shape), np.float32)], 1)
+        log.info(
+            "model %s warmed up on %d grids in %.1f s",
+            forecaster.version,
+            len(shapes),
+            time.perf_counter() - start,
+        )
 
     def _poll(self, seconds: float) -> None:
         while True:
@@ -172,6 +200,7 @@ class Api:
         self.model = model
         self.token = self.cfg.serve.bearer_token()
         self._forecasts: ForecastStore | None = None
+        self._latest_answers: LatestForecasts | None = None
         self._lock = threading.Lock()
 
     # ---- helpers -------------------------------------------------------------------------
@@ -206,6 +235,13 @@ class Api:
                 )
             return self._forecasts
 
+    def _latest(self) -> LatestForecasts:
+        store = self._store()
+        with self._lock:
+            if self._latest_answers is None:
+                self._latest_answers = LatestForecasts(store)
+            return self._latest_answers
+
     def _issue(self, request: ForecastRequest) -> tuple[int, dict]:
         f = self.cfg.forecast
         method = request.method or f.method
@@ -235,9 +271,7 @@ class Api:
             raise HTTPException(503, str(getattr(exc, "cause", exc))) from None
         except ForecastStoreError as exc:
             raise HTTPException(500, str(exc)) from None
-        summary = self._store().summary(request.domain, done.issue_time)
-        summary.update(status=done.result.status, snapshot=done.result.snapshot)
-        return (201 if done.forecast is not None else 200), summary
+        return (201 if done.forecast is not None else 200), done.summary(self._store())
 
     # ---- routes --------------------------------------------------------------------------
     @api.get("/healthz")
@@ -271,27 +305,14 @@ class Api:
         """The latest stored forecast of a domain: its summary, or a map of one lead (png;
         default the last)."""
         self._authorise(credentials)
-        store = self._store()
-        if domain not in store.domains():
-            raise HTTPException(404, f"no forecasts of domain {domain!r}")
-        summary = store.summary(domain)
-        if format == "json":
-            return summary
-        from pipelines.plots import plot_rain_map
-
-        ds = store.dataset(domain).isel(issue_time=-1)
-        n = ds.sizes["lead_time"]
-        step = n if lead is None else lead
-        if step > n:
-            raise HTTPException(422, f"lead {step} beyond the forecast's {n} leads")
-        field = ds.precip.isel(lead_time=step - 1).load()
-        title = (
-            f"{domain} issued {summary['issue_time']} +{summary['lead_minutes'][step - 1]} min "
-            f"({summary['method']} {summary['model_version'] or ''})"
-        )
-        buffer = io.BytesIO()
-        plot_rain_map(field, buffer, title)
-        return Response(buffer.getvalue(), media_type="image/png")
+        try:
+            if format == "json":
+                return self._latest().summary(domain)
+            return Response(self._latest().png(domain, lead), media_type="image/png")
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
 
 
 def build(cfg: MotioncastConfig, num_gpus: float | None = None):

@@ -16,19 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask.array
-import icechunk
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from zarr.codecs import ZstdCodec
-from zarr.errors import GroupNotFoundError
 
 from pipelines.config import ObjectStorageConfig
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
 from pipelines.store.mosaic import MosaicSpec, merge
-from pipelines.store.repository import BRANCH, StoreError, has_group, open_repository, transact
+from pipelines.store.repository import StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import TIME_ATTRS, TIME_UNITS, TimeAxis, slot_of
 
 log = logging.getLogger(__name__)
@@ -143,8 +140,11 @@ SLOT_ATTRS = {
 SLOT_VARIABLES = ("present", "observed_time", "wet_fraction", *PROVENANCE_FIELDS)
 
 
-class Archive:
+class Archive(VersionedStore):
     """An archive store at a local path (or s3:// / gs:// URL)."""
+
+    error = ArchiveError
+    missing = "no archive store here (run 'motioncast ingest' first)"
 
     def __init__(
         self,
@@ -155,57 +155,17 @@ class Archive:
         create: bool = False,
         storage: ObjectStorageConfig | None = None,
     ):
-        self.location = location
-        self.commit_tries = (storage or ObjectStorageConfig()).commit_tries
-        try:
-            repo = open_repository(location, create=create, options=storage)
-        except StoreError as exc:
-            raise ArchiveError(str(exc)) from None
-        if repo is None:
-            raise ArchiveError(f"{location}: no archive store here (run 'motioncast ingest' first)")
-        self.repo = repo
-        self.chunk_yx = chunk_yx
-        self.codec = ZstdCodec(level=compression_level)
+        super().__init__(location, chunk_yx, compression_level, create, storage)
         self.time_block_hours = time_block_hours
 
     # ---- reading -------------------------------------------------------------------------
-    def _read_store(self, snapshot: str | None = None):
-        if snapshot is None:
-            return self.repo.readonly_session(branch=BRANCH).store
-        try:
-            return self.repo.readonly_session(snapshot_id=snapshot).store
-        except icechunk.IcechunkError:
-            raise ArchiveError(f"{self.location}: no snapshot {snapshot!r}") from None
-
-    def head(self) -> str:
-        """Id of the latest commit: pins what a reader (a training run) sees."""
-        return self.repo.lookup_branch(BRANCH)
-
-    def domains(self, snapshot: str | None = None) -> list[str]:
-        try:
-            root = zarr.open_group(self._read_store(snapshot), mode="r")
-        except GroupNotFoundError:  # created, nothing committed yet
-            return []
-        return sorted(name for name, group in root.groups() if "precip" in group)
-
     def dataset(self, domain: str | None = None, snapshot: str | None = None) -> xr.Dataset:
         """The domain's frames as a lazy xarray Dataset, from the latest commit or ``snapshot``.
 
         The time axis is regular, from the domain's first frame to its last: a slot with no
         frame has ``present`` False and NaN precip.
         """
-        domains = self.domains(snapshot)
-        if domain is None:
-            if len(domains) != 1:
-                raise ArchiveError(
-                    f"{self.location}: holds domains {', '.join(domains) or 'none'}: "
-                    "name one with domain="
-                )
-            domain = domains[0]
-        if domain not in domains:
-            raise ArchiveError(
-                f"{self.location}: no domain {domain!r} (has: {', '.join(domains) or 'none'})"
-            )
+        domain = self._domain(domain, snapshot)
         return self._frames(self._read_store(snapshot), domain)
 
     def _frames(self, store, group: str) -> xr.Dataset:
@@ -235,12 +195,6 @@ class Archive:
             )
         return out
 
-    def history(self) -> list[tuple[str, str, pd.Timestamp]]:
-        """(snapshot id, message, written at) of every commit, newest first: the audit trail."""
-        return [
-            (s.id, s.message, pd.Timestamp(s.written_at)) for s in self.repo.ancestry(branch=BRANCH)
-        ]
-
     # ---- writing -------------------------------------------------------------------------
     def write(
         self,
@@ -268,13 +222,8 @@ class Archive:
                 direct[frame.domain].append(frame)
         if not direct and not staged and not mosaics:
             return WriteReport()
-        report, snapshot = transact(
-            self.repo,
-            self.location,
-            lambda store: self._stage(store, direct, staged, mosaics, now),
-            message,
-            self.commit_tries,
-            ArchiveError,
+        report, snapshot = self._commit(
+            lambda store: self._stage(store, direct, staged, mosaics, now), message
         )
         report.snapshot = snapshot
         if snapshot is not None:

@@ -10,14 +10,16 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 # icechunk logs a warning about local storage and concurrent commits on every open; we keep one
 # committing writer per repository (see writer_lock), so the warning carries no information.
 os.environ.setdefault("ICECHUNK_LOG", "error")
 
 import icechunk  # noqa: E402
+import pandas as pd  # noqa: E402
 import zarr  # noqa: E402
+from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.errors import GroupNotFoundError  # noqa: E402
 
 from pipelines.config import ObjectStorageConfig  # noqa: E402
@@ -190,3 +192,75 @@ def transact(
         f"{location}: other writers won {tries} commits in a row; nothing of this write was "
         "stored (object_storage.commit_tries)"
     )
+
+
+class VersionedStore:
+    """What the archive and the forecast store share: an Icechunk repository of one Zarr group
+    per domain (a group holding ``precip``), read as of the latest commit or any snapshot kept,
+    written one commit per write; its history is the audit trail."""
+
+    error: ClassVar[type[StoreError]] = StoreError
+    missing: ClassVar[str] = "no store here"  # what to say at a location without one
+
+    def __init__(
+        self,
+        location: str | Path,
+        chunk_yx: int,
+        compression_level: int,
+        create: bool,
+        storage: ObjectStorageConfig | None,
+    ):
+        self.location = location
+        self.commit_tries = (storage or ObjectStorageConfig()).commit_tries
+        try:
+            repo = open_repository(location, create=create, options=storage)
+        except StoreError as exc:
+            raise self.error(str(exc)) from None
+        if repo is None:
+            raise self.error(f"{location}: {self.missing}")
+        self.repo = repo
+        self.chunk_yx = chunk_yx
+        self.codec = ZstdCodec(level=compression_level)
+
+    def _read_store(self, snapshot: str | None = None):
+        try:
+            if snapshot is None:
+                return self.repo.readonly_session(branch=BRANCH).store
+            return self.repo.readonly_session(snapshot_id=snapshot).store
+        except icechunk.IcechunkError:
+            raise self.error(f"{self.location}: no snapshot {snapshot!r}") from None
+
+    def head(self) -> str:
+        """Id of the latest commit: pins what a reader sees."""
+        return self.repo.lookup_branch(BRANCH)
+
+    def domains(self, snapshot: str | None = None) -> list[str]:
+        try:
+            root = zarr.open_group(self._read_store(snapshot), mode="r")
+        except GroupNotFoundError:  # created, nothing committed yet
+            return []
+        return sorted(name for name, group in root.groups() if "precip" in group)
+
+    def _domain(self, domain: str | None, snapshot: str | None) -> str:
+        """``domain``, or the store's only one when None; the error says which there are."""
+        domains = self.domains(snapshot)
+        if domain is None and len(domains) == 1:
+            return domains[0]
+        has = ", ".join(domains) or "none"
+        if domain is None:
+            raise self.error(f"{self.location}: holds domains {has}: name one with domain=")
+        if domain not in domains:
+            raise self.error(f"{self.location}: no domain {domain!r} (has: {has})")
+        return domain
+
+    def history(self) -> list[tuple[str, str, pd.Timestamp]]:
+        """(snapshot id, message, written at) of every commit kept, newest first."""
+        return [
+            (s.id, s.message, pd.Timestamp(s.written_at)) for s in self.repo.ancestry(branch=BRANCH)
+        ]
+
+    def _commit(
+        self, stage: Callable[[object], tuple[T, bool]], message: str
+    ) -> tuple[T, str | None]:
+        """``stage`` as one commit (``transact``)."""
+        return transact(self.repo, self.location, stage, message, self.commit_tries, self.error)

@@ -17,8 +17,15 @@ import pandas as pd
 import pytest
 
 from pipelines.config import TransformConfig
-from pipelines.forecast.store import Forecast, ForecastStore, ForecastStoreError, open_forecasts
+from pipelines.forecast.store import (
+    Forecast,
+    ForecastStore,
+    ForecastStoreError,
+    open_forecasts,
+    summarise,
+)
 from pipelines.grid import Grid
+from pipelines.serve.latest import LatestForecasts
 from tests.conftest import REPO, motioncast, promoted_registry
 
 GRID = Grid.from_extent("EPSG:3035", (0.0, 0.0, 60e3, 40e3), 1000.0)  # 40 x 60 cells
@@ -69,6 +76,49 @@ def test_one_commit_per_forecast_read_back_sorted_with_its_provenance(tmp_path: 
         "forecast d 2026-06-01T12:10:00 extrapolation",
         "forecast d 2026-06-01T12:00:00 extrapolation",
     ]
+
+
+def test_a_stored_forecast_reads_back_whole_with_the_summary_it_was_made_with(tmp_path: Path):
+    store = ForecastStore(tmp_path / "f", create=True)
+    made = forecast("2026-06-01T12:00", 2.0, "motionrnn", model_version="v0003", reason="r")
+    values = made.values.copy()
+    values[:, :10] = np.nan  # unknown cells
+    values[3, 20:, 30:] = 7.5
+    made = dataclasses.replace(made, values=values)
+    store.write(made)
+    store.write(forecast("2026-06-01T11:55", 1.0))  # an earlier issue, written later
+    back = store.forecast("d")  # the latest issue time, not the latest write
+    assert back.issue_time == made.issue_time and back.grid.same_as(GRID)
+    np.testing.assert_array_equal(back.values, values)
+    assert (back.method, back.model_version, back.reason) == ("motionrnn", "v0003", "r")
+    assert back.input_times == made.input_times and back.archive_snapshot == "S1"
+    summary = summarise(made)
+    assert store.summary("d") == summary
+    assert summary["max_mm_h"] == 7.5 and summary["shape"] == [12, 40, 60]
+    assert summary["area_over_1mm_h"][3] == 1.0 and summary["area_over_1mm_h"][0] == 1.0
+    assert summary["valid_times"] == ["2026-06-01T12:05:00", "2026-06-01T13:00:00"]
+    older = store.forecast("d", pd.Timestamp("2026-06-01T11:55"))
+    assert float(older.values.max()) == 1.0
+    with pytest.raises(ForecastStoreError, match="no forecast of domain 'd' issued at"):
+        store.forecast("d", pd.Timestamp("2026-06-01T11:50"))
+
+
+def test_latest_answers_are_made_once_per_commit(tmp_path: Path):
+    store = ForecastStore(tmp_path / "f", create=True)
+    latest = LatestForecasts(store)
+    with pytest.raises(LookupError, match="no forecasts of domain 'd'"):
+        latest.summary("d")
+    store.write(forecast("2026-06-01T12:00", 2.0))
+    first = latest.summary("d")
+    assert first["issue_time"] == "2026-06-01T12:00:00"
+    assert latest.summary("d") is first  # the same commit: not read again
+    png = latest.png("d", lead=3)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and latest.png("d", lead=3) is png
+    with pytest.raises(ValueError, match="lead 13 beyond the forecast's 12 leads"):
+        latest.png("d", lead=13)
+    store.write(forecast("2026-06-01T12:05", 4.0))  # a new commit: new answers
+    assert latest.summary("d")["issue_time"] == "2026-06-01T12:05:00"
+    assert latest.summary("d")["max_mm_h"] == 4.0 and latest.png("d", lead=3) != png
 
 
 def test_the_same_issue_time_again_changes_nothing_unless_replaced(tmp_path: Path):
@@ -162,6 +212,19 @@ def test_a_writer_killed_mid_write_leaves_no_partial_forecast_and_the_rerun_comp
 # ---- forecasters -----------------------------------------------------------------------
 
 
+def storm_frames() -> np.ndarray:
+    """Six frames of the synthetic storm on a 59 x 61 grid, a strip outside coverage."""
+    from pipelines.simulate import truth_frames
+
+    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 122e3, 3.0e6 + 118e3), 2000.0)
+    frames = np.stack(
+        [f.precip for f in truth_frames("syn", grid, pd.Timestamp("2026-06-01"), 25, seed=3)]
+    )
+    frames[:, :, :5] = np.nan
+    assert frames.shape == (6, 59, 61)
+    return frames
+
+
 def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_size(
     tmp_path: Path,
 ):
@@ -170,14 +233,8 @@ def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_siz
     from pipelines.baselines import extrapolation
     from pipelines.forecast.methods import get_forecaster
     from pipelines.motion_prior import motion_field
-    from pipelines.simulate import truth_frames
 
-    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 122e3, 3.0e6 + 118e3), 2000.0)
-    frames = np.stack(
-        [f.precip for f in truth_frames("syn", grid, pd.Timestamp("2026-06-01"), 25, seed=3)]
-    )
-    frames[:, :, :5] = np.nan  # a strip outside coverage
-    assert frames.shape == (6, 59, 61)
+    frames = storm_frames()
     forecaster = get_forecaster("motionrnn", promoted_registry(tmp_path))
     model, version = forecaster(frames, 12)
     assert (forecaster.name, version) == ("motionrnn", "v0001")
@@ -192,6 +249,27 @@ def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_siz
     assert np.median(np.abs(model[wet] - reference[wet]) / reference[wet]) < 0.15
     events = (model[both] > 1.0) == (reference[both] > 1.0)
     assert events.mean() > 0.98
+
+
+def test_bfloat16_inference_stays_close_to_float32(tmp_path: Path):
+    import torch
+
+    from pipelines.forecast.methods import get_forecaster
+
+    frames, registry = storm_frames(), promoted_registry(tmp_path)
+    torch.manual_seed(0)
+    exact = get_forecaster("motionrnn", registry)
+    fast = get_forecaster("motionrnn", registry, precision="bfloat16")
+    with torch.no_grad():  # a model that changes the advected field: bfloat16 then shows
+        for p in fast.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    exact.model.load_state_dict(fast.model.state_dict())
+    a, b = exact(frames, 12)[0], fast(frames, 12)[0]
+    both = np.isfinite(a) & np.isfinite(b)
+    assert (np.isfinite(a) != np.isfinite(b)).mean() < 0.01
+    difference = np.abs(a - b)[both]
+    assert 0 < difference.mean() < 0.05  # it did run in bfloat16, and stayed close
+    assert ((a[both] > 1.0) == (b[both] > 1.0)).mean() > 0.98
 
 
 def test_no_promoted_model_is_one_line_and_exit_1(tmp_path: Path):

@@ -47,10 +47,24 @@ def test_a_forecast_is_made_stored_and_read_back(service):
     assert summary["issue_time"] == "2026-06-01T06:00:00" and summary["status"] == "written"
     again = client.post("/v1/forecasts", json={"domain": "syn"})
     assert again.status_code == 200 and again.json()["status"] == "exists"
+    assert set(summary["seconds"]) == {"read", "forecast", "write"}
+    assert {
+        k: v for k, v in again.json().items() if k not in ("status", "snapshot", "seconds")
+    } == {
+        k: v for k, v in summary.items() if k not in ("status", "snapshot", "seconds")
+    }  # read back from the store: the same as made
     latest = client.get("/v1/forecasts/syn/latest")
     assert latest.status_code == 200 and latest.json()["issue_time"] == "2026-06-01T06:00:00"
     png = client.get("/v1/forecasts/syn/latest", params={"format": "png", "lead": 3})
     assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    # a replacement is a new commit: the latest answers follow it, not an old cached one
+    body = {"domain": "syn", "method": "persistence", "replace": True}
+    assert client.post("/v1/forecasts", json=body).json()["status"] == "replaced"
+    assert client.get("/v1/forecasts/syn/latest").json()["method"] == "persistence"
+    png2 = client.get("/v1/forecasts/syn/latest", params={"format": "png", "lead": 3})
+    assert png2.content != png.content
+    body = {"domain": "syn", "method": "motionrnn", "replace": True}
+    assert client.post("/v1/forecasts", json=body).json()["model_version"] == "v0001"
     ds = open_forecasts(cfg.forecast.store, "syn")
     assert ds.sizes["issue_time"] == 1 and ds.model_version.values.tolist() == ["v0001"]
 
