@@ -89,7 +89,6 @@ def cycle_latency(cfg, archive, frames, overrides, cycles: int) -> None:
 
     n_in = cfg.forecast.frames_in
     first = n_in_archive(cfg, 0)  # frames in the archive before the timed cycles (one warm-up)
-    archive.write(frames[:first], "history")
     now = (frames[first - 1].time + pd.Timedelta(minutes=1)).isoformat()
     forecast_flow(overrides=overrides, now=now)  # warm-up: Prefect's server, model, caches
     store = ForecastStore(cfg.forecast.store)
@@ -236,6 +235,9 @@ def main() -> None:
             log_to_driver=False,
         )
         try:
+            # the archive holds the domain before the service starts (as in operation): the
+            # model warms up on its grid at load
+            archive.write(frames[: n_in_archive(cfg, 0)], "history")
             start(cfg)
             print(
                 f"domain {args.size} x {args.size}, Serve at {cfg.serve.url()}, model replica "

@@ -494,6 +494,35 @@ class ForecastConfig(_Section):
     maintenance_cron: str = Field("17 3 * * *", description="Schedule of store maintenance.")
 
 
+class VerifyConfig(_Section):
+    """Verification of the issued forecasts against what the radar then observed."""
+
+    store: StoreLocation = Field(
+        "data/scores",
+        description="Scores store (Icechunk repository): per issue time and method, pysteps' "
+        "accumulated sums, so any period pools exactly.",
+    )
+    baselines: list[Literal["persistence", "extrapolation", "sprog"]] = Field(
+        ["persistence", "extrapolation"],
+        description="Methods scored beside each issued forecast, on its input frames and cells.",
+    )
+    thresholds_mm_h: list[float] = Field(
+        [0.1, 1.0, 5.0, 10.0], description="CSI, POD, FAR and frequency bias thresholds (event: >)."
+    )
+    fss_thresholds_mm_h: list[float] = Field([1.0, 5.0], description="FSS thresholds.")
+    fss_scales: list[int] = Field(
+        [1, 3, 5, 10, 20], description="FSS neighbourhood edges in cells (the domain's resolution)."
+    )
+    cron: str = Field("7 * * * *", description="Schedule of the verification flow: hourly.")
+
+    @field_validator("thresholds_mm_h", "fss_thresholds_mm_h", "fss_scales")
+    @classmethod
+    def _sorted_unique(cls, v: list) -> list:
+        if not v or sorted(set(v)) != v:
+            raise ValueError("give at least one value, ascending, each once")
+        return v
+
+
 class ServeConfig(_Section):
     """The forecast service (Ray Serve): where it listens and how it batches."""
 
@@ -551,6 +580,7 @@ class MotioncastConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     forecast: ForecastConfig = ForecastConfig()
     serve: ServeConfig = ServeConfig()
+    verify: VerifyConfig = VerifyConfig()
     system: SystemConfig = SystemConfig()
 
     @field_validator("domains")

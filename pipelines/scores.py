@@ -35,9 +35,12 @@ FSS_SUMS = ("sum_fct_sq", "sum_fct_obs", "sum_obs_sq")
 CONTINUOUS_SCORES = ("MAE", "RMSE", "ME")
 
 
-def metric_name(threshold_mm_h: float) -> str:
-    """'csi_1mm' for 1.0, 'csi_0.5mm' for 0.5."""
-    return f"csi_{threshold_mm_h:g}mm"
+CATEGORICAL_SCORES = ("CSI", "POD", "FAR", "BIAS")  # pysteps' names; bias: frequency bias
+
+
+def metric_name(threshold_mm_h: float, score: str = "CSI") -> str:
+    """'csi_1mm' for 1.0, 'csi_0.5mm' for 0.5; 'pod_1mm', 'far_1mm', 'bias_1mm' likewise."""
+    return f"{score.lower()}_{threshold_mm_h:g}mm"
 
 
 def fss_name(threshold_mm_h: float, scale: int) -> str:
@@ -133,13 +136,18 @@ class Scores:
 
     def summary(self) -> dict[str, Any]:
         """Scores pooled over every lead, and per lead (lists, lead 1 first); None where
-        undefined. Keys: csi_<t>mm, fss_<t>mm_<scale>, mae, rmse, me, mse (mm/h)."""
+        undefined. Keys: csi_<t>mm, pod_<t>mm, far_<t>mm, bias_<t>mm (frequency bias),
+        fss_<t>mm_<scale>, mae, rmse, me, mse (mm/h)."""
         per_lead: dict[str, np.ndarray] = {}
         pooled: dict[str, float] = {}
         for t, table in self.categorical.items():
-            per_lead[metric_name(t)] = det_cat_fct_compute(table, "CSI")["CSI"]
             summed = {**table, **{k: table[k].sum() for k in CATEGORICAL}}
-            pooled[metric_name(t)] = det_cat_fct_compute(summed, "CSI")["CSI"]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lead_values = det_cat_fct_compute(table, CATEGORICAL_SCORES)
+                pooled_values = det_cat_fct_compute(summed, CATEGORICAL_SCORES)
+            for score in CATEGORICAL_SCORES:
+                per_lead[metric_name(t, score)] = lead_values[score]
+                pooled[metric_name(t, score)] = pooled_values[score]
         for (t, s), accs in self.fss.items():
             per_lead[fss_name(t, s)] = np.array([fss_compute(a) for a in accs])
             pooled[fss_name(t, s)] = fss_compute(

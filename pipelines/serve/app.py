@@ -16,6 +16,7 @@
 """
 
 import asyncio
+import itertools
 import logging
 import secrets
 import threading
@@ -151,8 +152,11 @@ class ModelServer:
         except ArchiveError as exc:  # no archive yet: the first forecast warms up instead
             log.info("no warm-up: %s", exc)
             return
-        for shape in sorted(shapes):
-            forecaster.batch([np.zeros((forecaster.frames_in, *shape), np.float32)], 1)
+        # compiled: a batch of 2 as well, which makes the batch axis dynamic (torch.compile
+        # recompiles once for a second size, then serves every size with that graph)
+        sizes = (1, 2) if self.compile else (1,)
+        for shape, size in itertools.product(sorted(shapes), sizes):
+            forecaster.batch([np.zeros((forecaster.frames_in, *shape), np.float32)] * size, 2)
         log.info(
             "model %s warmed up on %d grids in %.1f s",
             forecaster.version,

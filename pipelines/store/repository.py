@@ -196,11 +196,12 @@ def transact(
 
 class VersionedStore:
     """What the archive and the forecast store share: an Icechunk repository of one Zarr group
-    per domain (a group holding ``precip``), read as of the latest commit or any snapshot kept,
+    per domain (a group holding ``marker``), read as of the latest commit or any snapshot kept,
     written one commit per write; its history is the audit trail."""
 
     error: ClassVar[type[StoreError]] = StoreError
     missing: ClassVar[str] = "no store here"  # what to say at a location without one
+    marker: ClassVar[str] = "precip"  # the variable a domain's group holds
 
     def __init__(
         self,
@@ -239,7 +240,7 @@ class VersionedStore:
             root = zarr.open_group(self._read_store(snapshot), mode="r")
         except GroupNotFoundError:  # created, nothing committed yet
             return []
-        return sorted(name for name, group in root.groups() if "precip" in group)
+        return sorted(name for name, group in root.groups() if self.marker in group)
 
     def _domain(self, domain: str | None, snapshot: str | None) -> str:
         """``domain``, or the store's only one when None; the error says which there are."""

@@ -93,8 +93,10 @@ def test_scores_match_pysteps_verification_on_random_fields():
             [np.where(c[lead], x[1, lead], np.nan) for x, c in zip(fields, cells, strict=True)]
         )
         for t in (1.0, 5.0):
-            csi = det_cat_fct(f, o, t, ["CSI"])["CSI"]
-            assert out["per_lead"][f"csi_{t:g}mm"][lead] == pytest.approx(csi, abs=1e-6)
+            direct = det_cat_fct(f, o, t, ["CSI", "POD", "FAR", "BIAS"])
+            for score, value in direct.items():
+                name = f"{score.lower()}_{t:g}mm"
+                assert out["per_lead"][name][lead] == pytest.approx(value, abs=1e-6), name
         cont = det_cont_fct(f, o, ["MAE", "RMSE", "ME"])
         assert out["per_lead"]["mae"][lead] == pytest.approx(cont["MAE"], abs=1e-6)
         assert out["per_lead"]["rmse"][lead] == pytest.approx(cont["RMSE"], abs=1e-6)

@@ -1,0 +1,119 @@
+"""The verification report of a period: a table for the terminal and skill plots (PNG).
+
+    table = score_table(pooled_by_domain)            # rich Table, one row per domain and method
+    paths = skill_plots(pooled, out_dir, step_minutes)
+
+Plots, one line per method: CSI against lead time per threshold, FSS against scale per
+threshold (pooled over leads), MAE against lead time, frequency bias against lead time per
+threshold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipelines.scores import fss_name, metric_name  # noqa: E402
+from pipelines.verification.store import Pooled  # noqa: E402
+
+HEADLINE_MM_H = 1.0  # the threshold of the table's POD, FAR and bias columns
+
+
+def _value(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def score_table(pooled: list[Pooled]) -> Table:
+    """Scores pooled over the period and every lead, one row per domain and method."""
+    table = Table(title="Verification (pooled over the period and leads 1..n)")
+    if not pooled or not pooled[0].scores:
+        return table
+    spec = next(iter(pooled[0].scores.values())).spec
+    fss_scale = spec.fss_scales[len(spec.fss_scales) // 2] if spec.fss_scales else None
+    columns = ["domain", "method", "issues"]
+    columns += [f"CSI {t:g}" for t in spec.thresholds]
+    columns += [f"{s} {HEADLINE_MM_H:g}" for s in ("POD", "FAR", "bias")]
+    columns += [f"FSS {t:g} @{fss_scale}" for t in spec.fss_thresholds if fss_scale]
+    columns += ["MAE", "RMSE", "ME"]
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("domain", "method") else "right")
+    for p in pooled:
+        for method, scores in p.scores.items():
+            s = scores.summary()
+            row = [p.domain, method, str(p.issues)]
+            row += [_value(s.get(metric_name(t))) for t in spec.thresholds]
+            row += [_value(s.get(metric_name(HEADLINE_MM_H, k))) for k in ("POD", "FAR", "BIAS")]
+            row += [_value(s.get(fss_name(t, fss_scale))) for t in spec.fss_thresholds if fss_scale]
+            row += [_value(s.get(k)) for k in ("mae", "rmse", "me")]
+            table.add_row(*row)
+    return table
+
+
+def _per_lead(summary: dict, key: str) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in summary["per_lead"][key]], dtype=float)
+
+
+def _panels(n: int, title: str):
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), dpi=110, squeeze=False)
+    fig.suptitle(title, fontsize=11)
+    return fig, axes[0]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path
+
+
+def skill_plots(pooled: Pooled, out: Path, step_minutes: int) -> list[Path]:
+    """The four skill plots of one domain's period into ``out``; their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = {m: s.summary() for m, s in pooled.scores.items()}
+    spec = next(iter(pooled.scores.values())).spec
+    leads = step_minutes * np.arange(1, spec.leads + 1)
+    period = f"{pooled.domain}, {pooled.issues} issues" + (
+        f" {pooled.first:%Y-%m-%d %H:%M} .. {pooled.last:%Y-%m-%d %H:%M}" if pooled.first else ""
+    )
+    paths = []
+
+    def by_lead(name: str, title: str, keys: list[tuple[str, str]], ylabel: str, ref=None):
+        fig, axes = _panels(len(keys), f"{title}: {period}")
+        for ax, (key, label) in zip(axes, keys, strict=True):
+            for method, s in summaries.items():
+                ax.plot(leads, _per_lead(s, key), marker="o", ms=3, label=method)
+            if ref is not None:
+                ax.axhline(ref, color="grey", lw=0.8, ls="--")
+            ax.set(title=label, xlabel="lead time (min)", ylabel=ylabel)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        paths.append(_save(fig, out / f"{pooled.domain}_{name}.png"))
+
+    thresholds = [(metric_name(t), f"> {t:g} mm/h") for t in spec.thresholds]
+    by_lead("csi_lead", "CSI", thresholds, "CSI")
+    bias = [(metric_name(t, "BIAS"), f"> {t:g} mm/h") for t in spec.thresholds]
+    by_lead("bias_lead", "Frequency bias", bias, "forecast / observed events", ref=1.0)
+    by_lead("mae_lead", "Mean absolute error", [("mae", "rain rate")], "MAE (mm/h)")
+    if spec.fss_scales:
+        fig, axes = _panels(len(spec.fss_thresholds), f"FSS against scale: {period}")
+        for ax, t in zip(axes, spec.fss_thresholds, strict=True):
+            for method, s in summaries.items():
+                values = [s.get(fss_name(t, k)) for k in spec.fss_scales]
+                y = [np.nan if v is None else v for v in values]
+                ax.plot(spec.fss_scales, y, marker="o", ms=3, label=method)
+            ax.set(
+                title=f">= {t:g} mm/h (pysteps FSS), all leads",
+                xlabel="scale (cells)",
+                ylabel="FSS",
+            )
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        paths.append(_save(fig, out / f"{pooled.domain}_fss_scale.png"))
+    return paths

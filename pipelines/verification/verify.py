@@ -1,0 +1,117 @@
+"""Scoring issued forecasts against what the radar then observed, beside the baselines.
+
+A stored forecast is due once the archive's newest frame has reached its last valid time and
+its issue time is not in the scores store. It is scored with the baselines (``verify.baselines``)
+run on its own input frames, every method on the same cells: observed, and valued by every
+method (pipelines.scores). A valid time the archive never got contributes no cells.
+
+    done = verify(cfg)                # every domain, what is due; one commit per domain
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from pipelines import baselines
+from pipelines.config import MotioncastConfig, VerifyConfig
+from pipelines.forecast.store import ForecastStore
+from pipelines.motion_prior import motion_field
+from pipelines.scores import Scores, ScoreSpec
+from pipelines.store.archive import Archive
+from pipelines.verification.store import ISSUED, ScoresStore, Verified
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    domain: str
+    scored: int  # issue times scored in this run
+    waiting: int  # stored forecasts whose valid times the archive has not reached yet
+    snapshot: str | None  # the scores store's commit, None when nothing was new
+
+
+def score_spec(cfg: VerifyConfig, leads: int) -> ScoreSpec:
+    return ScoreSpec(
+        leads,
+        tuple(cfg.thresholds_mm_h),
+        tuple(cfg.fss_thresholds_mm_h),
+        tuple(cfg.fss_scales),
+    )
+
+
+def _observed(frames: xr.Dataset, times: pd.DatetimeIndex) -> np.ndarray:
+    """The archive's rain rate at ``times``, NaN where it holds no frame (any slot or none)."""
+    present = frames.present.reindex(time=times, fill_value=False).values.astype(bool)
+    values = frames.precip.reindex(time=times).values.astype(np.float32)
+    values[~present] = np.nan
+    return values
+
+
+def due(
+    frames: xr.Dataset, forecasts: ForecastStore, scores: ScoresStore, domain: str
+) -> tuple[list[pd.Timestamp], int]:
+    """Issue times of the domain to score now (oldest first), given its archive ``frames``,
+    and how many stored ones still wait for their observations."""
+    present = frames.time.values[frames.present.values.astype(bool)]
+    if not len(present):
+        return [], 0
+    newest = pd.Timestamp(present[-1])
+    last_lead = pd.Timedelta(forecasts.dataset(domain).lead_time.values[-1])
+    todo = forecasts.issue_times(domain).difference(scores.scored(domain))
+    ready = [t for t in todo if t + last_lead <= newest]
+    return ready, len(todo) - len(ready)
+
+
+def verify_issue(
+    frames: xr.Dataset,
+    forecasts: ForecastStore,
+    domain: str,
+    issue_time: pd.Timestamp,
+    cfg: MotioncastConfig,
+) -> Verified:
+    """The scores of one stored forecast and of each baseline on its input frames."""
+    f = forecasts.forecast(domain, issue_time)
+    leads = len(f.lead_minutes)
+    valid = pd.DatetimeIndex([issue_time + pd.Timedelta(minutes=int(m)) for m in f.lead_minutes])
+    observed = _observed(frames, valid)
+    inputs = _observed(frames, pd.DatetimeIndex(f.input_times))
+    velocity = motion_field(inputs, cfg.training.data.transform)
+    values = {ISSUED: f.values}
+    for name in cfg.verify.baselines:
+        values[name] = baselines.get_method(name)(inputs, leads, velocity)
+    cells = np.isfinite(observed)
+    for v in values.values():
+        cells &= np.isfinite(v)
+    spec = score_spec(cfg.verify, leads)
+    scores = {}
+    for name, v in values.items():
+        scores[name] = Scores(spec)
+        scores[name].add(v, observed, cells)
+    return Verified(issue_time, f.method, f.model_version, scores)
+
+
+def verify(cfg: MotioncastConfig, domains: list[str] | None = None) -> list[VerifyOutcome]:
+    """Score every due forecast of ``domains`` (default: every domain with forecasts), one
+    commit per domain to the scores store (``verify.store``, created when absent)."""
+    storage = cfg.store.object_storage
+    archive = Archive(cfg.store.archive, storage=storage)
+    forecasts = ForecastStore(cfg.forecast.store, storage=storage)
+    scores = ScoresStore(cfg.verify.store, create=True, storage=storage)
+    outcomes = []
+    for domain in domains or forecasts.domains():
+        frames = archive.dataset(domain)
+        times, waiting = due(frames, forecasts, scores, domain)
+        verified = []
+        for t in times:
+            log.info("%s %s: scoring", domain, t.isoformat())
+            verified.append(verify_issue(frames, forecasts, domain, t, cfg))
+        snapshot = scores.write(domain, verified)
+        outcomes.append(VerifyOutcome(domain, len(verified), waiting, snapshot))
+        log.info("%s: %d forecasts scored, %d wait for observations", domain, len(times), waiting)
+    return outcomes

@@ -1,0 +1,121 @@
+"""Verification: issued forecasts scored against the archive beside the baselines, stored as
+pysteps' sums, pooled over any period."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pysteps.verification.detcatscores import det_cat_fct
+
+from pipelines.config import load_config
+from pipelines.forecast.issue import issue
+from pipelines.forecast.methods import get_forecaster
+from pipelines.forecast.store import ForecastStore
+from pipelines.grid import Grid
+from pipelines.simulate import truth_frames
+from pipelines.store import Archive
+from pipelines.verification.store import ISSUED, ScoresStore, ScoresStoreError
+from pipelines.verification.verify import score_spec, verify
+
+T0 = pd.Timestamp("2026-06-01T00:00")
+
+
+@pytest.fixture
+def issued(tmp_path: Path):
+    """An archive of 3 h of the storm (a strip outside coverage) and extrapolation forecasts
+    issued every 15 minutes from 00:25 to 02:25; the config that points at them."""
+    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 96e3, 3.0e6 + 80e3), 2000.0)
+    frames = list(truth_frames("v", grid, T0, 180, seed=4))
+    for f in frames:
+        f.precip[:, :6] = np.nan
+    Archive(tmp_path / "archive", create=True).write(frames, "truth")
+    cfg = load_config(
+        None,
+        [
+            f"store.archive={tmp_path / 'archive'}",
+            f"forecast.store={tmp_path / 'forecasts'}",
+            f"verify.store={tmp_path / 'scores'}",
+            "verify.fss_scales=[1,5]",
+        ],
+    )
+    archive = Archive(tmp_path / "archive")
+    forecasts = ForecastStore(tmp_path / "forecasts", create=True)
+    extrapolation = get_forecaster("extrapolation")
+    for minutes in range(25, 150, 15):
+        issue(archive, forecasts, extrapolation, "v", 6, 60, T0 + pd.Timedelta(minutes=minutes))
+    return cfg, frames
+
+
+def test_due_forecasts_are_scored_once_beside_the_baselines_on_the_same_cells(issued):
+    cfg, frames = issued
+    (done,) = verify(cfg)
+    # issued 00:25 .. 02:25; observed to 03:00: those issued by 02:00 are complete
+    assert (done.domain, done.scored, done.waiting) == ("v", 7, 2) and done.snapshot
+    scores = ScoresStore(cfg.verify.store)
+    assert scores.scored("v")[[0, -1]].strftime("%H:%M").tolist() == ["00:25", "01:55"]
+    again = verify(cfg)[0]
+    assert (again.scored, again.snapshot) == (0, None)  # nothing new: no commit
+    pooled = scores.pool("v")
+    assert pooled.issues == 7 and pooled.issued_methods == {"extrapolation": 7}
+    s = {name: sc.summary() for name, sc in pooled.scores.items()}
+    assert set(s) == {ISSUED, "persistence", "extrapolation"}
+    # the issued forecast is extrapolation on the same inputs: the same scores exactly
+    assert s[ISSUED]["per_lead"]["csi_1mm"] == s["extrapolation"]["per_lead"]["csi_1mm"]
+    assert s[ISSUED]["mae"] == s["extrapolation"]["mae"]
+    # the storm moves: advection beats persistence at 30 minutes and over the hour
+    assert s["extrapolation"]["per_lead"]["csi_1mm"][5] > s["persistence"]["per_lead"]["csi_1mm"][5]
+    assert s["extrapolation"]["csi_1mm"] > s["persistence"]["csi_1mm"]
+    for key in ("pod_0.1mm", "far_5mm", "bias_10mm", "fss_5mm_5", "rmse", "me"):
+        assert key in s[ISSUED]
+
+
+def test_scores_equal_pysteps_on_the_pooled_cells_and_unknown_is_never_dry(issued):
+    cfg, frames = issued
+    verify(cfg)
+    forecasts = ForecastStore(cfg.forecast.store)
+    by_time = {f.time: f.precip for f in frames}
+    pooled = ScoresStore(cfg.verify.store).pool("v", until=pd.Timestamp("2026-06-01T00:40"))
+    assert pooled.issues == 2  # 00:25 and 00:40
+    fc, ob = [], []
+    for t in pd.DatetimeIndex(["2026-06-01T00:25", "2026-06-01T00:40"]):
+        f = forecasts.forecast("v", t)
+        lead = 2  # 15 minutes
+        fc.append(f.values[lead])
+        ob.append(by_time[t + pd.Timedelta(minutes=15)])
+    fc, ob = np.stack(fc), np.stack(ob)
+    # the extrapolation baseline NaNs what comes from the strip: the issued forecast too; no
+    # cell outside coverage is ever scored, as dry or otherwise
+    cells = np.isfinite(fc) & np.isfinite(ob)
+    assert not cells[:, :, :6].any()
+    direct = det_cat_fct(np.where(cells, fc, np.nan), np.where(cells, ob, np.nan), 1.0, ["CSI"])
+    got = pooled.scores[ISSUED].summary()["per_lead"]["csi_1mm"][2]
+    assert got == pytest.approx(direct["CSI"], abs=1e-6)
+    # periods pool exactly: the two halves merged are the whole
+    store = ScoresStore(cfg.verify.store)
+    early = store.pool("v", until=pd.Timestamp("2026-06-01T01:10"))
+    late = store.pool("v", since=pd.Timestamp("2026-06-01T01:11"))
+    whole = store.pool("v").scores[ISSUED].summary()
+    merged = early.scores[ISSUED].merge(late.scores[ISSUED]).summary()
+    assert early.issues + late.issues == 7
+    assert merged["per_lead"]["csi_5mm"] == whole["per_lead"]["csi_5mm"]
+    assert merged["mae"] == pytest.approx(whole["mae"], rel=1e-9)
+
+
+def test_another_score_layout_is_refused_whole(issued):
+    cfg, _ = issued
+    verify(cfg)
+    commits = len(ScoresStore(cfg.verify.store).history())
+    other = cfg.model_copy(
+        update={"verify": cfg.verify.model_copy(update={"thresholds_mm_h": [2.0]})}
+    )
+    # more forecasts, due now, of a layout the store does not hold
+    archive = Archive(cfg.store.archive)
+    forecasts = ForecastStore(cfg.forecast.store)
+    issue(archive, forecasts, get_forecaster("persistence"), "v", 6, 60, T0 + pd.Timedelta(hours=1))
+    with pytest.raises(ScoresStoreError, match="another layout"):
+        verify(other)
+    assert len(ScoresStore(cfg.verify.store).history()) == commits
+    assert score_spec(cfg.verify, 12).thresholds == (0.1, 1.0, 5.0, 10.0)
