@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from flows.forecast import deployments
     from flows.ingest import inbox_deployment
+    from flows.verify import deployment as verify_deployment
     from pipelines.serve.app import start
     from pipelines.simulate.clock import SimClock
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         prefect.serve(
             *deployments(cfg, args.config, args.overrides, clock, args.clock),
             inbox_deployment(cfg, args.config, args.overrides, clock.speed if clock else 1.0),
+            verify_deployment(cfg, args.config, args.overrides),
             print_starting_message=False,
         )
     except KeyboardInterrupt:

@@ -15,19 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pysteps.verification.detcatscores import (
-    det_cat_fct_accum,
-    det_cat_fct_compute,
-    det_cat_fct_init,
-    det_cat_fct_merge,
-)
-from pysteps.verification.detcontscores import (
-    det_cont_fct_accum,
-    det_cont_fct_compute,
-    det_cont_fct_init,
-    det_cont_fct_merge,
-)
-from pysteps.verification.spatialscores import fss_accum, fss_compute, fss_init, fss_merge
+
+from pipelines.radar.pysteps_io import verification
 
 CATEGORICAL = ("hits", "misses", "false_alarms", "correct_negatives")
 CONTINUOUS = ("cov", "vobs", "vpred", "mobs", "mpred", "me", "mse", "mss", "mae", "n")
@@ -67,15 +56,15 @@ class Scores:
         n = spec.leads
         self.categorical = {}
         for t in spec.thresholds:
-            table = det_cat_fct_init(t, axis=(1, 2))
+            table = verification.det_cat_fct_init(t, axis=(1, 2))
             for key in CATEGORICAL:
                 table[key] = np.zeros(n, dtype=np.int64)
             self.categorical[t] = table
-        self.continuous = det_cont_fct_init(axis=(1, 2))
+        self.continuous = verification.det_cont_fct_init(axis=(1, 2))
         for key in CONTINUOUS:
             self.continuous[key] = np.zeros(n)
         self.fss = {
-            (t, s): [fss_init(t, s) for _ in range(n)]
+            (t, s): [verification.fss_init(t, s) for _ in range(n)]
             for t in spec.fss_thresholds
             for s in spec.fss_scales
         }
@@ -85,24 +74,27 @@ class Scores:
         f = np.where(cells, forecast, np.nan).astype(np.float64)
         o = np.where(cells, observed, np.nan).astype(np.float64)
         for table in self.categorical.values():
-            det_cat_fct_accum(table, f, o)
+            verification.det_cat_fct_accum(table, f, o)
         if cells.any():  # pysteps' running means take no empty batch
-            det_cont_fct_accum(self.continuous, f, o)
+            verification.det_cont_fct_accum(self.continuous, f, o)
         for per_lead in self.fss.values():
             for k, acc in enumerate(per_lead):
-                fss_accum(acc, f[k], o[k])
+                verification.fss_accum(acc, f[k], o[k])
 
     def merge(self, other: Scores) -> Scores:
         """These scores pooled with ``other``'s (pysteps' merge functions), as a new object.
         (pysteps merges into the first object's arrays: it gets copies.)"""
         out = Scores(self.spec)
         out.categorical = {
-            t: det_cat_fct_merge(_copy(a), other.categorical[t])
+            t: verification.det_cat_fct_merge(_copy(a), other.categorical[t])
             for t, a in self.categorical.items()
         }
-        out.continuous = det_cont_fct_merge(_copy(self.continuous), other.continuous)
+        out.continuous = verification.det_cont_fct_merge(_copy(self.continuous), other.continuous)
         out.fss = {
-            key: [fss_merge(_copy(a), b) for a, b in zip(accs, other.fss[key], strict=True)]
+            key: [
+                verification.fss_merge(_copy(a), b)
+                for a, b in zip(accs, other.fss[key], strict=True)
+            ]
             for key, accs in self.fss.items()
         }
         return out
@@ -143,20 +135,20 @@ class Scores:
         for t, table in self.categorical.items():
             summed = {**table, **{k: table[k].sum() for k in CATEGORICAL}}
             with np.errstate(invalid="ignore", divide="ignore"):
-                lead_values = det_cat_fct_compute(table, CATEGORICAL_SCORES)
-                pooled_values = det_cat_fct_compute(summed, CATEGORICAL_SCORES)
+                lead_values = verification.det_cat_fct_compute(table, CATEGORICAL_SCORES)
+                pooled_values = verification.det_cat_fct_compute(summed, CATEGORICAL_SCORES)
             for score in CATEGORICAL_SCORES:
                 per_lead[metric_name(t, score)] = lead_values[score]
                 pooled[metric_name(t, score)] = pooled_values[score]
         for (t, s), accs in self.fss.items():
-            per_lead[fss_name(t, s)] = np.array([fss_compute(a) for a in accs])
-            pooled[fss_name(t, s)] = fss_compute(
+            per_lead[fss_name(t, s)] = np.array([verification.fss_compute(a) for a in accs])
+            pooled[fss_name(t, s)] = verification.fss_compute(
                 {**accs[0], **{k: sum(a[k] for a in accs) for k in FSS_SUMS}}
             )
         n = self.continuous["n"]
         with np.errstate(invalid="ignore", divide="ignore"):
             if n.any():
-                values = det_cont_fct_compute(self.continuous, CONTINUOUS_SCORES)
+                values = verification.det_cont_fct_compute(self.continuous, CONTINUOUS_SCORES)
                 for name in CONTINUOUS_SCORES:
                     per_lead[name.lower()] = np.where(n > 0, values[name], np.nan)
             else:

@@ -84,6 +84,8 @@ def test_serving_manifests_point_at_the_app_and_a_valid_config():
     cycle = next(d for d in prefect["deployments"] if d["name"] == "forecast-cycle")
     assert cycle["schedules"][0]["cron"] == MotioncastConfig().forecast.cron
     assert cycle["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    verification = next(d for d in prefect["deployments"] if d["name"] == "verification")
+    assert verification["schedules"][0]["cron"] == MotioncastConfig().verify.cron
     for deployment in prefect["deployments"]:
         path, name = deployment["entrypoint"].split(":")
         assert name in (INFRA.parent / path).read_text()

@@ -1,5 +1,6 @@
-"""pysteps, imported quietly: the importers for the composite readers, and the motion,
-extrapolation, nowcast and transformation modules for the motion prior and the baselines.
+"""pysteps, imported quietly: the importers for the composite readers, the motion,
+extrapolation, nowcast and transformation modules for the motion prior and the baselines, and
+verification for the scores.
 
 pysteps prints its configuration path on import, and its nowcasts print their progress. Ray
 Train reroutes ``print`` in its workers to logging, past any stdout redirect, so ``print`` itself
@@ -26,7 +27,7 @@ def quiet() -> Iterator[None]:
 
 with quiet():
     import pysteps  # noqa: F401
-    from pysteps import extrapolation, motion, nowcasts
+    from pysteps import extrapolation, motion, nowcasts, verification
     from pysteps.io import importers
     from pysteps.utils import cleansing, interpolate, transformation
 
@@ -38,5 +39,6 @@ __all__ = [
     "motion",
     "nowcasts",
     "quiet",
+    "verification",
     "transformation",
 ]

@@ -11,6 +11,7 @@ method (pipelines.scores). A valid time the archive never got contributes no cel
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,9 +97,14 @@ def verify_issue(
     return Verified(issue_time, f.method, f.model_version, scores)
 
 
-def verify(cfg: MotioncastConfig, domains: list[str] | None = None) -> list[VerifyOutcome]:
+def verify(
+    cfg: MotioncastConfig,
+    domains: list[str] | None = None,
+    on_scored: Callable[[str, int, int], None] | None = None,
+) -> list[VerifyOutcome]:
     """Score every due forecast of ``domains`` (default: every domain with forecasts), one
-    commit per domain to the scores store (``verify.store``, created when absent)."""
+    commit per domain to the scores store (``verify.store``, created when absent).
+    ``on_scored(domain, done, due)`` follows the progress."""
     storage = cfg.store.object_storage
     archive = Archive(cfg.store.archive, storage=storage)
     forecasts = ForecastStore(cfg.forecast.store, storage=storage)
@@ -109,8 +115,10 @@ def verify(cfg: MotioncastConfig, domains: list[str] | None = None) -> list[Veri
         times, waiting = due(frames, forecasts, scores, domain)
         verified = []
         for t in times:
-            log.info("%s %s: scoring", domain, t.isoformat())
+            log.debug("%s %s: scoring", domain, t.isoformat())
             verified.append(verify_issue(frames, forecasts, domain, t, cfg))
+            if on_scored is not None:
+                on_scored(domain, len(verified), len(times))
         snapshot = scores.write(domain, verified)
         outcomes.append(VerifyOutcome(domain, len(verified), waiting, snapshot))
         log.info("%s: %d forecasts scored, %d wait for observations", domain, len(times), waiting)

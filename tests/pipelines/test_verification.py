@@ -3,6 +3,7 @@ pysteps' sums, pooled over any period."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from pipelines.simulate import truth_frames
 from pipelines.store import Archive
 from pipelines.verification.store import ISSUED, ScoresStore, ScoresStoreError
 from pipelines.verification.verify import score_spec, verify
+from tests.conftest import motioncast
 
 T0 = pd.Timestamp("2026-06-01T00:00")
 
@@ -119,3 +121,36 @@ def test_another_score_layout_is_refused_whole(issued):
         verify(other)
     assert len(ScoresStore(cfg.verify.store).history()) == commits
     assert score_spec(cfg.verify, 12).thresholds == (0.1, 1.0, 5.0, 10.0)
+
+
+def test_cli_scores_pools_and_reports_with_plots_and_bad_input_is_one_line(issued, tmp_path):
+    cfg, _ = issued
+    stores = [
+        "--store",
+        cfg.store.archive,
+        "--forecasts",
+        cfg.forecast.store,
+        "--scores",
+        cfg.verify.store,
+    ]
+    done = motioncast(
+        "verify", *stores, "--out", str(tmp_path / "report"), "--set", "verify.fss_scales=[1,5]"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "v: 7 scored, 2 wait for observations" in done.stderr
+    for method in ("issued", "persistence", "extrapolation"):
+        assert method in done.stdout
+    assert "issued by extrapolation (7)" in done.stdout
+    plots = sorted(p.name for p in (tmp_path / "report").iterdir())
+    assert plots == ["v_bias_lead.png", "v_csi_lead.png", "v_fss_scale.png", "v_mae_lead.png"]
+    assert all((tmp_path / "report" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+    pooled = motioncast("verify", *stores, "--no-score", "--until", "2026-06-01T00:40", "--json")
+    assert pooled.returncode == 0, pooled.stderr
+    report = json.loads(pooled.stdout)["v"]
+    assert set(report) == {"issued", "persistence", "extrapolation"}
+    assert len(report["issued"]["per_lead"]["csi_1mm"]) == 12
+    bad = motioncast("verify", *stores, "--since", "yesterday")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--since" in bad.stderr
+    (tmp_path / "file").write_text("x")
+    bad = motioncast("verify", *stores[:4], "--scores", str(tmp_path / "file"))
+    assert bad.returncode == 2 and "is a file" in bad.stderr
