@@ -51,7 +51,7 @@ demo: setup
 	@echo "--- the late 14:00 volumes arrive: each frame is one write into its slot"
 	$(VENV)/bin/motioncast ingest $(DEMO)/late --store $(DEMO)/archive --config $(DEMO)/radar/network.yaml
 	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
-	$(VENV)/bin/motioncast archive plot --store $(DEMO)/archive --domain simnet --out $(DEMO)/mosaic-last-frame.png
+	$(VENV)/bin/motioncast plot map --store $(DEMO)/archive --domain simnet --config $(DEMO)/radar/network.yaml --out $(DEMO)/mosaic-last-frame.png
 	$(VENV)/bin/motioncast train --store $(DEMO)/archive --registry $(DEMO)/registry --workers 2 --max-minutes 3 $(DEMO_TRAINING)
 	@echo "--- promotion: refused unless the model beats pysteps extrapolation on its validation windows"
 	-$(VENV)/bin/motioncast models promote v0001 --registry $(DEMO)/registry

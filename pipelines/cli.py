@@ -11,6 +11,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 archive_app = typer.Typer(help="Inspect the archive store.", no_args_is_help=True)
 app.add_typer(archive_app, name="archive")
+plot_app = typer.Typer(help="Maps, panels and animations from the stores.", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
 models_app = typer.Typer(help="The model registry: list, inspect, promote.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console(stderr=True, soft_wrap=True)  # one error, one line, even when piped
@@ -252,33 +255,93 @@ def archive_info(
     out.print(table)
 
 
-@archive_app.command("plot")
-def archive_plot(
-    store: StoreOpt,
+def _sites(cfg: MotioncastConfig):
+    from pipelines.plots import Site
+
+    return [Site(s.name, s.lon, s.lat) for s in cfg.plot.sites]
+
+
+def _forecast_and_observed(cfg: MotioncastConfig, store, forecasts, domain, issue_time):
+    """The forecast of ``domain`` issued at ``issue_time`` (None: the latest) and what the
+    archive observed at its valid times (NaN where it holds no frame)."""
+    from pipelines.forecast.store import ForecastStore, ForecastStoreError
+    from pipelines.frame_select import FrameSelectError, parse_time
+    from pipelines.store import ArchiveError
+    from pipelines.verification.verify import observed_at
+
+    try:
+        when = parse_time(issue_time, "--issue-time") if issue_time else None
+        fstore = ForecastStore(forecasts or cfg.forecast.store, storage=cfg.store.object_storage)
+        name = domain or fstore.resolve_domain(None)
+        f = fstore.forecast(name, when)
+        frames = _open(store or cfg.store.archive, cfg).dataset(name)
+    except (ArchiveError, ForecastStoreError, FrameSelectError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    valid = pd.DatetimeIndex([f.issue_time + pd.Timedelta(minutes=int(m)) for m in f.lead_minutes])
+    return f, observed_at(frames, valid)
+
+
+ForecastsOpt = Annotated[
+    str | None,
+    typer.Option("--forecasts", "-f", help="Forecast store (default: forecast.store)."),
+]
+IssueTimeOpt = Annotated[
+    str | None,
+    typer.Option("--issue-time", help="Issue time of the forecast (UTC); default: the latest."),
+]
+
+
+@plot_app.command("map")
+def plot_map(
     out_png: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    store: StoreOpt = None,
     domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
     time: Annotated[
         str,
         typer.Option(
-            help="Frame time (UTC), or 'last'. With no frame exactly then, the nearest one "
-            "(a warning says which); a time more than one step outside the archive is refused."
+            help="Observed frame's time (UTC), or 'last'. With no frame exactly then, the nearest "
+            "one (a warning says which); a time more than one step outside the archive is refused."
         ),
     ] = "last",
+    forecast: Annotated[
+        bool, typer.Option("--forecast", help="Map a forecast instead of an observed frame.")
+    ] = False,
+    forecasts: ForecastsOpt = None,
+    issue_time: IssueTimeOpt = None,
+    lead: Annotated[
+        int | None, typer.Option(help="--forecast: lead step (1-based); default the last.", min=1)
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Save a map of one archived frame as PNG, and print its path."""
-    from rich.markup import escape
-
+    """A rain-rate map (PNG) of an observed frame, or with --forecast of one lead of a forecast,
+    in the domain's projection with a lon/lat graticule and the radar sites (plot.sites); print
+    its path."""
     from pipelines.frame_select import FrameSelectError, parse_time, select_frame
-    from pipelines.plots import plot_rain_map
+    from pipelines.grid import Grid
+    from pipelines.plots import rain_map
     from pipelines.store import ArchiveError
 
     cfg = _setup(config, set_, verbose)
+    if forecast:
+        f, _ = _forecast_and_observed(cfg, store, forecasts, domain, issue_time)
+        n = len(f.lead_minutes)
+        step = n if lead is None else lead
+        if step > n:
+            console.print(f"[red]error:[/red] --lead {step}: the forecast has {n} leads")
+            raise typer.Exit(2)
+        model = f" {f.model_version}" if f.model_version else ""
+        title = (
+            f"{f.domain} {f.method}{model} issued {f.issue_time:%Y-%m-%d %H:%M} UTC "
+            f"+{int(f.lead_minutes[step - 1])} min"
+        )
+        out.print(str(rain_map(f.values[step - 1], f.grid, out_png, title, _sites(cfg))))
+        return
     try:
         parse_time(time)  # a bad --time is refused before the store is opened
-        ds = _open(store, cfg).dataset(domain)
+        ds = _open(store or cfg.store.archive, cfg).dataset(domain)
         chosen = select_frame(ds, time)
     except (ArchiveError, FrameSelectError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")  # --time text is not markup
@@ -292,9 +355,56 @@ def archive_plot(
             f"{chosen.time:%Y-%m-%d %H:%M}",
             _minutes(abs(chosen.time - chosen.requested)),
         )
-    frame = ds.precip.isel(time=chosen.index)
-    title = f"{name}  {chosen.time:%Y-%m-%d %H:%M} UTC  (rain rate, mm/h)"
-    path = plot_rain_map(frame.load(), out_png, title)
+    values = ds.precip.isel(time=chosen.index).values
+    grid = Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values)
+    title = f"{name}  {chosen.time:%Y-%m-%d %H:%M} UTC  observed"
+    out.print(str(rain_map(values, grid, out_png, title, _sites(cfg))))
+
+
+@plot_app.command("panel")
+def plot_panel(
+    out_png: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    store: StoreOpt = None,
+    forecasts: ForecastsOpt = None,
+    domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
+    issue_time: IssueTimeOpt = None,
+    leads: Annotated[
+        list[int] | None, typer.Option("--lead", help="Lead steps to show (1-based); repeat.")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """A forecast beside what was observed at several leads (PNG); print its path."""
+    from pipelines.plots import forecast_panel
+
+    cfg = _setup(config, set_, verbose)
+    f, observed = _forecast_and_observed(cfg, store, forecasts, domain, issue_time)
+    n = len(f.lead_minutes)
+    steps = leads or sorted({1, max(1, n // 2), n})
+    if any(k > n for k in steps):
+        console.print(f"[red]error:[/red] --lead {max(steps)}: the forecast has {n} leads")
+        raise typer.Exit(2)
+    out.print(str(forecast_panel(f, observed, steps, out_png, _sites(cfg))))
+
+
+@plot_app.command("gif")
+def plot_gif(
+    out_gif: Annotated[Path, typer.Option("--out", "-o", help="GIF file to write.")],
+    store: StoreOpt = None,
+    forecasts: ForecastsOpt = None,
+    domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
+    issue_time: IssueTimeOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """An animated GIF of a forecast's leads beside what was observed; print its path."""
+    from pipelines.plots import forecast_gif
+
+    cfg = _setup(config, set_, verbose)
+    f, observed = _forecast_and_observed(cfg, store, forecasts, domain, issue_time)
+    path = forecast_gif(f, observed, out_gif, _sites(cfg), cfg.plot.gif_frame_ms)
     out.print(str(path))
 
 

@@ -523,6 +523,21 @@ class VerifyConfig(_Section):
         return v
 
 
+class SiteConfig(_Section):
+    name: str
+    lon: float
+    lat: float
+
+
+class PlotConfig(_Section):
+    """Maps and animations (motioncast plot, the API's PNG)."""
+
+    sites: list[SiteConfig] = Field(
+        [], description="Radar sites marked on maps (those inside the domain); name, lon, lat."
+    )
+    gif_frame_ms: int = Field(600, gt=0, description="Time each lead is shown in an animation.")
+
+
 class ServeConfig(_Section):
     """The forecast service (Ray Serve): where it listens and how it batches."""
 
@@ -581,6 +596,7 @@ class MotioncastConfig(_Section):
     forecast: ForecastConfig = ForecastConfig()
     serve: ServeConfig = ServeConfig()
     verify: VerifyConfig = VerifyConfig()
+    plot: PlotConfig = PlotConfig()
     system: SystemConfig = SystemConfig()
 
     @field_validator("domains")

@@ -1,4 +1,4 @@
-"""Which archived frame a user's time means (``motioncast archive plot --time``).
+"""Which archived frame a user's time means (``motioncast plot map --time``).
 
 The archive's time axis may be regular, with absent slots NaN and a boolean ``present(time)``
 marking the frames that exist; then only present frames are chosen. Without ``present`` every

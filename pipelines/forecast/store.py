@@ -187,7 +187,7 @@ class ForecastStore(VersionedStore):
     def dataset(self, domain: str | None = None, snapshot: str | None = None) -> xr.Dataset:
         """The domain's forecasts as a lazy Dataset, sorted by issue time; ``valid_time`` and
         ``lead_time`` decoded (datetime64, timedelta64)."""
-        domain = self._domain(domain, snapshot)
+        domain = self.resolve_domain(domain, snapshot)
         ds = xr.open_zarr(
             self._read_store(snapshot), group=domain, consolidated=False, decode_timedelta=True
         )

@@ -39,6 +39,7 @@ from pipelines.forecast.issue import ForecastError, issue
 from pipelines.forecast.methods import MODEL, NoModelError, get_forecaster
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.frame_select import naive_utc
+from pipelines.plots import Site
 from pipelines.serve.latest import LatestForecasts
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,8 @@ class Api:
         store = self._store()
         with self._lock:
             if self._latest_answers is None:
-                self._latest_answers = LatestForecasts(store)
+                sites = [Site(s.name, s.lon, s.lat) for s in self.cfg.plot.sites]
+                self._latest_answers = LatestForecasts(store, sites)
             return self._latest_answers
 
     def _issue(self, request: ForecastRequest) -> tuple[int, dict]:

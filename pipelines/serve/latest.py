@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-import xarray as xr
-
 from pipelines.forecast.store import Forecast, ForecastStore, summarise
+from pipelines.plots import Site
 
 T = TypeVar("T")
 
@@ -27,13 +26,12 @@ def _title(f: Forecast, step: int) -> str:
     return f"{f.domain} issued {f.issue_time.isoformat()} +{lead} min ({f.method}{model})"
 
 
-def render_png(f: Forecast, step: int) -> bytes:
+def render_png(f: Forecast, step: int, sites: Sequence[Site] = ()) -> bytes:
     """A map of lead step ``step`` (1-based) of a forecast, as PNG bytes."""
-    from pipelines.plots import plot_rain_map
+    from pipelines.plots import rain_map
 
-    field = xr.DataArray(f.values[step - 1], coords={"y": f.grid.y, "x": f.grid.x}, dims=("y", "x"))
     buffer = io.BytesIO()
-    plot_rain_map(field, buffer, _title(f, step))
+    rain_map(f.values[step - 1], f.grid, buffer, _title(f, step), sites)
     return buffer.getvalue()
 
 
@@ -44,8 +42,9 @@ class LatestForecasts:
     for a lead the forecast does not have.
     """
 
-    def __init__(self, store: ForecastStore):
+    def __init__(self, store: ForecastStore, sites: Sequence[Site] = ()):
         self.store = store
+        self.sites = tuple(sites)
         self._answers: dict[tuple, tuple[str, object]] = {}  # key -> (commit, answer)
         self._locks: dict[tuple, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -61,7 +60,7 @@ class LatestForecasts:
             step = n if lead is None else lead
             if not 1 <= step <= n:
                 raise ValueError(f"lead {step} beyond the forecast's {n} leads")
-            return render_png(f, step)
+            return render_png(f, step, self.sites)
 
         return self._answer((domain, "png", lead), make)
 

@@ -114,7 +114,8 @@ NETWORK_DOMAIN = "simnet"
 
 def write_network_config(out_dir: Path, sites: list[SimRadar], cfg: SimulatorConfig) -> Path:
     """A configuration defining the network's mosaic domain (every radar's reach, 1 km), for
-    ``motioncast ingest --config``: the radars' volumes then merge into one domain."""
+    ``motioncast ingest --config``: the radars' volumes then merge into one domain; and the
+    radar sites that maps mark (``plot.sites``)."""
     truth = truth_grid(sites, cfg)
     margin = cfg.margin_km * 1000.0
     xmin, ymin, xmax, ymax = truth.extent
@@ -126,7 +127,9 @@ def write_network_config(out_dir: Path, sites: list[SimRadar], cfg: SimulatorCon
     }
     path = Path(out_dir) / NETWORK_CONFIG
     header = "# The synthetic network's mosaic domain (written by motioncast simulate)\n"
-    path.write_text(header + yaml.safe_dump({"domains": {NETWORK_DOMAIN: domain}}, sort_keys=False))
+    sites = [{"name": s.id, "lon": s.lon, "lat": s.lat} for s in sites]
+    config = {"domains": {NETWORK_DOMAIN: domain}, "plot": {"sites": sites}}
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return path
 
 

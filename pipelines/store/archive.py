@@ -165,7 +165,7 @@ class Archive(VersionedStore):
         The time axis is regular, from the domain's first frame to its last: a slot with no
         frame has ``present`` False and NaN precip.
         """
-        domain = self._domain(domain, snapshot)
+        domain = self.resolve_domain(domain, snapshot)
         return self._frames(self._read_store(snapshot), domain)
 
     def _frames(self, store, group: str) -> xr.Dataset:

@@ -242,7 +242,7 @@ class VersionedStore:
             return []
         return sorted(name for name, group in root.groups() if self.marker in group)
 
-    def _domain(self, domain: str | None, snapshot: str | None) -> str:
+    def resolve_domain(self, domain: str | None, snapshot: str | None = None) -> str:
         """``domain``, or the store's only one when None; the error says which there are."""
         domains = self.domains(snapshot)
         if domain is None and len(domains) == 1:

@@ -98,7 +98,7 @@ class ScoresStore(VersionedStore):
     # ---- reading -------------------------------------------------------------------------
     def dataset(self, domain: str | None = None, snapshot: str | None = None) -> xr.Dataset:
         """The domain's accumulators as a Dataset, issue times decoded and sorted."""
-        domain = self._domain(domain, snapshot)
+        domain = self.resolve_domain(domain, snapshot)
         ds = xr.open_zarr(self._read_store(snapshot), group=domain, consolidated=False)
         return ds.sortby(ISSUE)
 

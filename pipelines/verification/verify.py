@@ -46,7 +46,7 @@ def score_spec(cfg: VerifyConfig, leads: int) -> ScoreSpec:
     )
 
 
-def _observed(frames: xr.Dataset, times: pd.DatetimeIndex) -> np.ndarray:
+def observed_at(frames: xr.Dataset, times: pd.DatetimeIndex) -> np.ndarray:
     """The archive's rain rate at ``times``, NaN where it holds no frame (any slot or none)."""
     present = frames.present.reindex(time=times, fill_value=False).values.astype(bool)
     values = frames.precip.reindex(time=times).values.astype(np.float32)
@@ -80,8 +80,8 @@ def verify_issue(
     f = forecasts.forecast(domain, issue_time)
     leads = len(f.lead_minutes)
     valid = pd.DatetimeIndex([issue_time + pd.Timedelta(minutes=int(m)) for m in f.lead_minutes])
-    observed = _observed(frames, valid)
-    inputs = _observed(frames, pd.DatetimeIndex(f.input_times))
+    observed = observed_at(frames, valid)
+    inputs = observed_at(frames, pd.DatetimeIndex(f.input_times))
     velocity = motion_field(inputs, cfg.training.data.transform)
     values = {ISSUED: f.values}
     for name in cfg.verify.baselines:

@@ -1,4 +1,4 @@
-"""The command line: what its start-up imports, and `archive plot --time` on a tiny archive."""
+"""The command line: what its start-up imports, and `plot map --time` on a tiny archive."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_cli_start_up_imports_no_heavy_library():
     assert done.stdout.strip() == "", f"imported at start-up: {done.stdout.strip()}"
 
 
-# ---- archive plot --time ---------------------------------------------------------------------
+# ---- plot map --time -------------------------------------------------------------------------
 
 GRID = Grid.from_extent("EPSG:3035", (4.0e6, 3.0e6, 4.03e6, 3.02e6), 1000.0)  # 20 x 30
 T0 = pd.Timestamp("2026-06-01T12:00")
@@ -68,16 +68,16 @@ def plotted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str]]:
 
     calls: list[tuple[float, str]] = []
 
-    def fake(field: xr.DataArray, out: Path, title: str) -> Path:
-        calls.append((float(np.nanmax(field.values)), title))
+    def fake(values: np.ndarray, grid, out: Path, title: str, sites=()) -> Path:
+        calls.append((float(np.nanmax(values)), title))
         return Path(out)
 
-    monkeypatch.setattr(pipelines.plots, "plot_rain_map", fake)
+    monkeypatch.setattr(pipelines.plots, "rain_map", fake)
     return calls
 
 
 def plot(archive: Path, tmp_path: Path, *time: str):
-    args = ["archive", "plot", "--store", str(archive), "--out", str(tmp_path / "f.png")]
+    args = ["plot", "map", "--store", str(archive), "--out", str(tmp_path / "f.png")]
     return CliRunner().invoke(app, [*args, *(["--time", *time] if time else [])])
 
 
@@ -120,7 +120,7 @@ def test_a_time_between_frames_plots_the_nearest_and_warns(
 ):
     result = plot(archive, tmp_path, text)  # the verb sets up logging: a WARNING line
     assert result.exit_code == 0, result.output
-    assert plotted == [(value, f"d  2026-06-01 {shown} UTC  (rain rate, mm/h)")]
+    assert plotted == [(value, f"d  2026-06-01 {shown} UTC  observed")]
     warnings = [line for line in result.output.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and f"plotting the nearest one, 2026-06-01 {shown}" in warnings[0]
 

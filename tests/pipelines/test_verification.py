@@ -154,3 +154,39 @@ def test_cli_scores_pools_and_reports_with_plots_and_bad_input_is_one_line(issue
     (tmp_path / "file").write_text("x")
     bad = motioncast("verify", *stores[:4], "--scores", str(tmp_path / "file"))
     assert bad.returncode == 2 and "is a file" in bad.stderr
+
+
+def test_plot_verbs_draw_a_forecast_beside_the_observation(issued, tmp_path):
+    from PIL import Image
+
+    cfg, _ = issued
+    stores = ["--store", cfg.store.archive, "--forecasts", cfg.forecast.store]
+    sites = '--set=plot.sites=[{"name": "r1", "lon": 8.2, "lat": 50.5}]'
+    panel = motioncast(
+        "plot",
+        "panel",
+        *stores,
+        "--issue-time",
+        "2026-06-01T00:40",
+        sites,
+        "--out",
+        str(tmp_path / "panel.png"),
+    )
+    assert panel.returncode == 0, panel.stderr
+    assert panel.stdout.strip().endswith("panel.png")
+    assert (tmp_path / "panel.png").read_bytes()[:4] == b"\x89PNG"
+    gif = motioncast("plot", "gif", *stores, "--out", str(tmp_path / "f.gif"))
+    assert gif.returncode == 0, gif.stderr
+    with Image.open(tmp_path / "f.gif") as image:
+        assert image.format == "GIF" and image.n_frames == 12
+    one = motioncast(
+        "plot", "map", "--forecast", *stores, "--lead", "3", "--out", str(tmp_path / "m.png")
+    )
+    assert one.returncode == 0 and (tmp_path / "m.png").exists(), one.stderr
+    bad = motioncast(
+        "plot", "map", "--forecast", *stores, "--lead", "13", "--out", str(tmp_path / "x.png")
+    )
+    assert bad.returncode == 2 and "the forecast has 12 leads" in bad.stderr
+    bad = motioncast("plot", "gif", *stores, "--domain", "w", "--out", str(tmp_path / "x.gif"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no domain 'w'" in bad.stderr
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.gif").exists()
