@@ -13,11 +13,13 @@ run time (cartopy's Natural Earth maps would be): no coastlines. Cells no radar 
 
 from __future__ import annotations
 
+import functools
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -33,6 +35,11 @@ from pipelines.radar.pysteps_io import quiet  # noqa: E402
 if TYPE_CHECKING:
     from pipelines.forecast.store import Forecast
 
+# pyplot (which pysteps draws with) keeps global state: one figure is drawn at a time, even when
+# the forecast service renders maps in several threads
+PYPLOT = threading.RLock()
+P = ParamSpec("P")
+R = TypeVar("R")
 GRATICULE_STEPS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # degrees; the first giving 2-6 lines
 DPI = 100
 
@@ -119,6 +126,15 @@ def draw_rain(
     _sites(ax, grid, sites)
 
 
+def _one_figure_at_a_time(draw: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(draw)
+    def serialised(*args: P.args, **kwargs: P.kwargs) -> R:
+        with PYPLOT:
+            return draw(*args, **kwargs)
+
+    return serialised
+
+
 def _save(fig, out: Path | BinaryIO, fmt: str = "png") -> Path | BinaryIO:
     if isinstance(out, str | Path):
         out = Path(out)
@@ -128,6 +144,7 @@ def _save(fig, out: Path | BinaryIO, fmt: str = "png") -> Path | BinaryIO:
     return out
 
 
+@_one_figure_at_a_time
 def rain_map(
     values: np.ndarray, grid: Grid, out: Path | BinaryIO, title: str, sites: Sequence[Site] = ()
 ) -> Path | BinaryIO:
@@ -143,6 +160,7 @@ def _lead_title(f: Forecast, k: int) -> str:
     return f"+{int(f.lead_minutes[k])} min, valid {valid:%H:%M}"
 
 
+@_one_figure_at_a_time
 def forecast_panel(
     f: Forecast,
     observed: np.ndarray | None,
@@ -172,6 +190,7 @@ def forecast_panel(
     return _save(fig, out)
 
 
+@_one_figure_at_a_time
 def forecast_gif(
     f: Forecast,
     observed: np.ndarray | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -165,3 +166,39 @@ def start_service(overrides: list[str]):
     cfg = load_config(None, [f"serve.port={free_port()}", "serve.poll_seconds=0.5", *overrides])
     start(cfg)
     return cfg
+
+
+@pytest.fixture
+def issued(tmp_path: Path):
+    """An archive of 3 h of the storm (a strip outside coverage) and extrapolation forecasts
+    issued every 15 minutes from 00:25 to 02:25 (domain 'v'); the config that points at them,
+    and the frames."""
+    from pipelines.config import load_config
+    from pipelines.forecast.issue import issue
+    from pipelines.forecast.methods import get_forecaster
+    from pipelines.forecast.store import ForecastStore
+    from pipelines.grid import Grid
+    from pipelines.simulate import truth_frames
+    from pipelines.store import Archive
+
+    t0 = pd.Timestamp("2026-06-01t00:00")
+    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 96e3, 3.0e6 + 80e3), 2000.0)
+    frames = list(truth_frames("v", grid, t0, 180, seed=4))
+    for f in frames:
+        f.precip[:, :6] = np.nan
+    Archive(tmp_path / "archive", create=True).write(frames, "truth")
+    cfg = load_config(
+        None,
+        [
+            f"store.archive={tmp_path / 'archive'}",
+            f"forecast.store={tmp_path / 'forecasts'}",
+            f"verify.store={tmp_path / 'scores'}",
+            "verify.fss_scales=[1,5]",
+        ],
+    )
+    archive = Archive(tmp_path / "archive")
+    forecasts = ForecastStore(tmp_path / "forecasts", create=True)
+    extrapolation = get_forecaster("extrapolation")
+    for minutes in range(25, 150, 15):
+        issue(archive, forecasts, extrapolation, "v", 6, 60, t0 + pd.Timedelta(minutes=minutes))
+    return cfg, frames
