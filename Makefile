@@ -39,6 +39,7 @@ DEMO_LIVE := --set system.home=$(DEMO)/home --set system.inbox=$(DEMO)/live/inbo
 	--set store.archive=$(DEMO)/live/archive --set forecast.store=$(DEMO)/live/forecasts \
 	--set forecast.registry=$(DEMO)/registry --set forecast.max_input_age_minutes=60
 DEMO_SERVICE := http://127.0.0.1:8000
+DEMO_STORES := --store $(DEMO)/archive --forecasts $(DEMO)/forecasts
 
 demo: setup
 	-$(VENV)/bin/motioncast down $(DEMO_LIVE) 2>/dev/null
@@ -68,6 +69,14 @@ demo: setup
 	rc=$$?; $(VENV)/bin/motioncast down $(DEMO_LIVE); exit $$rc
 	$(PY) -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/live/forecasts')[['method', 'model_version', 'reason']].to_dataframe().to_string())"
 	@echo "map of the latest live forecast: $(DEMO)/live-latest.png"
+	@echo "--- verification: afternoon forecasts scored beside persistence and extrapolation, same cells"
+	for t in 15:00 15:30 16:00 16:30; do \
+	  $(VENV)/bin/motioncast forecast $(DEMO_STORES) --registry $(DEMO)/registry --issue-time 2026-06-01T$$t --method motionrnn 2>/dev/null || \
+	  $(VENV)/bin/motioncast forecast $(DEMO_STORES) --issue-time 2026-06-01T$$t --method extrapolation || exit 1; \
+	done
+	$(VENV)/bin/motioncast verify $(DEMO_STORES) --scores $(DEMO)/scores --out $(DEMO)/verification
+	$(VENV)/bin/motioncast plot panel $(DEMO_STORES) --issue-time 2026-06-01T16:00 --config $(DEMO)/radar/network.yaml --out $(DEMO)/panel.png
+	$(VENV)/bin/motioncast plot gif $(DEMO_STORES) --issue-time 2026-06-01T16:00 --config $(DEMO)/radar/network.yaml --out $(DEMO)/forecast.gif
 
 bench: setup
 	$(PY) bench/startup.py
