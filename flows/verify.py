@@ -24,25 +24,28 @@ from pipelines.verification.verify import VerifyOutcome, verify
 RECENT = pd.Timedelta(hours=24)  # the artifact's table pools this far back
 
 
-def _markdown(outcomes: list[VerifyOutcome], store: ScoresStore) -> str:
+def _markdown(outcomes: list[VerifyOutcome], store: ScoresStore, thresholds: list[float]) -> str:
     lines = [
         "# Verification",
         "",
         "| domain | scored now | waiting | commit |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {o.domain} | {o.scored} | {o.waiting} | {o.snapshot or '-'} |" for o in outcomes]
-    lines += ["", "| domain | method | issues (24 h) | CSI 1 mm/h | CSI 5 mm/h | MAE |"]
-    lines += ["|---|---|---|---|---|---|"]
+    lines += [
+        f"| {o.domain} | {o.scored} | {o.waiting} | {o.snapshot or o.error or '-'} |"
+        for o in outcomes
+    ]
+    csi = " | ".join(f"CSI {t:g} mm/h" for t in thresholds)
+    lines += ["", f"| domain | method | issues (24 h) | {csi} | MAE |"]
+    lines += ["|---" * (4 + len(thresholds)) + "|"]
     for domain in store.domains():
-        scored = store.scored(domain)
-        pooled = store.pool(domain, since=scored[-1] - RECENT if len(scored) else None)
+        scored = store.scored(domain)  # the last 24 hours of issues, the newest included
+        since = scored[-1] - RECENT + pd.Timedelta(seconds=1) if len(scored) else None
+        pooled = store.pool(domain, since=since)
         for method, scores in pooled.scores.items():
             s = scores.summary()
-            lines.append(
-                f"| {domain} | {method} | {pooled.issues} | {s.get(metric_name(1.0))} | "
-                f"{s.get(metric_name(5.0))} | {s.get('mae')} |"
-            )
+            values = " | ".join(str(s.get(metric_name(t))) for t in thresholds)
+            lines.append(f"| {domain} | {method} | {pooled.issues} | {values} | {s.get('mae')} |")
     return "\n".join(lines)
 
 
@@ -60,7 +63,9 @@ def verify_flow(
         logger.info("%s: %d scored, %d wait for observations", o.domain, o.scored, o.waiting)
     store = ScoresStore(cfg.verify.store, storage=cfg.store.object_storage)
     create_markdown_artifact(
-        markdown=_markdown(outcomes, store), key="verification", description="Forecast scores"
+        markdown=_markdown(outcomes, store, cfg.verify.thresholds_mm_h),
+        key="verification",
+        description="Forecast scores",
     )
     return [vars(o) for o in outcomes]
 

@@ -369,7 +369,8 @@ def plot_panel(
     domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
     issue_time: IssueTimeOpt = None,
     leads: Annotated[
-        list[int] | None, typer.Option("--lead", help="Lead steps to show (1-based); repeat.")
+        list[int] | None,
+        typer.Option("--lead", help="Lead steps to show (1-based); repeat.", min=1),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -852,12 +853,18 @@ def verify(
 
                 outcomes = score_due(cfg, domain, on_scored=advance)
             for o in outcomes:
-                console.print(f"{o.domain}: {o.scored} scored, {o.waiting} wait for observations")
+                console.print(
+                    f"{o.domain}: not verified: {escape(o.error)}"
+                    if o.error
+                    else f"{o.domain}: {o.scored} scored, {o.waiting} wait for observations"
+                )
         scored = ScoresStore(cfg.verify.store, storage=cfg.store.object_storage)
         fstore = ForecastStore(cfg.forecast.store, storage=cfg.store.object_storage)
-        pooled = [scored.pool(d, start, end) for d in domain or scored.domains()]
+        names = [d for d in domain or scored.domains() if d in scored.domains()]
+        pooled = [scored.pool(d, start, end) for d in names]
+        steps = {d: int(fstore.dataset(d).attrs["time_step_minutes"]) for d in names}
     except (FrameSelectError, StoreError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     pooled = [p for p in pooled if p.issues]
     if not pooled:
@@ -869,10 +876,9 @@ def verify(
         return
     out.print(score_table(pooled))
     for p in pooled:
-        step = int(fstore.dataset(p.domain).attrs["time_step_minutes"])
         made = ", ".join(f"{k} ({v})" for k, v in p.issued_methods.items())
         out.print(f"{p.domain}: issued by {made}")
-        for path in skill_plots(p, out_dir, step):
+        for path in skill_plots(p, out_dir, steps[p.domain]):
             out.print(f"  {path}")
 
 

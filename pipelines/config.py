@@ -513,6 +513,12 @@ class VerifyConfig(_Section):
     fss_scales: list[int] = Field(
         [1, 3, 5, 10, 20], description="FSS neighbourhood edges in cells (the domain's resolution)."
     )
+    grace_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="A forecast is scored once every valid time is observed, or this long after "
+        "its last valid time (a frame that never came then scores no cells).",
+    )
     cron: str = Field("7 * * * *", description="Schedule of the verification flow: hourly.")
 
     @field_validator("thresholds_mm_h", "fss_thresholds_mm_h", "fss_scales")

@@ -130,7 +130,11 @@ def _one_figure_at_a_time(draw: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(draw)
     def serialised(*args: P.args, **kwargs: P.kwargs) -> R:
         with PYPLOT:
-            return draw(*args, **kwargs)
+            try:
+                return draw(*args, **kwargs)
+            except BaseException:
+                plt.close("all")  # a failed drawing leaves no figure behind in a long process
+                raise
 
     return serialised
 

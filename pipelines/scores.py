@@ -73,8 +73,12 @@ class Scores:
         """Score (leads, H, W) forecasts against observations (mm/h) on the cells of ``cells``."""
         f = np.where(cells, forecast, np.nan).astype(np.float64)
         o = np.where(cells, observed, np.nan).astype(np.float64)
+        outside = (~np.broadcast_to(cells, f.shape)).sum(axis=(1, 2))
         for table in self.categorical.values():
             verification.det_cat_fct_accum(table, f, o)
+            # pysteps counts a NaN pair as a correct negative (NaN > t is False): unknown is
+            # not dry, so the cells outside the mask come off again
+            table["correct_negatives"] -= outside
         if cells.any():  # pysteps' running means take no empty batch
             verification.det_cont_fct_accum(self.continuous, f, o)
         for per_lead in self.fss.values():

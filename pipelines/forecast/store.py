@@ -104,6 +104,10 @@ class Forecast:
     def lead_minutes(self) -> np.ndarray:
         return self.step_minutes * np.arange(1, self.values.shape[0] + 1, dtype=np.int64)
 
+    @property
+    def valid_times(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(self.issue_time + pd.to_timedelta(self.lead_minutes, unit="min"))
+
     def message(self) -> str:
         """The commit message: what was issued, for whom, with what."""
         model = f" {self.model_version}" if self.model_version else ""
@@ -123,9 +127,7 @@ def summarise(f: Forecast) -> dict[str, object]:
         "model_version": f.model_version or None,
         "reason": f.reason or None,
         "lead_minutes": leads.tolist(),
-        "valid_times": [
-            (f.issue_time + pd.Timedelta(minutes=int(m))).isoformat() for m in leads[[0, -1]]
-        ],
+        "valid_times": [t.isoformat() for t in f.valid_times[[0, -1]]],
         "input_times": [t.isoformat() for t in f.input_times],
         "archive_snapshot": f.archive_snapshot,
         "issued_at": f.issued_at.floor("s").isoformat(),  # as stored

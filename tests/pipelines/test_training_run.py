@@ -68,6 +68,21 @@ def test_sampler_draws_by_weight_per_rank_and_epoch():
     assert list(a) != before
 
 
+def test_cells_outside_the_mask_are_no_correct_negatives():
+    """pysteps' accumulator counts a NaN pair as a correct negative; unknown is not dry."""
+    spec = ScoreSpec(leads=2, thresholds=(1.0,))
+    f = np.zeros((2, 10, 10))
+    o = np.zeros((2, 10, 10))
+    f[:, :2, :2] = o[:, :2, :2] = 3.0  # four hits per lead
+    cells = np.ones((2, 10, 10), bool)
+    cells[:, :, 5:] = False  # half the domain unknown
+    scores = Scores(spec)
+    scores.add(f, o, cells)
+    table = scores.categorical[1.0]
+    assert table["hits"].tolist() == [4, 4]
+    assert table["correct_negatives"].tolist() == [46, 46]  # 50 known cells, 4 of them wet
+
+
 def test_scores_match_pysteps_verification_on_random_fields():
     """Pooled over leads, windows and two 'workers' (merged), the scores equal pysteps'
     one-shot scores of every field at once, on the same cells; events are value > threshold."""

@@ -3,6 +3,7 @@ pysteps' sums, pooled over any period."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,11 +11,14 @@ import pandas as pd
 import pytest
 from pysteps.verification.detcatscores import det_cat_fct
 
+from pipelines.config import load_config
 from pipelines.forecast.issue import issue
 from pipelines.forecast.methods import get_forecaster
 from pipelines.forecast.store import ForecastStore
+from pipelines.grid import Grid
+from pipelines.simulate import truth_frames
 from pipelines.store import Archive
-from pipelines.verification.store import ISSUED, ScoresStore, ScoresStoreError
+from pipelines.verification.store import ISSUED, ScoresStore
 from pipelines.verification.verify import score_spec, verify
 from tests.conftest import motioncast
 
@@ -87,8 +91,8 @@ def test_another_score_layout_is_refused_whole(issued):
     archive = Archive(cfg.store.archive)
     forecasts = ForecastStore(cfg.forecast.store)
     issue(archive, forecasts, get_forecaster("persistence"), "v", 6, 60, T0 + pd.Timedelta(hours=1))
-    with pytest.raises(ScoresStoreError, match="another layout"):
-        verify(other)
+    (refused,) = verify(other)  # the domain is reported, nothing written
+    assert refused.scored == 0 and "another layout" in refused.error
     assert len(ScoresStore(cfg.verify.store).history()) == commits
     assert score_spec(cfg.verify, 12).thresholds == (0.1, 1.0, 5.0, 10.0)
 
@@ -160,3 +164,62 @@ def test_plot_verbs_draw_a_forecast_beside_the_observation(issued, tmp_path):
     bad = motioncast("plot", "gif", *stores, "--domain", "w", "--out", str(tmp_path / "x.gif"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no domain 'w'" in bad.stderr
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.gif").exists()
+
+
+def test_a_missing_valid_time_waits_for_the_grace_and_inputs_are_as_issued(tmp_path):
+    """A forecast whose valid frame is missing waits verify.grace_minutes (a late frame then
+    counts); the baselines run on the inputs the forecast read, not on ones replaced later."""
+    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 64e3, 3.0e6 + 64e3), 2000.0)
+    frames = list(truth_frames("g", grid, T0, 150, seed=5))
+    by_time = {f.time: f for f in frames}
+    late = T0 + pd.Timedelta(minutes=60)  # a valid time of the 00:25 forecast
+    archive = Archive(tmp_path / "archive", create=True)
+    archive.write(
+        [f for f in frames if f.time != late and f.time <= T0 + pd.Timedelta(minutes=90)], "a"
+    )
+    cfg = load_config(
+        None,
+        [
+            f"store.archive={tmp_path / 'archive'}",
+            f"forecast.store={tmp_path / 'forecasts'}",
+            f"verify.store={tmp_path / 'scores'}",
+            "verify.grace_minutes=30",
+            "verify.fss_scales=[1]",
+        ],
+    )
+    forecasts = ForecastStore(tmp_path / "forecasts", create=True)
+    issue(
+        archive,
+        forecasts,
+        get_forecaster("extrapolation"),
+        "g",
+        6,
+        60,
+        T0 + pd.Timedelta(minutes=25),
+    )
+    # an input frame replaced after the forecast was issued: not what the forecast saw
+    changed = by_time[T0 + pd.Timedelta(minutes=25)]
+    replaced = dataclasses.replace(changed, precip=changed.precip * 0 + 9.0)
+    archive.write(
+        [replaced],
+        "a better 00:25",
+    )
+    assert verify(cfg)[0].scored == 0  # 01:00 missing; newest 01:30 < 01:25 + 30 min
+    archive.write([by_time[late]], "the late frame")
+    archive.write([f for f in frames if f.time > T0 + pd.Timedelta(minutes=90)], "the rest")
+    done = verify(cfg)[0]
+    assert (done.scored, done.waiting) == (1, 0)
+    s = {m: sc.summary() for m, sc in ScoresStore(cfg.verify.store).pool("g").scores.items()}
+    # the issued forecast is extrapolation of the inputs it read: so is the baseline
+    assert s[ISSUED]["per_lead"]["mae"] == s["extrapolation"]["per_lead"]["mae"]
+    assert s[ISSUED]["per_lead"]["mae"][6] is not None  # the late 01:00 frame was scored
+
+
+def test_a_domain_that_cannot_be_verified_does_not_stop_the_others(issued):
+    cfg, _ = issued
+    forecasts = ForecastStore(cfg.forecast.store)
+    other = forecasts.forecast("v")
+    forecasts.write(dataclasses.replace(other, domain="gone"))  # not in the archive
+    outcomes = {o.domain: o for o in verify(cfg)}
+    assert outcomes["v"].scored == 7
+    assert outcomes["gone"].scored == 0 and "no domain 'gone'" in outcomes["gone"].error
