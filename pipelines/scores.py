@@ -130,6 +130,25 @@ class Scores:
                     acc[k] = float(v)
         return out
 
+    def pool(self, vectors: np.ndarray) -> Scores:
+        """Scores of this layout pooled over many ``vector``s (rows), as merging them one by
+        one would give: the contingency tables and FSS sums add; the continuous running means
+        merge with pysteps' ``det_cont_fct_merge`` (the only part that does not add)."""
+        vectors = np.asarray(vectors, dtype=np.float64).reshape(-1, self.vector().size)
+        out = self.from_vector(vectors.sum(axis=0))
+        n = self.spec.leads
+        first = len(self.categorical) * len(CATEGORICAL) * n
+        continuous = Scores(self.spec).continuous
+        for row in vectors[:, first : first + len(CONTINUOUS) * n]:
+            if not row[CONTINUOUS.index("n") * n : (CONTINUOUS.index("n") + 1) * n].any():
+                continue  # nothing scored there: pysteps' merge takes no empty part
+            part = dict(
+                continuous, **{k: row[i * n : (i + 1) * n] for i, k in enumerate(CONTINUOUS)}
+            )
+            continuous = verification.det_cont_fct_merge(_copy(continuous), part)
+        out.continuous = continuous
+        return out
+
     def summary(self) -> dict[str, Any]:
         """Scores pooled over every lead, and per lead (lists, lead 1 first); None where
         undefined. Keys: csi_<t>mm, pod_<t>mm, far_<t>mm, bias_<t>mm (frequency bias),

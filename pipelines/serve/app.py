@@ -40,7 +40,7 @@ from pipelines.forecast.methods import MODEL, NoModelError, get_forecaster
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.frame_select import naive_utc
 from pipelines.plots import Site
-from pipelines.serve.latest import LatestForecasts
+from pipelines.serve.latest import LatestForecasts, NoForecasts, NoSuchLead
 
 log = logging.getLogger(__name__)
 
@@ -315,9 +315,9 @@ class Api:
             if format == "json":
                 return self._latest().summary(domain)
             return Response(self._latest().png(domain, lead), media_type="image/png")
-        except LookupError as exc:
+        except NoForecasts as exc:
             raise HTTPException(404, str(exc)) from None
-        except ValueError as exc:
+        except NoSuchLead as exc:
             raise HTTPException(422, str(exc)) from None
 
 

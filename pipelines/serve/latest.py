@@ -35,10 +35,18 @@ def render_png(f: Forecast, step: int, sites: Sequence[Site] = ()) -> bytes:
     return buffer.getvalue()
 
 
+class NoForecasts(LookupError):
+    """The domain has no stored forecast."""
+
+
+class NoSuchLead(ValueError):
+    """The forecast has no such lead."""
+
+
 class LatestForecasts:
     """Answers about each domain's latest forecast in ``store``, made once per store commit.
 
-    ``summary`` and ``png`` raise LookupError for a domain without forecasts and ValueError
+    ``summary`` and ``png`` raise NoForecasts for a domain without forecasts and NoSuchLead
     for a lead the forecast does not have.
     """
 
@@ -59,7 +67,7 @@ class LatestForecasts:
             n = f.values.shape[0]
             step = n if lead is None else lead
             if not 1 <= step <= n:
-                raise ValueError(f"lead {step} beyond the forecast's {n} leads")
+                raise NoSuchLead(f"lead {step} beyond the forecast's {n} leads")
             return render_png(f, step, self.sites)
 
         return self._answer((domain, "png", lead), make)
@@ -68,7 +76,7 @@ class LatestForecasts:
         head = self.store.head()
         domain = key[0]
         if domain not in self.store.domains(head):  # before any state is kept for it
-            raise LookupError(f"no forecasts of domain {domain!r}")
+            raise NoForecasts(f"no forecasts of domain {domain!r}")
         with self._guard:  # one lock per domain and format: the keys stay few
             lock = self._locks.setdefault(key[:2], threading.Lock())
         with lock:

@@ -121,12 +121,7 @@ class ScoresStore(VersionedStore):
         spec, methods = _spec_of(ds.attrs), list(ds.attrs["methods"])
         vectors = ds.accumulators.values  # (issues, methods, elements)
         empty = Scores(spec)
-        pooled = {}
-        for m, name in enumerate(methods):
-            total = empty
-            for vector in vectors[:, m]:
-                total = total.merge(empty.from_vector(vector))
-            pooled[name] = total
+        pooled = {name: empty.pool(vectors[:, m]) for m, name in enumerate(methods)}
         times = pd.DatetimeIndex(ds[ISSUE].values)
         labels = [
             f"{method} {version}".strip()

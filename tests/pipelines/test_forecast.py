@@ -25,7 +25,7 @@ from pipelines.forecast.store import (
     summarise,
 )
 from pipelines.grid import Grid
-from pipelines.serve.latest import LatestForecasts
+from pipelines.serve.latest import LatestForecasts, NoForecasts, NoSuchLead
 from tests.conftest import REPO, motioncast, promoted_registry
 
 GRID = Grid.from_extent("EPSG:3035", (0.0, 0.0, 60e3, 40e3), 1000.0)  # 40 x 60 cells
@@ -106,7 +106,7 @@ def test_a_stored_forecast_reads_back_whole_with_the_summary_it_was_made_with(tm
 def test_latest_answers_are_made_once_per_commit(tmp_path: Path):
     store = ForecastStore(tmp_path / "f", create=True)
     latest = LatestForecasts(store)
-    with pytest.raises(LookupError, match="no forecasts of domain 'd'"):
+    with pytest.raises(NoForecasts, match="no forecasts of domain 'd'"):
         latest.summary("d")
     store.write(forecast("2026-06-01T12:00", 2.0))
     first = latest.summary("d")
@@ -114,7 +114,7 @@ def test_latest_answers_are_made_once_per_commit(tmp_path: Path):
     assert latest.summary("d") is first  # the same commit: not read again
     png = latest.png("d", lead=3)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and latest.png("d", lead=3) is png
-    with pytest.raises(ValueError, match="lead 13 beyond the forecast's 12 leads"):
+    with pytest.raises(NoSuchLead, match="lead 13 beyond the forecast's 12 leads"):
         latest.png("d", lead=13)
     store.write(forecast("2026-06-01T12:05", 4.0))  # a new commit: new answers
     assert latest.summary("d")["issue_time"] == "2026-06-01T12:05:00"

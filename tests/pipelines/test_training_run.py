@@ -68,6 +68,27 @@ def test_sampler_draws_by_weight_per_rank_and_epoch():
     assert list(a) != before
 
 
+def test_pooling_many_vectors_equals_merging_them_one_by_one():
+    rng = np.random.default_rng(5)
+    spec = ScoreSpec(leads=3, thresholds=(1.0, 5.0), fss_thresholds=(1.0,), fss_scales=(3,))
+    parts = []
+    for k in range(6):
+        f, o = rng.gamma(0.6, 3.0, size=(2, 3, 20, 30))
+        cells = rng.random((3, 20, 30)) > 0.3
+        cells[1] &= k % 2 == 0  # lead 2 unknown in half of them
+        if k == 3:
+            cells[:] = False  # one with nothing scored
+        part = Scores(spec)
+        part.add(f, o, cells)
+        parts.append(part)
+    merged = Scores(spec)
+    for part in parts:
+        merged = merged.merge(part)
+    pooled = Scores(spec).pool(np.stack([p.vector() for p in parts]))
+    np.testing.assert_allclose(pooled.vector(), merged.vector(), rtol=1e-12, atol=1e-12)
+    assert pooled.summary() == merged.summary()
+
+
 def test_cells_outside_the_mask_are_no_correct_negatives():
     """pysteps' accumulator counts a NaN pair as a correct negative; unknown is not dry."""
     spec = ScoreSpec(leads=2, thresholds=(1.0,))
