@@ -224,9 +224,9 @@ class VersionedStore:
         self.codec = ZstdCodec(level=compression_level)
 
     def _read_store(self, snapshot: str | None = None):
+        if snapshot is None:
+            return self.repo.readonly_session(branch=BRANCH).store
         try:
-            if snapshot is None:
-                return self.repo.readonly_session(branch=BRANCH).store
             return self.repo.readonly_session(snapshot_id=snapshot).store
         except icechunk.IcechunkError:
             raise self.error(f"{self.location}: no snapshot {snapshot!r}") from None
