@@ -282,6 +282,7 @@ def _forecast_and_observed(cfg: MotioncastConfig, store, forecasts, domain, issu
     return f, observed_at(frames, valid)
 
 
+PlotDomainOpt = Annotated[str | None, typer.Option(help="Domain (needed when several).")]
 ForecastsOpt = Annotated[
     str | None,
     typer.Option("--forecasts", "-f", help="Forecast store (default: forecast.store)."),
@@ -296,7 +297,7 @@ IssueTimeOpt = Annotated[
 def plot_map(
     out_png: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     store: StoreOpt = None,
-    domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
+    domain: PlotDomainOpt = None,
     time: Annotated[
         str,
         typer.Option(
@@ -366,7 +367,7 @@ def plot_panel(
     out_png: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     store: StoreOpt = None,
     forecasts: ForecastsOpt = None,
-    domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
+    domain: PlotDomainOpt = None,
     issue_time: IssueTimeOpt = None,
     leads: Annotated[
         list[int] | None,
@@ -394,7 +395,7 @@ def plot_gif(
     out_gif: Annotated[Path, typer.Option("--out", "-o", help="GIF file to write.")],
     store: StoreOpt = None,
     forecasts: ForecastsOpt = None,
-    domain: Annotated[str | None, typer.Option(help="Domain (needed when several).")] = None,
+    domain: PlotDomainOpt = None,
     issue_time: IssueTimeOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -860,7 +861,8 @@ def verify(
                 )
         scored = ScoresStore(cfg.verify.store, storage=cfg.store.object_storage)
         fstore = ForecastStore(cfg.forecast.store, storage=cfg.store.object_storage)
-        names = [d for d in domain or scored.domains() if d in scored.domains()]
+        have = scored.domains()
+        names = [d for d in domain or have if d in have]
         pooled = [scored.pool(d, start, end) for d in names]
         steps = {d: int(fstore.dataset(d).attrs["time_step_minutes"]) for d in names}
     except (FrameSelectError, StoreError) as exc:

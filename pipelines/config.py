@@ -562,8 +562,8 @@ class ServeConfig(_Section):
     )
     compile: bool = Field(
         False,
-        description="torch.compile the model's time step (1.2-1.4 x faster per forecast; the "
-        "first forecast of each grid size compiles, ~12 s on CPU).",
+        description="torch.compile the model's time step (1.2-1.4 x faster per forecast; it "
+        "compiles at load, in a warm-up forecast per archive grid, ~12 s each on CPU).",
     )
     model_cpus: float = Field(1.0, gt=0, description="CPUs of the model replica (torch threads).")
 

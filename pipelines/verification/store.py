@@ -24,14 +24,14 @@ import xarray as xr
 import zarr
 
 from pipelines.config import ObjectStorageConfig
+from pipelines.forecast.store import ISSUE, stored_issue_times
 from pipelines.scores import Scores, ScoreSpec
 from pipelines.store.repository import StoreError, VersionedStore, has_group
-from pipelines.store.timeaxis import EPOCH, TIME_UNITS, minutes_since_epoch
+from pipelines.store.timeaxis import TIME_UNITS, minutes_since_epoch
 
 log = logging.getLogger(__name__)
 
 ISSUED = "issued"  # the method label of the forecast as it was issued
-ISSUE = "issue_time"
 ISSUE_CHUNK = 512  # issue times per chunk: under two days of 5-minute issues
 
 
@@ -104,10 +104,7 @@ class ScoresStore(VersionedStore):
 
     def scored(self, domain: str) -> pd.DatetimeIndex:
         """Issue times of the domain scored already (sorted; empty when none)."""
-        if domain not in self.domains():
-            return pd.DatetimeIndex([])
-        node = zarr.open_group(self._read_store(), path=domain, mode="r")
-        return pd.DatetimeIndex(sorted(EPOCH + pd.to_timedelta(node[ISSUE][:], unit="min")))
+        return stored_issue_times(self, domain)
 
     def pool(
         self,
