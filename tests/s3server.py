@@ -11,7 +11,8 @@ start, reachable from other processes while this one lives, but it cannot be kil
 
 Moto keeps everything in memory: a restarted server starts empty. ``persist=PATH`` makes it
 survive a restart all the same by moto's request recorder (``MOTO_ENABLE_RECORDING``,
-``MOTO_RECORDER_FILEPATH``): every request is appended to PATH as it arrives, and a server
+``MOTO_RECORDER_FILEPATH``): every request is appended to PATH as it arrives (one at a
+time: moto's recorder alone interleaves concurrent ones), and a server
 started on an existing PATH replays it before it opens its port. Process mode only. Requests are
 recorded in the order they arrive, not the order moto finished them: two racing conditional PUTs
 (two commits to one branch) could replay in the other order, so restart between races, not
@@ -61,18 +62,28 @@ def _watch():
     os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
 record = os.environ.get("MOTO_RECORDER_FILEPATH")
+if os.environ.get("MOTO_ENABLE_RECORDING") and record:
+    # moto's recorder appends each request from the server's request thread as two writes
+    # (the entry, then a newline) with no lock: concurrent requests interleave into lines that
+    # no longer parse, and those requests were lost on replay. One request at a time here.
+    from moto.moto_api._internal.recorder.models import Recorder
+    _record, _lock = Recorder._record_request, threading.Lock()
+    def _record_one(self, request, body=None):
+        with _lock:
+            _record(self, request, body)
+    Recorder._record_request = _record_one
 if os.environ.get("MOTO_ENABLE_RECORDING") and record and os.path.exists(record):
     from werkzeug.test import Client
     from moto.moto_api import recorder
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     recorder.stop_recording()
+    with open(record, "rb+") as f:  # a last line cut short by a kill: never answered, dropped
+        data = f.read()
+        f.truncate(data.rfind(b"\\n") + 1)
     client = Client(DomainDispatcherApplication(create_backend_app))
     with open(record) as f:
         for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:  # a line cut short by a kill
-                continue
+            entry = json.loads(line)  # any other bad line is a lost request: fail loudly
             url = urlsplit(entry["url"])
             if url.path.startswith("/moto-api/"):
                 continue

@@ -1,7 +1,12 @@
 """Training on a two-node Ray cluster (``ray.cluster_utils.Cluster`` on this machine: a head
 with no CPU for work, two nodes of 1 CPU), the archive and the run folder on S3 (the ``s3``
-fixture's server): a node is removed mid-run, and the elastic run (training.scaling.min_workers)
-resumes from its last checkpoint on S3 with the remaining worker and finishes.
+fixture's server): a node that runs a training worker is removed mid-run, and the elastic run
+(training.scaling.min_workers) resumes from its last checkpoint on S3 and finishes.
+
+Which node that is, the workers say themselves (a step hook writes each rank's node and world
+size): Ray Train's elastic start takes the workers it finds resources for at that moment and
+looks again only every 60 s, so a run on a cluster that has just come up may start with one
+worker, on either node (the test once removed the idle node, and nothing restarted).
 
 The run goes in a child process: it needs a Ray of its own, and the test session's local Ray
 (the ``ray_local`` fixture) may be up already.
@@ -31,11 +36,15 @@ RUNS = "s3://motioncast/cluster/runs"
 DRIVER = textwrap.dedent(
     """
     import json, sys, threading, time
+    from pathlib import Path
+    import ray, ray.train
     from ray.cluster_utils import Cluster
     from pipelines.config import load_config
     from pipelines.training.run import train
 
     archive, runs, registry, out, *overrides = sys.argv[1:]
+    hosts = Path(out).with_name("workers")
+    hosts.mkdir()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
@@ -46,9 +55,17 @@ DRIVER = textwrap.dedent(
     ])
     events, swapped = [], {}
 
+    def where(event) -> None:  # in each worker: its node and how many workers there are
+        info = {"node": ray.get_runtime_context().get_node_id(),
+                "workers": ray.train.get_context().get_world_size()}
+        (hosts / f"rank{event.rank}.json").write_text(json.dumps(info))
+
     def lose_a_node() -> None:
-        cluster.remove_node(nodes[1])  # a node is lost mid-run, with the worker on it
+        rank0 = json.loads((hosts / "rank0.json").read_text())
+        node = next(n for n in nodes if n.node_id == rank0["node"])
+        cluster.remove_node(node)  # a node is lost mid-run, with the worker on it
         swapped["removed_at_step"] = events[-1]
+        swapped["workers"] = rank0["workers"]
 
     def on_progress(event) -> None:
         events.append(event.step)
@@ -56,7 +73,8 @@ DRIVER = textwrap.dedent(
             swapped["started"] = True
             threading.Thread(target=lose_a_node, daemon=True).start()
 
-    result = train(archive, registry, cfg, run_name="on-two-nodes", on_progress=on_progress)
+    result = train(archive, registry, cfg, run_name="on-two-nodes", step_hook=where,
+                   on_progress=on_progress)
     json.dump(
         {"steps": result.state.step, "events": events, "swap": swapped,
          "location": result.run_location, "version": result.version.version},
