@@ -322,7 +322,7 @@ def plot_map(
     its path."""
     from pipelines.frame_select import FrameSelectError, parse_time, select_frame
     from pipelines.grid import Grid
-    from pipelines.plots import rain_map
+    from pipelines.plots import forecast_title, rain_map
     from pipelines.store import ArchiveError
 
     cfg = _setup(config, set_, verbose)
@@ -333,11 +333,7 @@ def plot_map(
         if step > n:
             console.print(f"[red]error:[/red] --lead {step}: the forecast has {n} leads")
             raise typer.Exit(2)
-        model = f" {f.model_version}" if f.model_version else ""
-        title = (
-            f"{f.domain} {f.method}{model} issued {f.issue_time:%Y-%m-%d %H:%M} UTC "
-            f"+{int(f.lead_minutes[step - 1])} min"
-        )
+        title = forecast_title(f, step)
         out.print(str(rain_map(f.values[step - 1], f.grid, out_png, title, _sites(cfg))))
         return
     try:
@@ -773,7 +769,7 @@ def forecast(
         if as_json:
             summaries.append(done.summary(fstore))
         else:
-            what = f" by {made.method} {made.model_version}".rstrip() if made else ""
+            what = f" by {made.made_by}" if made else ""
             console.print(f"{name} {done.issue_time.isoformat()}: {done.result.status}{what}")
     if as_json:
         out.print_json(json.dumps(summaries, default=str))

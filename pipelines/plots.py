@@ -126,7 +126,10 @@ def draw_rain(
     _sites(ax, grid, sites)
 
 
-def _one_figure_at_a_time(draw: Callable[P, R]) -> Callable[P, R]:
+def one_figure_at_a_time(draw: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a function that draws with pyplot: it holds ``PYPLOT`` while it draws, and a
+    failed drawing leaves no figure open."""
+
     @functools.wraps(draw)
     def serialised(*args: P.args, **kwargs: P.kwargs) -> R:
         with PYPLOT:
@@ -139,7 +142,8 @@ def _one_figure_at_a_time(draw: Callable[P, R]) -> Callable[P, R]:
     return serialised
 
 
-def _save(fig, out: Path | BinaryIO, fmt: str = "png") -> Path | BinaryIO:
+def save_figure(fig, out: Path | BinaryIO, fmt: str = "png") -> Path | BinaryIO:
+    """Write ``fig`` to a path (its folder made) or a binary file, and close it."""
     if isinstance(out, str | Path):
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +152,7 @@ def _save(fig, out: Path | BinaryIO, fmt: str = "png") -> Path | BinaryIO:
     return out
 
 
-@_one_figure_at_a_time
+@one_figure_at_a_time
 def rain_map(
     values: np.ndarray, grid: Grid, out: Path | BinaryIO, title: str, sites: Sequence[Site] = ()
 ) -> Path | BinaryIO:
@@ -156,7 +160,14 @@ def rain_map(
     fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=DPI)
     draw_rain(ax, values, grid, title, sites)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
+
+
+def forecast_title(f: Forecast, step: int | None = None) -> str:
+    """What a picture of a forecast shows: domain, method and model, issue time, and the lead of
+    step ``step`` (1-based) when it shows one lead."""
+    title = f"{f.domain}: {f.made_by} issued {f.issue_time:%Y-%m-%d %H:%M} UTC"
+    return title if step is None else f"{title} +{int(f.lead_minutes[step - 1])} min"
 
 
 def _lead_title(f: Forecast, k: int) -> str:
@@ -164,7 +175,7 @@ def _lead_title(f: Forecast, k: int) -> str:
     return f"+{int(f.lead_minutes[k])} min, valid {valid:%H:%M}"
 
 
-@_one_figure_at_a_time
+@one_figure_at_a_time
 def forecast_panel(
     f: Forecast,
     observed: np.ndarray | None,
@@ -178,10 +189,7 @@ def forecast_panel(
     fig, axes = plt.subplots(
         rows, len(steps), figsize=(3.6 * len(steps), 3.3 * rows), dpi=DPI, squeeze=False
     )
-    model = f" {f.model_version}" if f.model_version else ""
-    fig.suptitle(
-        f"{f.domain}: {f.method}{model} issued {f.issue_time:%Y-%m-%d %H:%M} UTC", fontsize=10
-    )
+    fig.suptitle(forecast_title(f), fontsize=10)
     for col, step in enumerate(steps):
         k = step - 1
         last = col == len(steps) - 1
@@ -191,10 +199,10 @@ def forecast_panel(
                 axes[1, col], observed[k], f.grid, f"observed {_lead_title(f, k)}", sites, last
             )
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-@_one_figure_at_a_time
+@one_figure_at_a_time
 def forecast_gif(
     f: Forecast,
     observed: np.ndarray | None,
@@ -224,7 +232,7 @@ def forecast_gif(
                 last,
                 cax if last else None,
             )
-        fig.suptitle(f"{f.domain} issued {f.issue_time:%Y-%m-%d %H:%M} UTC", fontsize=10)
+        fig.suptitle(forecast_title(f), fontsize=10)
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

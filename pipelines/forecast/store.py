@@ -108,10 +108,14 @@ class Forecast:
     def valid_times(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(self.issue_time + pd.to_timedelta(self.lead_minutes, unit="min"))
 
+    @property
+    def made_by(self) -> str:
+        """The method, and the model version when it has one: "motionrnn v0003"."""
+        return f"{self.method} {self.model_version}" if self.model_version else self.method
+
     def message(self) -> str:
         """The commit message: what was issued, for whom, with what."""
-        model = f" {self.model_version}" if self.model_version else ""
-        return f"forecast {self.domain} {self.issue_time.isoformat()} {self.method}{model}" + (
+        return f"forecast {self.domain} {self.issue_time.isoformat()} {self.made_by}" + (
             f" ({self.reason})" if self.reason else ""
         )
 

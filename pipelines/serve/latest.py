@@ -20,18 +20,12 @@ from pipelines.plots import Site
 T = TypeVar("T")
 
 
-def _title(f: Forecast, step: int) -> str:
-    model = f" {f.model_version}" if f.model_version else ""
-    lead = int(f.lead_minutes[step - 1])
-    return f"{f.domain} issued {f.issue_time.isoformat()} +{lead} min ({f.method}{model})"
-
-
 def render_png(f: Forecast, step: int, sites: Sequence[Site] = ()) -> bytes:
     """A map of lead step ``step`` (1-based) of a forecast, as PNG bytes."""
-    from pipelines.plots import rain_map
+    from pipelines.plots import forecast_title, rain_map
 
     buffer = io.BytesIO()
-    rain_map(f.values[step - 1], f.grid, buffer, _title(f, step), sites)
+    rain_map(f.values[step - 1], f.grid, buffer, forecast_title(f, step), sites)
     return buffer.getvalue()
 
 

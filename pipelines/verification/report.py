@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from pipelines.plots import one_figure_at_a_time, save_figure  # noqa: E402
 from pipelines.scores import fss_name, metric_name  # noqa: E402
 from pipelines.verification.store import Pooled  # noqa: E402
 
@@ -67,11 +68,10 @@ def _panels(n: int, title: str):
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
+@one_figure_at_a_time
 def skill_plots(pooled: Pooled, out: Path, step_minutes: int) -> list[Path]:
     """The four skill plots of one domain's period into ``out``; their paths."""
     out.mkdir(parents=True, exist_ok=True)
