@@ -5,8 +5,9 @@
   extrapolation when the service is down, failing or late; a markdown artifact says what it
   did. A run that starts more than one period after its scheduled time does nothing (a stale
   cycle has no value; the next one is due anyway).
-- ``maintenance_flow``: expires the forecast store's snapshots older than the audit window
-  (``forecast.audit_days``) and deletes the data only they held.
+- ``maintenance_flow``: expires the snapshots of the forecast store and the scores store older
+  than their audit windows (``forecast.audit_days``, ``verify.audit_days``) and deletes the
+  data only they held; a store not made yet is skipped.
 
 ``deployments(cfg)`` gives both on their cron schedules (``forecast.cron``, a minute after each
 5-minute radar time; ``forecast.maintenance_cron``, daily), each with at most one run at a time:
@@ -15,6 +16,7 @@ a run due while one is running is cancelled, not queued.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,8 @@ from pipelines.config import MotioncastConfig, load_config
 from pipelines.forecast.cycle import Outcome, run_cycle
 from pipelines.forecast.store import ForecastStore
 from pipelines.simulate.clock import SimClock
+from pipelines.store.repository import open_repository
+from pipelines.verification.store import ScoresStore
 
 LATE_AFTER = pd.Timedelta(minutes=5)  # one cycle period: a run later than this does nothing
 
@@ -102,20 +106,28 @@ def forecast_flow(
     return [o.as_dict() for o in outcomes]
 
 
-@flow(name="forecast-store-maintenance")
-def maintenance_flow(config_file: str | None = None, overrides: list[str] | None = None) -> dict:
-    """Expire snapshots older than the audit window and collect their data."""
+@flow(name="store-maintenance")
+def maintenance_flow(
+    config_file: str | None = None, overrides: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Expire the forecast and scores stores' snapshots older than their audit windows and
+    collect their data; what each store lost, by store."""
     cfg = _config(config_file, overrides)
-    f = cfg.forecast
-    done = ForecastStore(f.store, storage=cfg.store.object_storage).maintain(
-        pd.Timedelta(days=f.audit_days)
-    )
-    get_run_logger().info("%s", done)
-    return {
-        "expired_snapshots": done.expired_snapshots,
-        "deleted_chunks": done.deleted_chunks,
-        "deleted_bytes": done.deleted_bytes,
+    storage = cfg.store.object_storage
+    stores = {
+        "forecasts": (ForecastStore, cfg.forecast.store, cfg.forecast.audit_days),
+        "scores": (ScoresStore, cfg.verify.store, cfg.verify.audit_days),
     }
+    logger = get_run_logger()
+    done = {}
+    for name, (kind, location, days) in stores.items():
+        if open_repository(location, create=False, options=storage) is None:
+            logger.info("%s: no store at %s yet, nothing to maintain", name, location)
+            continue
+        kept = kind(location, storage=storage).maintain(pd.Timedelta(days=days))
+        logger.info("%s: %s", name, kept)
+        done[name] = asdict(kept)
+    return done
 
 
 def deployments(
@@ -141,10 +153,10 @@ def deployments(
             description="Every 5 minutes: a forecast per domain into the forecast store.",
         ),
         maintenance_flow.to_deployment(
-            name="forecast-store-maintenance",
+            name="store-maintenance",
             cron=cfg.forecast.maintenance_cron,
             concurrency_limit=one,
             parameters=parameters,
-            description="Daily: expire old snapshots of the forecast store, collect garbage.",
+            description="Daily: expire old snapshots of the forecast and scores stores.",
         ),
     ]

@@ -491,7 +491,9 @@ class ForecastConfig(_Section):
         "1-59/5 * * * *",
         description="Schedule of the forecast cycle: every 5 minutes, a minute after the radar.",
     )
-    maintenance_cron: str = Field("17 3 * * *", description="Schedule of store maintenance.")
+    maintenance_cron: str = Field(
+        "17 3 * * *", description="Schedule of store maintenance (forecast and scores stores)."
+    )
 
 
 class VerifyConfig(_Section):
@@ -520,6 +522,12 @@ class VerifyConfig(_Section):
         "its last valid time (a frame that never came then scores no cells).",
     )
     cron: str = Field("7 * * * *", description="Schedule of the verification flow: hourly.")
+    audit_days: float = Field(
+        30.0,
+        gt=0,
+        description="Store maintenance (forecast.maintenance_cron) keeps the scores store's "
+        "history this far back; every score stays, older snapshots expire.",
+    )
 
     @field_validator("thresholds_mm_h", "fss_thresholds_mm_h", "fss_scales")
     @classmethod

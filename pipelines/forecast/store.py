@@ -31,7 +31,7 @@ import zarr
 
 from pipelines.config import ObjectStorageConfig
 from pipelines.grid import Grid
-from pipelines.store.repository import StoreError, VersionedStore, has_group, writer_lock
+from pipelines.store.repository import StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import EPOCH, TIME_UNITS, minutes_since_epoch
 
 log = logging.getLogger(__name__)
@@ -148,13 +148,6 @@ def summarise(f: Forecast) -> dict[str, object]:
 class WriteResult:
     status: Literal["written", "replaced", "exists"]
     snapshot: str | None  # the commit, None when nothing was written
-
-
-@dataclass(frozen=True)
-class Maintenance:
-    expired_snapshots: int
-    deleted_chunks: int
-    deleted_bytes: int
 
 
 def _minutes(times) -> np.ndarray:
@@ -345,24 +338,6 @@ class ForecastStore(VersionedStore):
         for name in (ISSUE, "issued_at", *TEXT_VARIABLES):
             encoding[name] = {"chunks": (ISSUE_CHUNK,)}
         ds.to_zarr(store, group=f.domain, mode="a", consolidated=False, encoding=encoding)
-
-    # ---- maintenance ---------------------------------------------------------------------
-    def maintain(self, keep: pd.Timedelta, now: pd.Timestamp | None = None) -> Maintenance:
-        """Expire the snapshots older than ``keep`` and delete the data only they held: the
-        history (audit trail) then reaches ``keep`` back; every forecast stays readable."""
-        now = pd.Timestamp.now("UTC") if now is None else now.tz_localize("UTC")
-        cutoff = (now - keep).to_pydatetime()
-        with writer_lock(self.location):
-            expired = self.repo.expire_snapshots(older_than=cutoff)
-            collected = self.repo.garbage_collect(cutoff)
-        log.info(
-            "%s: %d snapshots expired, %d chunks (%d bytes) deleted",
-            self.location,
-            len(expired),
-            collected.chunks_deleted,
-            collected.bytes_deleted,
-        )
-        return Maintenance(len(expired), collected.chunks_deleted, collected.bytes_deleted)
 
 
 def open_forecasts(

@@ -9,6 +9,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -103,6 +104,8 @@ def open_repository(
     """The repository at ``location``; created when absent and ``create``, else None.
     ``options`` configure object storage (s3://); local folders ignore them."""
     check_location(location)
+    if is_local(location) and not create and not Path(location).exists():
+        return None  # icechunk's local storage would make the folder just to look in it
     try:
         storage = _storage(location, options)
         if icechunk.Repository.exists(storage):
@@ -194,6 +197,15 @@ def transact(
     )
 
 
+@dataclass(frozen=True)
+class Maintenance:
+    """What one maintenance of a store removed."""
+
+    expired_snapshots: int
+    deleted_chunks: int
+    deleted_bytes: int
+
+
 class VersionedStore:
     """What the archive and the forecast store share: an Icechunk repository of one Zarr group
     per domain (a group holding ``marker``), read as of the latest commit or any snapshot kept,
@@ -265,3 +277,22 @@ class VersionedStore:
     ) -> tuple[T, str | None]:
         """``stage`` as one commit (``transact``)."""
         return transact(self.repo, self.location, stage, message, self.commit_tries, self.error)
+
+    def maintain(self, keep: pd.Timedelta, now: pd.Timestamp | None = None) -> Maintenance:
+        """Expire the snapshots older than ``keep`` and delete the data only they held: the
+        history (audit trail) then reaches ``keep`` back; what the branch holds stays readable.
+        For the forecast and scores stores, whose commits pile up by the hour; not the archive,
+        whose snapshots runs and forecasts name as their inputs."""
+        now = pd.Timestamp.now("UTC") if now is None else now.tz_localize("UTC")
+        cutoff = (now - keep).floor("us").to_pydatetime()
+        with writer_lock(self.location):
+            expired = self.repo.expire_snapshots(older_than=cutoff)
+            collected = self.repo.garbage_collect(cutoff)
+        log.info(
+            "%s: %d snapshots expired, %d chunks (%d bytes) deleted",
+            self.location,
+            len(expired),
+            collected.chunks_deleted,
+            collected.bytes_deleted,
+        )
+        return Maintenance(len(expired), collected.chunks_deleted, collected.bytes_deleted)

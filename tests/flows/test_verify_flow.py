@@ -1,25 +1,44 @@
-"""The verification flow for real: Prefect's test harness, real stores; its artifact."""
+"""The verification flow and the store maintenance for real: Prefect's test harness, real
+stores; the verification artifact."""
 
 from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from pipelines.forecast.store import open_forecasts
+from pipelines.simulate import truth_frames
+from pipelines.store import Archive
 from pipelines.verification.store import ScoresStore
 
 pytestmark = pytest.mark.slow
 
 
-def test_the_flow_scores_what_is_due_once_and_reports_it(issued):
+def _later_frames(frames, minutes: int) -> list:
+    """The fixture's storm ``minutes`` on from its last frame, the same strip unknown."""
+    t0, grid = frames[0].time, frames[0].grid
+    span = int((frames[-1].time - t0) / pd.Timedelta(minutes=1)) + minutes
+    later = [f for f in truth_frames("v", grid, t0, span, seed=4) if f.time > frames[-1].time]
+    for f in later:
+        f.precip[:, :6] = np.nan
+    return later
+
+
+def test_the_flow_scores_what_is_due_once_and_reports_it_and_maintenance_keeps_every_score(
+    issued, tmp_path
+):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
     from prefect.testing.utilities import prefect_test_harness
 
+    from flows.forecast import maintenance_flow
     from flows.verify import verify_flow
 
-    cfg, _ = issued
+    cfg, frames = issued
     overrides = [
         f"store.archive={cfg.store.archive}",
         f"forecast.store={cfg.forecast.store}",
@@ -38,8 +57,27 @@ def test_the_flow_scores_what_is_due_once_and_reports_it(issued):
                 return found[-1].data  # the first run's
 
         report = asyncio.run(artifact())
+        Archive(cfg.store.archive).write(_later_frames(frames, 30), "the last half hour")
+        third = verify_flow(overrides=overrides)
+        scores = ScoresStore(cfg.verify.store)
+        before = scores.pool("v").scores["issued"].summary()
+        history = len(scores.history())  # the creation and two commits
+        forecasts = open_forecasts(cfg.forecast.store).load()
+        no_scores = [*overrides[:2], f"verify.store={tmp_path / 'none'}"]
+        only_forecasts = maintenance_flow(overrides=no_scores)  # no scores store: skipped
+        young = [*overrides, "forecast.audit_days=1e-9", "verify.audit_days=1e-9"]
+        maintained = maintenance_flow(overrides=young)
     assert [(o["domain"], o["scored"], o["waiting"]) for o in first] == [("v", 7, 2)]
     assert [(o["scored"], o["snapshot"]) for o in second] == [(0, None)]
     assert "| v | 7 | 2 |" in report and "| v | issued | 7 |" in report
     assert "| v | persistence | 7 |" in report and "| v | extrapolation | 7 |" in report
-    assert len(ScoresStore(cfg.verify.store).history()) == 2  # the creation and one commit
+    assert [o["scored"] for o in third] == [2]
+    assert set(only_forecasts) == {"forecasts"} and not (tmp_path / "none").exists()
+    assert only_forecasts["forecasts"]["expired_snapshots"] == 0  # all younger than 7 days
+    assert history == 3 and maintained["scores"]["expired_snapshots"] >= 1
+    assert maintained["forecasts"]["expired_snapshots"] >= 8  # 9 forecasts, the creation
+    assert len(ScoresStore(cfg.verify.store).history()) == 2  # the tip and the root
+    after = ScoresStore(cfg.verify.store).pool("v")
+    assert after.issues == 9 and after.scores["issued"].summary() == before
+    xr_forecasts = open_forecasts(cfg.forecast.store).load()
+    assert xr_forecasts.identical(forecasts)

@@ -117,9 +117,10 @@ def test_frame_on_another_grid_is_rejected_not_stored(archive: Archive):
     assert open_archive(archive.location).present.values.tolist() == [True, False, True]
 
 
-def test_missing_store_is_a_clear_error(tmp_path: Path):
+def test_missing_store_is_a_clear_error_and_leaves_no_folder(tmp_path: Path):
     with pytest.raises(ArchiveError, match="no archive store here"):
-        open_archive(tmp_path / "nothing")
+        open_archive(tmp_path / "nothing" / "here")
+    assert not (tmp_path / "nothing").exists()  # regression: icechunk made the folders
 
 
 # ---- the regular time axis ------------------------------------------------------------------
