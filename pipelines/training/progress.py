@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,9 @@ def relay(
     if on_progress is None:
         yield step_hook
         return
-    inbox = _Inbox.remote()
+    # beside the driver, not on a worker node: losing a node does not lose the progress
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    inbox = _Inbox.options(scheduling_strategy=here).remote()
     stop = threading.Event()
     failed = threading.Event()
 
