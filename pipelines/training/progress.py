@@ -118,8 +118,9 @@ def relay(
     if on_progress is None:
         yield step_hook
         return
-    # beside the driver, not on a worker node: losing a node does not lose the progress
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    # on the driver's node, not on a worker node: losing a node does not lose the progress
+    # (hard affinity: with soft=True Ray spread these actors over the nodes all the same)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     inbox = _Inbox.options(scheduling_strategy=here).remote()
     stop = threading.Event()
     failed = threading.Event()

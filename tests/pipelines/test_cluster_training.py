@@ -120,3 +120,39 @@ def test_two_nodes_a_node_lost_mid_run_on_s3_storage(s3, tmp_path: Path):
     assert "cluster/runs/on-two-nodes/motioncast-windows.json" in run_files
     assert any("checkpoint" in k for k in run_files)
     assert result["location"] == f"{RUNS}/on-two-nodes"
+
+
+RELAY = textwrap.dedent(
+    """
+    import contextlib
+    import ray
+    from ray.cluster_utils import Cluster
+    from pipelines.training.progress import StepEvent, relay
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    got = [[] for _ in range(4)]
+    with contextlib.ExitStack() as stack:  # four runs' progress at once, four inboxes
+        hooks = [stack.enter_context(relay(g.append, every_s=0.1)) for g in got]
+        for node in nodes:
+            cluster.remove_node(node)  # every worker node lost
+        for hook in hooks:
+            for step in range(3):
+                hook(StepEvent(rank=0, step=step, epoch=0, budget=0.0, elapsed_s=0.0))
+    print([[e.step for e in g] for g in got])
+    ray.shutdown()
+    cluster.shutdown()
+    """
+)
+
+
+def test_progress_survives_the_loss_of_every_worker_node():
+    """Regression: the progress inbox went wherever Ray put it, a worker node as often as not;
+    losing that node lost the run's progress (the node-loss test above then saw no restart)."""
+    run = subprocess.run(
+        [sys.executable, "-c", RELAY], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == str([[0, 1, 2]] * 4), run.stderr[-3000:]
