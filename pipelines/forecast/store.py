@@ -166,15 +166,6 @@ def _issue_values(f: Forecast) -> dict[str, np.ndarray]:
     }
 
 
-def stored_issue_times(store: VersionedStore, domain: str) -> pd.DatetimeIndex:
-    """The ``issue_time`` axis (int64 minutes since the epoch) of a domain's group, sorted;
-    empty when the store has no such domain (the forecast and the scores stores)."""
-    if domain not in store.domains():
-        return pd.DatetimeIndex([])
-    node = zarr.open_group(store._read_store(), path=domain, mode="r")
-    return pd.DatetimeIndex(sorted(EPOCH + pd.to_timedelta(node[ISSUE][:], unit="min")))
-
-
 class ForecastStore(VersionedStore):
     """A forecast store at a local path (or s3:// / gs:// URL)."""
 
@@ -206,7 +197,7 @@ class ForecastStore(VersionedStore):
 
     def issue_times(self, domain: str) -> pd.DatetimeIndex:
         """Issue times stored for the domain, sorted (empty when none)."""
-        return stored_issue_times(self, domain)
+        return self.stored_times(domain, ISSUE)
 
     def forecast(
         self, domain: str, issue_time: pd.Timestamp | None = None, snapshot: str | None = None

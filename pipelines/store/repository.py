@@ -25,6 +25,7 @@ from zarr.errors import GroupNotFoundError  # noqa: E402
 
 from pipelines.config import ObjectStorageConfig  # noqa: E402
 from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
+from pipelines.store.timeaxis import EPOCH  # noqa: E402
 
 icechunk.set_logs_filter(os.environ["ICECHUNK_LOG"])
 
@@ -265,6 +266,14 @@ class VersionedStore:
         if domain not in domains:
             raise self.error(f"{self.location}: no domain {domain!r} (has: {has})")
         return domain
+
+    def stored_times(self, domain: str, axis: str) -> pd.DatetimeIndex:
+        """A time axis ``axis`` (int64 minutes since the epoch) of the domain's group as of the
+        latest commit, sorted; empty when the store has no such domain."""
+        if domain not in self.domains():
+            return pd.DatetimeIndex([])
+        node = zarr.open_group(self._read_store(), path=domain, mode="r")
+        return pd.DatetimeIndex(sorted(EPOCH + pd.to_timedelta(node[axis][:], unit="min")))
 
     def history(self) -> list[tuple[str, str, pd.Timestamp]]:
         """(snapshot id, message, written at) of every commit kept, newest first."""

@@ -24,7 +24,7 @@ import xarray as xr
 import zarr
 
 from pipelines.config import ObjectStorageConfig
-from pipelines.forecast.store import ISSUE, stored_issue_times
+from pipelines.forecast.store import ISSUE
 from pipelines.scores import Scores, ScoreSpec
 from pipelines.store.repository import StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import TIME_UNITS, minutes_since_epoch
@@ -104,7 +104,7 @@ class ScoresStore(VersionedStore):
 
     def scored(self, domain: str) -> pd.DatetimeIndex:
         """Issue times of the domain scored already (sorted; empty when none)."""
-        return stored_issue_times(self, domain)
+        return self.stored_times(domain, ISSUE)
 
     def pool(
         self,
