@@ -95,18 +95,33 @@ class _Inbox:
         return events
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Hook:
-    """The workers' step hook: the caller's hook, then rank 0's events to the inbox."""
+    """The workers' step hook: the caller's hook, then rank 0's events to the inbox.
+
+    A step's event is sent without waiting; a validation's (the last event of every epoch and
+    of the run) waits until the inbox has it, and so all before it (one caller's calls run in
+    order). Without that wait, events still on their way when the workers finished were lost:
+    the run's last steps never shown."""
 
     step_hook: StepHook | None
     inbox: Any  # ActorHandle of _Inbox, or None
+    timeout_s: float = 10.0
+    lost: bool = False  # this worker's copy found the inbox gone: the run goes on without it
 
     def __call__(self, event: StepEvent) -> None:
         if self.step_hook is not None:
             self.step_hook(event)
-        if self.inbox is not None and event.rank == 0:
-            self.inbox.put.remote(event)  # no wait: the step goes on
+        if self.inbox is None or event.rank != 0 or self.lost:
+            return
+        sent = self.inbox.put.remote(event)
+        if event.validation is None:
+            return
+        try:
+            ray.get(sent, timeout=self.timeout_s)
+        except Exception as exc:  # the driver's display is lost; the training is not
+            log.warning("training progress no longer sent: %s", exc)
+            self.lost = True
 
 
 @contextmanager

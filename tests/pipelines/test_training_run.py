@@ -388,6 +388,49 @@ def test_the_driver_gets_rank_0s_events_in_order(ray_local, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_validation_goes_on_only_once_the_inbox_has_every_event(ray_local, caplog):
+    """Regression: the hook sent rank 0's events without waiting, and events still on their way
+    when the workers finished were lost (CI saw 19 of 32: the run's last steps never shown).
+    The inbox here takes 0.5 s per event and answers the driver meanwhile."""
+    import asyncio
+
+    import ray
+
+    from pipelines.training.progress import StepEvent, _Hook
+
+    @ray.remote(num_cpus=0)
+    class SlowInbox:  # an async actor: starts calls in order, and answers `count` at once
+        def __init__(self) -> None:
+            self.events: list[StepEvent] = []
+
+        async def put(self, event: StepEvent) -> None:
+            await asyncio.sleep(0.5)
+            self.events.append(event)
+
+        async def count(self) -> int:
+            return len(self.events)
+
+    @ray.remote(num_cpus=0)
+    def worker(hook) -> None:  # two steps and the epoch's validation
+        hook(StepEvent(0, 1, 0, 0.5, 0.0, train_loss=1.0))
+        hook(StepEvent(0, 2, 0, 1.0, 0.0, train_loss=1.0))
+        hook(StepEvent(0, 2, 1, 1.0, 0.0, validation={"model": {"csi_1mm": 0.3}}))
+
+    inbox = SlowInbox.remote()
+    ray.get(worker.remote(_Hook(None, inbox)))
+    assert ray.get(inbox.count.remote()) == 3  # all in when the worker has finished
+
+    hook = _Hook(None, inbox)  # the inbox lost: the steps go on, one warning
+    ray.kill(inbox)
+    caplog.set_level(logging.WARNING, logger="pipelines.training.progress")
+    for step in range(3):
+        hook(StepEvent(0, step, 0, 0.0, 0.0, validation={"model": {}}))
+    assert hook.lost
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and warnings[0].startswith("training progress no longer sent")
+
+
+@pytest.mark.slow
 def test_the_train_verb_shows_progress_and_keeps_ray_in_the_run_folder(truth_archive, tmp_path):
     """`motioncast train` as `make demo` runs it (its own Ray instance): a few lines of its own
     on the terminal; Ray's and the workers' output in RUN/ray-logs."""
