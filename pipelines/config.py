@@ -342,6 +342,12 @@ class ScalingSection(_Section):
         description="Elastic training: when nodes are lost, go on from the last checkpoint with "
         "as few as this many workers (and grow back to workers); null: always workers.",
     )
+    resize_every_s: float = Field(
+        60.0,
+        gt=0,
+        description="Elastic training: how often a running worker group looks for room to grow "
+        "back to workers (a run may start with fewer when the cluster is still coming up).",
+    )
     use_gpu: bool = Field(False, description="One GPU per worker (CUDA, bf16 autocast).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved (and torch threads).")
     loader_workers: int = Field(

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from motionrnn import load_checkpoint
-from pipelines.config import MotioncastConfig, TrainingConfig
+from pipelines.config import MotioncastConfig, ScalingSection, TrainingConfig
 from pipelines.registry import ModelVersion, Registry
 from pipelines.store.archive import Archive
 from pipelines.store.repository import is_local
@@ -142,6 +142,20 @@ def _check_init(t: TrainingConfig) -> None:
         )
 
 
+def scaling_config(scaling: ScalingSection) -> Any:
+    """Ray Train's ScalingConfig of ``training.scaling``: elastic when ``min_workers`` is set."""
+    import ray.train
+
+    return ray.train.ScalingConfig(
+        num_workers=(
+            (scaling.min_workers, scaling.workers) if scaling.min_workers else scaling.workers
+        ),
+        use_gpu=scaling.use_gpu,
+        resources_per_worker={"CPU": scaling.cpus_per_worker},
+        elastic_resize_monitor_interval_s=scaling.resize_every_s,
+    )
+
+
 @contextmanager
 def _ray(cfg: TrainingConfig, log_dir: Path) -> Iterator[RunLogs]:
     """Ray for the run, its output in the run folder (``progress.ray_logs``): the caller's Ray if
@@ -223,15 +237,7 @@ def train(
         trainer = TorchTrainer(
             train_worker,
             train_loop_config=replace(job, step_hook=hook),
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=(
-                    (t.scaling.min_workers, t.scaling.workers)  # elastic
-                    if t.scaling.min_workers
-                    else t.scaling.workers
-                ),
-                use_gpu=t.scaling.use_gpu,
-                resources_per_worker={"CPU": t.scaling.cpus_per_worker},
-            ),
+            scaling_config=scaling_config(t.scaling),
             run_config=ray.train.RunConfig(
                 name=run_name,
                 storage_path=storage_path,

@@ -267,6 +267,19 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
     assert tuned.version.card["training"]["init_checkpoint"] == str(again.version.checkpoint)
 
 
+def test_scaling_config_is_elastic_only_with_min_workers():
+    from pipelines.training.run import scaling_config
+
+    fixed = scaling_config(load_config(None, ["training.scaling.workers=3"]).training.scaling)
+    assert fixed.num_workers == 3 and not fixed.elasticity_enabled
+    elastic = load_config(
+        None, ["training.scaling.min_workers=1", "training.scaling.resize_every_s=5"]
+    ).training.scaling
+    config = scaling_config(elastic)
+    assert (config.min_workers, config.max_workers) == (1, 2)
+    assert config.elastic_resize_monitor_interval_s == 5.0
+
+
 def test_init_checkpoint_must_fit_the_model(truth_archive, tmp_path):
     from motionrnn import MotionRNN, MotionRNNConfig, save_checkpoint
     from pipelines.training.run import TrainingError, train
