@@ -270,9 +270,12 @@ class VersionedStore:
     def stored_times(self, domain: str, axis: str) -> pd.DatetimeIndex:
         """A time axis ``axis`` (int64 minutes since the epoch) of the domain's group as of the
         latest commit, sorted; empty when the store has no such domain."""
-        if domain not in self.domains():
+        try:  # one read session: domains() would open a second one
+            node = zarr.open_group(self._read_store(), path=domain, mode="r")
+        except GroupNotFoundError:
             return pd.DatetimeIndex([])
-        node = zarr.open_group(self._read_store(), path=domain, mode="r")
+        if self.marker not in node:  # as domains(): a group without the marker is no domain
+            return pd.DatetimeIndex([])
         return pd.DatetimeIndex(sorted(EPOCH + pd.to_timedelta(node[axis][:], unit="min")))
 
     def history(self) -> list[tuple[str, str, pd.Timestamp]]:
