@@ -240,15 +240,15 @@ def main() -> None:
             archive.write(frames[: n_in_archive(cfg, 0)], "history")
             start(cfg)
             print(
-                f"domain {args.size} x {args.size}, Serve at {cfg.serve.url()}, model replica "
+                f"domain {args.size} x {args.size}, Serve at {cfg.serve.client_url()}, model replica "
                 f"{cfg.serve.model_cpus:g} CPUs, compile {cfg.serve.compile}, "
                 f"{cfg.forecast.precision}"
             )
             cycle_latency(cfg, archive, frames, overrides, args.cycles)
             n_in, written = cfg.forecast.frames_in, n_in_archive(cfg, args.cycles)
             issue_times = [f.time.isoformat() for f in frames[n_in - 1 : written]]
-            load_test(cfg.serve.url(), "bench", args.gets, args.posts, issue_times)
-            malformed(cfg.serve.url(), "bench", args.malformed)
+            load_test(cfg.serve.client_url(), "bench", args.gets, args.posts, issue_times)
+            malformed(cfg.serve.client_url(), "bench", args.malformed)
         finally:
             serve.shutdown()
             ray.shutdown()

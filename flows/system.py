@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         start(cfg)
-        log.info("forecast service at %s", cfg.serve.url())
+        log.info("forecast service at %s", cfg.serve.client_url())
         cfg.system.inbox.mkdir(parents=True, exist_ok=True)
         prefect.serve(
             *deployments(cfg, args.config, args.overrides, clock, args.clock),

@@ -29,7 +29,7 @@ from pipelines.grid import Grid
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
-TOKEN_ENV = "MOTIONCAST_API_TOKEN"  # the forecast API's bearer token, over serve.token
+TOKEN_ENV = "MOTIONCAST_API_TOKEN"  # the forecast API's bearer token, over serve.token_file
 
 
 class _Section(BaseModel):
@@ -450,9 +450,17 @@ class ForecastConfig(_Section):
     method: Literal["motionrnn", "sprog", "extrapolation", "persistence"] = Field(
         "motionrnn", description="What a forecast is made with."
     )
-    fallback: Literal["sprog", "extrapolation", "persistence"] = Field(
-        "extrapolation",
-        description="What the cycle issues when the model service is down, fails or is late.",
+    fallback: Literal["auto", "sprog", "extrapolation", "persistence"] = Field(
+        "auto",
+        description="What the cycle issues when the model service is down, fails or is late; "
+        "auto: S-PROG (the best classical nowcast) on domains of at most sprog_max_cells cells, "
+        "extrapolation on larger ones.",
+    )
+    sprog_max_cells: int = Field(
+        4_000_000,
+        gt=0,
+        description="Largest domain (cells) the auto fallback issues S-PROG for; bench/fallback.py "
+        "measures its time per domain size on this machine (about 17 s at 2200 x 1900 here).",
     )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
@@ -488,10 +496,18 @@ class ForecastConfig(_Section):
         "this far back; older snapshots expire and their unreferenced data are deleted.",
     )
     deadline_seconds: float = Field(
-        30.0, gt=0, description="The cycle waits this long for the forecast service."
+        30.0,
+        gt=0,
+        description="One deadline for the whole cycle: the service's forecasts for every domain "
+        "are awaited this long from the cycle's start; what is not in by then is cancelled on "
+        "the service and issued by the fallback.",
     )
     catch_up_max: int = Field(
-        288, ge=1, description="Issue times one catch-up run backfills at most (newest first)."
+        288,
+        ge=1,
+        description="Issue times one cycle issues at most per domain (newest first): every "
+        "complete window not yet forecast within max_input_age_minutes, or with catch_up since "
+        "the newest stored forecast.",
     )
     cron: str = Field(
         "1-59/5 * * * *",
@@ -559,20 +575,43 @@ class PlotConfig(_Section):
 
 
 class ServeConfig(_Section):
-    """The forecast service (Ray Serve): where it listens and how it batches."""
+    """The forecast service (Ray Serve): where it listens, where clients reach it, how it
+    batches, and how its model replica follows the registry.
 
-    host: str = Field("127.0.0.1", description="HTTP address; 0.0.0.0 exposes it beyond this host.")
+    The bearer token is never configuration (it would show in ``ps`` and in Prefect's stored
+    deployment parameters): it comes from the environment (MOTIONCAST_API_TOKEN) or a file."""
+
+    host: str = Field(
+        "127.0.0.1", description="Address the HTTP server binds; 0.0.0.0 exposes it beyond this host."
+    )
     port: int = Field(8000, ge=1, le=65535)
-    app_name: str = Field("motioncast", description="Serve application name.")
-    token: str | None = Field(
+    url: str | None = Field(
         None,
-        description="Bearer token every route but /healthz requires; the environment variable "
-        "MOTIONCAST_API_TOKEN overrides it; null and unset: no token.",
+        description="Where clients (the forecast cycle) reach the API, e.g. "
+        "http://motioncast-serve-svc:8000 on a cluster; null: http://<host>:<port> on this "
+        "machine (127.0.0.1 when host binds every address).",
+    )
+    app_name: str = Field("motioncast", description="Serve application name.")
+    token_file: Path | None = Field(
+        None,
+        description="File holding the bearer token every route but /healthz requires (a mounted "
+        "secret); MOTIONCAST_API_TOKEN overrides it; neither: no token.",
+    )
+    docs: bool = Field(
+        False,
+        description="Serve the OpenAPI schema and docs pages (/openapi.json, /docs); they "
+        "require the token like every route but /healthz.",
     )
     max_batch_size: int = Field(8, ge=1, description="Forecasts per model call (one grid size).")
     batch_wait_ms: float = Field(20.0, ge=0, description="Wait for a batch to fill.")
     poll_seconds: float = Field(
         5.0, gt=0, description="How often the model replica looks for a newly promoted version."
+    )
+    retry_max_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A promoted model that fails to load is tried again after poll_seconds, "
+        "doubling up to this; the model in service meanwhile stays.",
     )
     compile: bool = Field(
         False,
@@ -581,12 +620,34 @@ class ServeConfig(_Section):
     )
     model_cpus: float = Field(1.0, gt=0, description="CPUs of the model replica (torch threads).")
 
-    def bearer_token(self) -> str | None:
-        """The API token: the environment's MOTIONCAST_API_TOKEN, else ``token``."""
-        return os.environ.get(TOKEN_ENV) or self.token
+    @model_validator(mode="before")
+    @classmethod
+    def _no_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError(
+                "serve.token is not read from configuration (it would show in ps and in "
+                f"Prefect's deployment parameters): set {TOKEN_ENV} or serve.token_file"
+            )
+        return data
 
-    def url(self) -> str:
-        """Where a client on this machine reaches the API."""
+    def bearer_token(self) -> str | None:
+        """The API token: the environment's MOTIONCAST_API_TOKEN, else ``token_file``'s text."""
+        if os.environ.get(TOKEN_ENV):
+            return os.environ[TOKEN_ENV]
+        if self.token_file is None:
+            return None
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"serve.token_file {self.token_file}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"serve.token_file {self.token_file} is empty")
+        return token
+
+    def client_url(self) -> str:
+        """Where a client reaches the API: ``url``, else this machine's address of ``host``."""
+        if self.url:
+            return self.url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
 

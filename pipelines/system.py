@@ -147,7 +147,7 @@ def up(
         system = _spawn(argv, env, logs / "system.log")
         processes["system"] = system
         for url, what in (
-            (f"{cfg.serve.url()}/healthz", "The forecast service"),
+            (f"{cfg.serve.client_url()}/healthz", "The forecast service"),
             (f"{prefect_api}/deployments/name/{CYCLE}", "The scheduled flows"),
         ):
             _wait(url, system, logs / "system.log", cfg.system.start_timeout_seconds, what)
@@ -159,7 +159,7 @@ def up(
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prefect_api": prefect_api,
         "prefect_ui": prefect_api.removesuffix("/api"),
-        "service": cfg.serve.url(),
+        "service": cfg.serve.client_url(),
         "archive": cfg.store.archive,
         "forecasts": cfg.forecast.store,
         "registry": str(cfg.forecast.registry),

@@ -54,7 +54,7 @@ class ServiceClient:
     """The forecast service's HTTP API, as the cycle uses it."""
 
     def __init__(self, cfg: MotioncastConfig, url: str | None = None):
-        self.url = url or cfg.serve.url()
+        self.url = url or cfg.serve.client_url()
         self.deadline = cfg.forecast.deadline_seconds
         token = cfg.serve.bearer_token()
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -33,6 +33,16 @@ class ForecastError(ValueError):
     """A forecast that cannot be made from what is there; the message says why in one line."""
 
 
+class DeadlineExceeded(ForecastError):
+    """The forecast was given up before it was stored: its deadline passed."""
+
+
+def check_deadline(deadline: float | None, stage: str) -> None:
+    """DeadlineExceeded when ``deadline`` (a ``time.monotonic()`` value) has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded(f"deadline passed before {stage}: given up, nothing stored")
+
+
 @dataclass(frozen=True)
 class Inputs:
     """The input window of one forecast."""
@@ -138,10 +148,17 @@ class Issued:
     result: WriteResult
     seconds: dict[str, float]  # wall-clock time of each stage: read, forecast, write
 
+    @property
+    def stored(self) -> bool:
+        """Whether this call stored its forecast (False: the store held that issue time
+        already, or another writer committed it first)."""
+        return self.result.status != "exists"
+
     def summary(self, forecasts: ForecastStore) -> dict[str, object]:
-        """The forecast's summary (``store.summarise``; read back when it was stored
-        already), with the write's status and snapshot and the stages' times."""
-        made = self.forecast
+        """The summary of what the store holds for this issue time (``store.summarise``: the
+        forecast made here when it was stored, else the stored one, read back), with the
+        write's status and snapshot and the stages' times."""
+        made = self.forecast if self.stored else None
         out = summarise(made) if made else forecasts.summary(self.domain, self.issue_time)
         return {
             **out,
@@ -161,16 +178,21 @@ def issue(
     issue_time: pd.Timestamp | None = None,
     replace: bool = False,
     reason: str = "",
+    deadline: float | None = None,
 ) -> Issued:
     """Make and store one forecast; an issue time already stored is not made again unless
-    ``replace`` (then the forecast is None and the result's status 'exists')."""
+    ``replace`` (then the forecast is None and the result's status 'exists'). With a
+    ``deadline`` (``time.monotonic()``), DeadlineExceeded when it passes before the forecast is
+    made or before it is written: a forecast given up is never stored."""
     clock = _Stopwatch()
     inputs = read_inputs(archive, domain, frames_in, issue_time)
     if not replace and inputs.issue_time in forecasts.issue_times(domain):
         return Issued(domain, inputs.issue_time, None, WriteResult("exists", None), clock("read"))
     clock("read")
+    check_deadline(deadline, "the forecast")
     forecast = make_forecast(inputs, forecaster, lead_minutes, reason)
     clock("forecast")
+    check_deadline(deadline, "the write")
     result = forecasts.write(forecast, replace=replace)
     return Issued(domain, inputs.issue_time, forecast, result, clock("write"))
 

@@ -31,7 +31,7 @@ def service(ray_local, truth_archive: Path, tmp_path_factory: pytest.TempPathFac
         ]
     )
     client = httpx.Client(
-        base_url=cfg.serve.url(), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+        base_url=cfg.serve.client_url(), headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
     )
     yield cfg, client, root
     client.close()
@@ -96,7 +96,7 @@ def test_oversized_malformed_and_unauthorised_requests_are_refused(service):
         "/v1/forecasts", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert broken.status_code == 422
-    anonymous = httpx.Client(base_url=cfg.serve.url(), timeout=60)
+    anonymous = httpx.Client(base_url=cfg.serve.client_url(), timeout=60)
     assert anonymous.post("/v1/forecasts", json={"domain": "syn"}).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert anonymous.get("/v1/forecasts/syn/latest", headers=wrong).status_code == 401
@@ -112,7 +112,7 @@ def test_the_openapi_schema_fuzzed_gets_no_server_error(service):
     from hypothesis import HealthCheck, given, settings
 
     cfg, client, _ = service
-    schema = schemathesis.openapi.from_url(f"{cfg.serve.url()}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{cfg.serve.client_url()}/openapi.json")
     failures, calls = [], []
     for result in schema.get_all_operations():
         operation = result.ok()
