@@ -1,17 +1,17 @@
 """The forecast cycle and store maintenance as Prefect flows, and their deployments.
 
-- ``forecast_flow``: one cycle (``pipelines.forecast.cycle``): per domain the newest complete
-  input window, skipped when stored or stale, made by the forecast service, or by pysteps
-  extrapolation when the service is down, failing or late; a markdown artifact says what it
-  did. A run that starts more than one period after its scheduled time does nothing (a stale
-  cycle has no value; the next one is due anyway).
+- ``forecast_flow``: one cycle (``pipelines.forecast.cycle``): per domain every due issue time
+  (complete input windows within ``forecast.max_input_age_minutes`` not yet forecast, so the
+  times a cancelled, late or failed cycle missed are caught up), made by the forecast service
+  under one deadline for the cycle, or by the fallback (pysteps S-PROG or extrapolation) when
+  the service is down, failing or late; a markdown artifact says what it did.
 - ``maintenance_flow``: expires the snapshots of the forecast store and the scores store older
   than their audit windows (``forecast.audit_days``, ``verify.audit_days``) and deletes the
   data only they held; a store not made yet is skipped.
 
 ``deployments(cfg)`` gives both on their cron schedules (``forecast.cron``, a minute after each
 5-minute radar time; ``forecast.maintenance_cron``, daily), each with at most one run at a time:
-a run due while one is running is cancelled, not queued.
+a run due while one is running is cancelled, not queued (the next run issues what it missed).
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from pipelines.forecast.store import ForecastStore
 from pipelines.simulate.clock import SimClock
 from pipelines.store.repository import open_repository
 from pipelines.verification.store import ScoresStore
-
-LATE_AFTER = pd.Timedelta(minutes=5)  # one cycle period: a run later than this does nothing
 
 
 def _config(config_file: str | None, overrides: list[str] | None) -> MotioncastConfig:
@@ -53,19 +51,6 @@ def _markdown(outcomes: list[Outcome], now: pd.Timestamp) -> str:
     return "\n".join(lines)
 
 
-def _late(logger) -> bool:
-    from prefect.runtime import flow_run
-
-    scheduled = flow_run.scheduled_start_time
-    if scheduled is None:
-        return False
-    late = pd.Timestamp.now("UTC") - pd.Timestamp(scheduled)
-    if late > LATE_AFTER:
-        logger.warning("started %s after its schedule: a late cycle is skipped", late)
-        return True
-    return False
-
-
 @flow(name="forecast-cycle")
 def forecast_flow(
     config_file: str | None = None,
@@ -78,8 +63,6 @@ def forecast_flow(
     """One forecast cycle; ``now`` (UTC; default: the simulated clock of ``clock_file``, else
     the wall clock) decides what input is stale."""
     logger = get_run_logger()
-    if now is None and clock_file is None and _late(logger):
-        return [Outcome("*", None, "late", reason="started after the next cycle was due").as_dict()]
     cfg = _config(config_file, overrides)
     if now is not None:
         clock = pd.Timestamp(now)

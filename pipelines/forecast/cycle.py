@@ -1,12 +1,21 @@
 """One forecast cycle: per domain, what is due, the forecast service, and the fallback.
 
-Per domain: the newest complete input window in the archive gives the issue time; nothing is
-issued when that window ends more than ``forecast.max_input_age_minutes`` before ``now`` (stale
-input: the reason is reported) or when that issue time is stored already. Otherwise the forecast
-service (``pipelines.serve``) is asked; when it is down, answers with an error or takes longer
-than ``forecast.deadline_seconds``, the cycle issues ``forecast.fallback`` (pysteps
-extrapolation) itself, recorded in the store with the reason. With ``catch_up`` every complete
-window since the newest stored forecast is issued too (at most ``forecast.catch_up_max``).
+Per domain, the due issue times are every complete input window in the archive that ends at
+most ``forecast.max_input_age_minutes`` before ``now`` and is not stored yet (so issue times
+missed while something was down are caught up by the next cycle; at most
+``forecast.catch_up_max``, newest first). Nothing is issued when the newest window is older than
+that (stale input: the reason is reported). With ``catch_up`` every complete window since the
+newest stored forecast is due, however old (a backfill).
+
+One deadline (``forecast.deadline_seconds`` from the cycle's start) holds for every domain: the
+forecast service (``pipelines.serve``) is asked for all due forecasts at once, newest first,
+each request carrying the time left so that the service gives up (stores nothing) when it
+passes; what is not answered by then is abandoned (the connection closed) and issued by the
+fallback (``forecast.fallback``; ``auto``: pysteps S-PROG up to ``forecast.sprog_max_cells``
+cells, else extrapolation), recorded in the store with the reason. Each domain's outcome is
+independent: an error in one is reported for it and the others go on. An outcome reports what
+the store holds: when the service committed after the cycle gave up on it, the fallback finds
+its forecast there and the outcome says so.
 
 ``flows/forecast.py`` runs it on a schedule; it works without Prefect as well.
 """
@@ -15,13 +24,15 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from pipelines.config import MotioncastConfig
-from pipelines.forecast.issue import ForecastError, complete_windows, issue
+from pipelines.forecast.issue import complete_windows, issue
 from pipelines.forecast.methods import get_forecaster
 from pipelines.forecast.store import ForecastStore
 from pipelines.frame_select import naive_utc
@@ -51,23 +62,28 @@ class Outcome:
 
 
 class ServiceClient:
-    """The forecast service's HTTP API, as the cycle uses it."""
+    """The forecast service's HTTP API, as the cycle uses it (thread-safe: one connection
+    pool for the cycle's concurrent requests)."""
 
     def __init__(self, cfg: MotioncastConfig, url: str | None = None):
         self.url = url or cfg.serve.client_url()
-        self.deadline = cfg.forecast.deadline_seconds
         token = cfg.serve.bearer_token()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.Client(base_url=self.url, headers=headers)
 
-    def issue(self, domain: str, issue_time: pd.Timestamp, method: str) -> dict:
-        """Ask the service for one forecast; its summary, or ServiceError."""
-        body = {"domain": domain, "issue_time": issue_time.isoformat(), "method": method}
+    def issue(self, domain: str, issue_time: pd.Timestamp, method: str, seconds: float) -> dict:
+        """Ask the service for one forecast, giving it ``seconds`` (it stores nothing once they
+        have passed); its summary, or ServiceError. The connection is closed when they pass."""
+        body = {
+            "domain": domain,
+            "issue_time": issue_time.isoformat(),
+            "method": method,
+            "deadline_seconds": round(max(seconds, 0.001), 3),
+        }
         try:
-            response = httpx.post(
-                f"{self.url}/v1/forecasts", json=body, headers=self.headers, timeout=self.deadline
-            )
+            response = self.client.post("/v1/forecasts", json=body, timeout=max(seconds, 0.001))
         except httpx.TimeoutException:
-            raise ServiceError(f"no answer within {self.deadline:g} s") from None
+            raise ServiceError("no answer by the cycle's deadline") from None
         except httpx.HTTPError as exc:
             raise ServiceError(f"unreachable at {self.url} ({type(exc).__name__})") from None
         if response.status_code not in (200, 201):
@@ -75,8 +91,21 @@ class ServiceClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise ServiceError(f"HTTP {response.status_code}: {str(detail)[:200]}")
-        return response.json()
+            raise ServiceError(f"HTTP {response.status_code}: {_line(str(detail))}")
+        try:
+            summary = response.json()
+            return {k: summary[k] for k in ("issue_time", "status", "method", "model_version")}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ServiceError(f"an answer that is not a forecast summary ({exc!r:.80})") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _line(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def due(
@@ -87,14 +116,14 @@ def due(
     now: pd.Timestamp,
     catch_up: bool,
 ) -> tuple[list[pd.Timestamp], Outcome | None]:
-    """Issue times to forecast now (oldest first), or the outcome that says why none."""
+    """Issue times to forecast now (newest first), or the outcome that says why none."""
     f = cfg.forecast
     complete = complete_windows(archive, domain, f.frames_in)
     if not len(complete):
         return [], Outcome(domain, None, "none", reason=f"no {f.frames_in} consecutive frames")
     newest = complete[-1]
     age = (now - newest) / pd.Timedelta(minutes=1)
-    if age > f.max_input_age_minutes:
+    if age > f.max_input_age_minutes and not catch_up:
         reason = (
             f"newest input {newest.isoformat()} is {age:.0f} min old "
             f"(max {f.max_input_age_minutes:g}): nothing issued"
@@ -103,12 +132,23 @@ def due(
     stored = forecasts.issue_times(domain)
     if catch_up:
         after = stored[-1] if len(stored) else complete[0] - pd.Timedelta(minutes=1)
-        todo = [t for t in complete if t > after][-f.catch_up_max :]
+        todo = complete[complete > after]
     else:
-        todo = [] if newest in stored else [newest]
-    if not todo:
+        oldest = now - pd.Timedelta(minutes=f.max_input_age_minutes)
+        todo = complete[(complete >= oldest) & ~complete.isin(stored)]
+    if not len(todo):
         return [], Outcome(domain, newest.isoformat(), "exists")
-    return todo, None
+    return list(todo[::-1][: f.catch_up_max]), None
+
+
+def fallback_method(cfg: MotioncastConfig, cells: int) -> tuple[str, str]:
+    """The fallback for a domain of ``cells`` cells, and why (empty when configured as is)."""
+    f = cfg.forecast
+    if f.fallback != "auto":
+        return f.fallback, ""
+    if cells <= f.sprog_max_cells:
+        return "sprog", ""
+    return "extrapolation", f"{cells} cells > forecast.sprog_max_cells ({f.sprog_max_cells})"
 
 
 def run_cycle(
@@ -119,69 +159,143 @@ def run_cycle(
     service: ServiceClient | None = None,
 ) -> list[Outcome]:
     """One cycle over ``domains`` (default: every archive domain); ``now`` (default the wall
-    clock, UTC) decides what is stale."""
+    clock, UTC) decides what is due and what is stale. One outcome per due issue time, or one
+    per domain saying why none was due or what failed."""
+    deadline = time.monotonic() + cfg.forecast.deadline_seconds
     now = naive_utc(pd.Timestamp.now("UTC")) if now is None else naive_utc(pd.Timestamp(now))
     f = cfg.forecast
     archive = Archive(cfg.store.archive, storage=cfg.store.object_storage)
     forecasts = ForecastStore(
         f.store, f.chunk_yx, f.compression_level, create=True, storage=cfg.store.object_storage
     )
-    service = service or ServiceClient(cfg)
     outcomes: list[Outcome] = []
+    todo: list[tuple[str, pd.Timestamp]] = []
     for domain in domains or archive.domains():
-        todo, skipped = due(archive, forecasts, domain, cfg, now, catch_up)
+        try:
+            times, skipped = due(archive, forecasts, domain, cfg, now, catch_up)
+        except Exception as exc:  # one domain's fault is its own outcome
+            outcomes.append(_failed(domain, None, "", exc))
+            continue
         if skipped is not None:
             log.info("%s: %s %s", domain, skipped.action, skipped.reason)
             outcomes.append(skipped)
-        for issue_time in todo:
-            outcomes.append(_one(archive, forecasts, domain, issue_time, cfg, service))
+        todo += [(domain, t) for t in times]
+    todo.sort(key=lambda job: job[1], reverse=True)  # the newest issue times first
+    owned = service is None
+    service = service or ServiceClient(cfg)
+    try:
+        answers = _ask_service(service, todo, f.method, deadline, cfg.serve.max_batch_size)
+    finally:
+        if owned:
+            service.close()
+    for domain, issue_time in todo:
+        answer = answers[(domain, issue_time)]
+        if isinstance(answer, Outcome):
+            outcomes.append(answer)
+        else:
+            outcomes.append(_fall_back(archive, forecasts, domain, issue_time, cfg, answer))
     return outcomes
 
 
-def _one(
+def _ask_service(
+    service: ServiceClient,
+    todo: list[tuple[str, pd.Timestamp]],
+    method: str,
+    deadline: float,
+    parallel: int,
+) -> dict[tuple[str, pd.Timestamp], Outcome | str]:
+    """Every due forecast asked of the service, ``parallel`` at a time, until ``deadline``:
+    per issue time its outcome, or why the service did not make it (the fallback's reason)."""
+    answers: dict[tuple[str, pd.Timestamp], Outcome | str] = {}
+
+    def ask(domain: str, issue_time: pd.Timestamp) -> Outcome | str:
+        start = time.perf_counter()
+        try:
+            summary = service.issue(domain, issue_time, method, deadline - time.monotonic())
+        except ServiceError as exc:
+            return f"forecast service: {exc}"
+        return Outcome(
+            domain,
+            summary["issue_time"],
+            "exists" if summary["status"] == "exists" else "issued",
+            summary["method"],
+            summary["model_version"] or "",
+            seconds=round(time.perf_counter() - start, 3),
+        )
+
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="cycle")
+    running: dict[Future, tuple[str, pd.Timestamp]] = {}
+    queue = list(todo)
+    try:
+        while queue or running:
+            while queue and len(running) < parallel and time.monotonic() < deadline:
+                job = queue.pop(0)
+                running[pool.submit(ask, *job)] = job
+            if not running:
+                break  # the deadline passed with issue times never asked
+            done, _ = wait(
+                running,
+                timeout=max(0.0, deadline - time.monotonic()) + 1.0,
+                return_when=FIRST_COMPLETED,
+            )
+            for future in done:
+                answers[running.pop(future)] = future.result()
+    finally:
+        pool.shutdown(wait=True)  # each request ends by the deadline (its own timeout)
+    for job in queue:
+        answers[job] = "forecast service: not asked before the cycle's deadline"
+    return answers
+
+
+def _fall_back(
     archive: Archive,
     forecasts: ForecastStore,
     domain: str,
     issue_time: pd.Timestamp,
     cfg: MotioncastConfig,
-    service: ServiceClient,
+    reason: str,
 ) -> Outcome:
-    """One forecast: by the service, else by the fallback with the service's failure as reason."""
+    """The fallback's forecast, with the service's failure as its reason; the outcome says
+    what the store holds afterwards."""
     f = cfg.forecast
     start = time.perf_counter()
+    method = f.fallback
     try:
-        summary = service.issue(domain, issue_time, f.method)
-        return Outcome(
-            domain,
-            summary["issue_time"],
-            "issued" if summary["status"] != "exists" else "exists",
-            summary["method"],
-            summary["model_version"] or "",
-            seconds=round(time.perf_counter() - start, 3),
-        )
-    except ServiceError as exc:
-        reason = f"forecast service: {exc}"
-    log.warning("%s %s: %s; issuing %s", domain, issue_time, reason, f.fallback)
-    try:
-        fallback = get_forecaster(f.fallback, transform=cfg.training.data.transform)
+        cells = int(np.prod(archive.dataset(domain).precip.shape[1:]))
+        method, why = fallback_method(cfg, cells)
+        reason = f"{reason}; fallback {method}" + (f" ({why})" if why else "")
+        log.warning("%s %s: %s", domain, issue_time, reason)
+        forecaster = get_forecaster(method, transform=cfg.training.data.transform)
         done = issue(
             archive,
             forecasts,
-            fallback,
+            forecaster,
             domain,
             f.frames_in,
             f.lead_minutes,
             issue_time,
             reason=reason,
         )
-    except ForecastError as exc:
-        return Outcome(domain, issue_time.isoformat(), "failed", f.fallback, reason=str(exc))
-    action = "fallback" if done.forecast is not None else "exists"
+        seconds = round(time.perf_counter() - start, 3)
+        if done.stored:
+            return Outcome(domain, issue_time.isoformat(), "fallback", method, "", reason, seconds)
+        held = forecasts.summary(domain, done.issue_time)  # what beat the fallback to the store
+    except Exception as exc:  # one domain's fault is its own outcome
+        return _failed(domain, issue_time, method, exc)
+    by_service = not held["reason"]  # the service committed after the cycle gave up on it
     return Outcome(
         domain,
         issue_time.isoformat(),
-        action,
-        f.fallback,
-        reason=reason,
-        seconds=round(time.perf_counter() - start, 3),
+        "issued" if by_service else "exists",
+        str(held["method"]),
+        str(held["model_version"] or ""),
+        "stored by the service after the cycle's deadline" if by_service else "",
+        round(time.perf_counter() - start, 3),
     )
+
+
+def _failed(domain: str, issue_time: pd.Timestamp | None, method: str, exc: Exception) -> Outcome:
+    """A domain's unexpected error, as its outcome (logged with its trace)."""
+    log.exception("%s %s: %s", domain, issue_time, type(exc).__name__)
+    when = None if issue_time is None else issue_time.isoformat()
+    return Outcome(domain, when, "failed", method, reason=_line(f"{type(exc).__name__}: {exc}"))

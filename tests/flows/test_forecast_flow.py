@@ -123,7 +123,7 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_with_the_service_down_or_late_the_cycle_issues_extrapolation_with_the_reason(
+def test_with_the_service_down_or_late_the_cycle_issues_its_fallback_with_the_reason(
     service, frames
 ):
     from pipelines.baselines import extrapolation
@@ -133,7 +133,9 @@ def test_with_the_service_down_or_late_the_cycle_issues_extrapolation_with_the_r
     from pipelines.store import Archive
 
     overrides, root = service
-    cfg = load_config(None, [*overrides, "forecast.deadline_seconds=1"])
+    cfg = load_config(
+        None, [*overrides, "forecast.deadline_seconds=1", "forecast.fallback=extrapolation"]
+    )
     archive = Archive(root / "archive")
     archive.write([frames[14]], "frame 01:10")
     down = ServiceClient(cfg, url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
@@ -149,7 +151,9 @@ def test_with_the_service_down_or_late_the_cycle_issues_extrapolation_with_the_r
         (outcome,) = run_cycle(cfg, now=pd.Timestamp("2026-06-01T01:16"), service=late)
     finally:
         slow.shutdown()
-    assert outcome.reason == "forecast service: no answer within 1 s"
+    assert outcome.reason == (
+        "forecast service: no answer by the cycle's deadline; fallback extrapolation"
+    )
     ds = open_forecasts(root / "forecasts", "syn")
     stored = ds.sel(issue_time=["2026-06-01T01:10", "2026-06-01T01:15"])
     assert stored.method.values.tolist() == ["extrapolation", "extrapolation"]
@@ -168,10 +172,10 @@ def test_catch_up_backfills_every_missed_issue_time(service, frames):
     cfg = load_config(None, overrides)
     Archive(root / "archive").write(frames[16:19], "frames 01:20-01:30")
     done = run_cycle(cfg, now=pd.Timestamp("2026-06-01T01:31"), catch_up=True)
-    assert [(o.issue_time[11:16], o.action) for o in done] == [
-        ("01:20", "issued"),
-        ("01:25", "issued"),
+    assert [(o.issue_time[11:16], o.action) for o in done] == [  # the newest first
         ("01:30", "issued"),
+        ("01:25", "issued"),
+        ("01:20", "issued"),
     ]
     ds = open_forecasts(root / "forecasts", "syn")
     assert pd.DatetimeIndex(ds.issue_time.values).strftime("%H:%M").tolist() == [
