@@ -5,6 +5,13 @@
     REGISTRY/promoted.json                      the version in service, and the promotion history
 
 A version is written to a temporary folder and renamed into place: it is whole or absent.
+Writers take an exclusive lock (``fcntl.flock`` on ``REGISTRY/.lock``, waiting at most
+``LOCK_TIMEOUT_S``) around a version's numbering and rename and around a promotion's
+read-modify-write of ``promoted.json``, so concurrent ``register``/``promote`` from any number of
+processes neither share a version number nor lose a promotion; the registry is a local (or
+mounted) folder only, never object storage, so no conditional-write variant is needed. Readers
+take no lock: every file is replaced atomically. Any OS failure (read-only or full disk, ...)
+is raised as a one-line ``RegistryError`` naming the path and the reason.
 
 Promotion compares scores on ``PROMOTION_METRIC`` (CSI at 1 mm/h, higher is better), always on the
 same validation windows and cells, and refuses (unless forced) a model that
@@ -19,11 +26,15 @@ same validation windows and cells, and refuses (unless forced) a model that
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +44,9 @@ import pandas as pd
 PROMOTION_METRIC = "csi_1mm"
 CHECKPOINT = "model.safetensors"
 CARD = "card.json"
+LOCK = ".lock"
+LOCK_TIMEOUT_S = 30.0  # the longest a writer waits for another one's lock
+_LOCK_POLL_S = 0.02
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -55,17 +69,69 @@ class ModelVersion:
         return None if value is None else float(value)
 
 
+def _file_mode() -> int:
+    """0o666 less the process umask: the mode ``open`` would give a new file (``mkstemp``'s are
+    0o600, unreadable by a service running as another user)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    """Replace ``path`` atomically, through a temporary file of its own in the same folder
+    (synced before the rename; removed on failure)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), _file_mode())
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _os_failure(what: str, exc: OSError, where: Path) -> RegistryError:
+    """One line for an OS error: the path it names (else ``where``) and its reason."""
+    path = exc.filename if exc.filename is not None else where
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return RegistryError(f"{path}: cannot {what} ({reason})")
 
 
 class Registry:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, lock_timeout_s: float = LOCK_TIMEOUT_S):
         self.root = Path(root)
         self.versions_dir = self.root / "versions"
+        self.lock_timeout_s = lock_timeout_s
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the registry's exclusive writer lock (waiting at most ``lock_timeout_s``); the
+        lock file stays, the lock goes with the descriptor (and with a process that dies)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, _file_mode())
+        try:
+            deadline = time.monotonic() + self.lock_timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RegistryError(
+                            f"{self.root}: the registry is locked by another writer for more "
+                            f"than {self.lock_timeout_s:g} s"
+                        ) from None
+                    time.sleep(_LOCK_POLL_S)
+            yield
+        finally:
+            os.close(fd)
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first."""
@@ -98,22 +164,30 @@ class Registry:
             metadata = checkpoint_metadata(checkpoint)
         except Exception as exc:
             raise RegistryError(f"{checkpoint}: not a motionrnn checkpoint ({exc})") from None
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        numbers = [
-            int(m.group(1)) for p in self.versions_dir.iterdir() if (m := _VERSION.match(p.name))
-        ]
-        version = f"v{max(numbers, default=0) + 1:04d}"
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
         try:
-            shutil.copy2(checkpoint, staging / CHECKPOINT)
-            full = {
-                **card,
-                "version": version,
-                "registered_at": pd.Timestamp.now("UTC"),
-                "checkpoint_metadata": metadata,
-            }
-            _write_json(staging / CARD, full)
-            staging.rename(self.versions_dir / version)
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
+        except OSError as exc:
+            raise _os_failure("register a version", exc, self.versions_dir) from None
+        try:
+            shutil.copy2(checkpoint, staging / CHECKPOINT)  # the long part: outside the lock
+            with self._locked():  # numbering and rename: one writer at a time
+                numbers = [
+                    int(m.group(1))
+                    for p in self.versions_dir.iterdir()
+                    if (m := _VERSION.match(p.name))
+                ]
+                version = f"v{max(numbers, default=0) + 1:04d}"
+                full = {
+                    **card,
+                    "version": version,
+                    "registered_at": pd.Timestamp.now("UTC"),
+                    "checkpoint_metadata": metadata,
+                }
+                _write_json(staging / CARD, full)
+                staging.rename(self.versions_dir / version)
+        except OSError as exc:
+            raise _os_failure("register a version", exc, self.versions_dir) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return self.get(version)
@@ -134,25 +208,28 @@ class Registry:
     ) -> ModelVersion:
         """Put ``version`` in service, unless it loses to extrapolation or to the current one
         (see the module docstring); ``rescored``: version -> score on the candidate's windows."""
-        candidate = self.get(version)
-        current = self.promoted()
-        if not force:
-            _check_beats_extrapolation(candidate)
-            if current is not None and current.version != version:
-                _check_beats_current(candidate, current, rescored)
-        record = self._promotions()
-        record["history"].append(
-            {
-                "version": version,
-                "at": pd.Timestamp.now("UTC"),
-                "forced": force,
-                "replaced": current.version if current else None,
-                "rescored": rescored,
-            }
-        )
-        record["version"] = version
-        self.root.mkdir(parents=True, exist_ok=True)
-        _write_json(self.root / "promoted.json", record)
+        try:
+            candidate = self.get(version)
+            with self._locked():  # the version in service is read, compared and replaced whole
+                record = self._promotions()
+                current = self.get(record["version"]) if record["version"] else None
+                if not force:
+                    _check_beats_extrapolation(candidate)
+                    if current is not None and current.version != version:
+                        _check_beats_current(candidate, current, rescored)
+                record["history"].append(
+                    {
+                        "version": version,
+                        "at": pd.Timestamp.now("UTC"),
+                        "forced": force,
+                        "replaced": current.version if current else None,
+                        "rescored": rescored,
+                    }
+                )
+                record["version"] = version
+                _write_json(self.root / "promoted.json", record)
+        except OSError as exc:
+            raise _os_failure(f"promote {version}", exc, self.root) from None
         return candidate
 
 

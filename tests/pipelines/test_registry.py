@@ -2,8 +2,11 @@
 
 import dataclasses
 import json
+import os
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +98,175 @@ def test_promotion_compares_on_the_same_windows(tmp_path, checkpoint):
         reg.promote("v0002", rescored={"v0002": 0.52, "v0001": 0.53})
     reg.promote("v0002", rescored={"v0002": 0.56, "v0001": 0.53})
     assert reg.promoted().version == "v0002"
+
+
+# A writer in a process of its own: it says "ready" once imported, then waits for a line on its
+# stdin, so that all of them start their register/promote at the same moment.
+_WRITER = """
+import json, sys
+from pipelines.registry import Registry
+if sys.argv[1] == "register":
+    import motionrnn.checkpoint  # torch, imported before the start
+print("ready", flush=True)
+sys.stdin.readline()
+op, root, arg = sys.argv[1:4]
+if op == "register":
+    print(Registry(root).register(arg, json.loads(sys.argv[4])).version, flush=True)
+else:
+    Registry(root).promote(arg, force=True)
+"""
+
+
+def _race(jobs: list[list[str]]) -> list[str]:
+    """Run the writers ``jobs`` (``_WRITER``'s arguments) at once; their outputs, each checked
+    to have ended well."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, *args],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in jobs
+    ]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n", p.communicate(timeout=60)[1]
+        for p in procs:  # the start
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0 and "Traceback" not in err, err
+    return [out for out, _ in results]
+
+
+def _debris(root: Path) -> list[Path]:
+    """Staging folders and temporary files left behind in the registry."""
+    return [p for p in root.rglob("*") if p.name.startswith(".staging-") or p.suffix == ".part"]
+
+
+def test_concurrent_registrations_each_get_their_own_version(tmp_path: Path, checkpoint: Path):
+    """8 processes register at once: one version each, v0001..v0008, each card its own."""
+    root = tmp_path / "reg"
+    runs = [f"run-{i}" for i in range(8)]
+    outs = _race(
+        [
+            ["register", str(root), str(checkpoint), json.dumps({**card(0.5), "run": r})]
+            for r in runs
+        ]
+    )
+    got = {out.strip(): run for out, run in zip(outs, runs, strict=True)}
+    assert sorted(got) == [f"v{i:04d}" for i in range(1, 9)]
+    reg = Registry(root)
+    assert [v.version for v in reg.versions()] == sorted(got)
+    assert all(reg.get(version).card["run"] == run for version, run in got.items())
+    assert _debris(root) == []
+
+
+def test_concurrent_promotions_lose_none(tmp_path: Path, checkpoint: Path):
+    """8 processes promote at once: every promotion is in the history, each replacing the one
+    before it, and promoted.json is whole, readable as any new file would be."""
+    root = tmp_path / "reg"
+    reg = Registry(root)
+    versions = [reg.register(checkpoint, card(0.5 + i / 100)).version for i in range(8)]
+    _race([["promote", str(root), version] for version in versions])
+    record = json.loads((root / "promoted.json").read_text())
+    history = record["history"]
+    assert sorted(h["version"] for h in history) == versions
+    assert [h["replaced"] for h in history] == [None] + [h["version"] for h in history[:-1]]
+    assert record["version"] == history[-1]["version"] == reg.promoted().version
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((root / "promoted.json").stat().st_mode) == 0o666 & ~umask
+    assert _debris(root) == []
+
+
+def test_a_writer_waits_for_the_lock_a_bounded_time(tmp_path: Path, checkpoint: Path):
+    """Another process holds the registry's lock past the wait: one line, nothing written."""
+    root = tmp_path / "reg"
+    Registry(root).register(checkpoint, card(0.5))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys\n"
+            "f = open(sys.argv[1], 'a')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(root / ".lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        reg = Registry(root, lock_timeout_s=0.3)
+        start = time.monotonic()
+        with pytest.raises(RegistryError) as err:
+            reg.promote("v0001", force=True)
+        assert 0.3 <= time.monotonic() - start < 10
+        assert str(err.value) == (
+            f"{root}: the registry is locked by another writer for more than 0.3 s"
+        )
+        with pytest.raises(RegistryError, match=r"^\S+: the registry is locked .* 0.3 s$"):
+            reg.register(checkpoint, card(0.6))
+        assert reg.promoted() is None and [v.version for v in reg.versions()] == ["v0001"]
+        assert _debris(root) == []
+    finally:
+        holder.communicate(timeout=30)  # its stdin closed: it ends, the lock with it
+    reg.promote("v0001", force=True)
+    assert reg.register(checkpoint, card(0.6)).version == "v0002"
+
+
+@pytest.mark.parametrize("how", ["read-only", "not-a-folder"])
+def test_os_failures_are_one_line_registry_errors(tmp_path: Path, checkpoint: Path, how: str):
+    """A registry that cannot be written: register and promote say where and why in one line."""
+    root = tmp_path / "reg"
+    Registry(root).register(checkpoint, card(0.5))
+    if how == "read-only":
+        (root / "promoted.json").write_text('{"version": null, "history": []}\n')
+        for path in (root / "versions", root):
+            path.chmod(0o500)
+        if os.access(root, os.W_OK):  # root, say: the permissions do not stop it
+            for path in (root, root / "versions"):
+                path.chmod(0o700)
+            pytest.skip("this user writes to read-only folders (the not-a-folder case runs)")
+        reason, promote_failure = "Permission denied", str(root)
+    else:  # a file where the versions folder should be, a folder where promoted.json should be
+        (root / "versions").rename(tmp_path / "kept")
+        (root / "versions").write_text("not a folder")
+        (root / "promoted.json").mkdir()
+        reason, promote_failure = "Is a directory", str(root / "promoted.json")
+    try:
+        with pytest.raises(RegistryError) as registering:
+            Registry(root).register(checkpoint, card(0.6))
+        if how == "not-a-folder":
+            (root / "versions").unlink()
+            (tmp_path / "kept").rename(root / "versions")
+        with pytest.raises(RegistryError) as promoting:
+            Registry(root).promote("v0001", force=True)
+    finally:
+        for path in (root, root / "versions"):
+            path.chmod(0o700)
+    for err in (registering, promoting):
+        assert "\n" not in str(err.value) and "Errno" not in str(err.value)
+    assert str(registering.value).startswith(str(root / "versions"))
+    assert str(registering.value).endswith(
+        f"cannot register a version ({'File exists' if how == 'not-a-folder' else reason})"
+    )
+    assert str(promoting.value).startswith(promote_failure)
+    assert str(promoting.value).endswith(f"cannot promote v0001 ({reason})")
+    assert [v.version for v in Registry(root).versions()] == ["v0001"]
 
 
 def test_models_cli(tmp_path: Path, checkpoint: Path):
