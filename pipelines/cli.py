@@ -900,9 +900,11 @@ def up(
     set_: SetOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Start the whole system here: Prefect's server (127.0.0.1), Ray with the forecast service,
-    and the scheduled flows (forecast cycle every 5 minutes, store maintenance daily, inbox
-    ingest); say where everything is. 'motioncast down' stops it."""
+    """Start the whole system here, supervised (a process that exits is restarted with
+    backoff): Prefect's server (127.0.0.1), Ray with the forecast service, and the scheduled
+    flows (forecast cycle every 5 minutes, store maintenance daily, inbox ingest); say where
+    everything is. On a failure or Ctrl-C, what was started is stopped. 'motioncast down' stops
+    it. The API token, if any, comes from MOTIONCAST_API_TOKEN or serve.token_file."""
     from pipelines.system import LocalSystemError, Simulation
     from pipelines.system import up as start_system
 
@@ -955,8 +957,10 @@ def status(
         out.print_json(json.dumps(found))
         return
     table = Table(title="motioncast " + ("is up" if found["up"] else "is down"), show_header=False)
+    restarts = found.get("restarts", {})
     for name, alive in found.get("processes", {}).items():
-        table.add_row(name, "running" if alive else "[red]not running[/red]")
+        again = f" (restarted {restarts[name]} x)" if restarts.get(name) else ""
+        table.add_row(name, ("running" if alive else "[red]not running[/red]") + again)
     if "simulated_time" in found:
         table.add_row("simulated time", found["simulated_time"])
     for key, label in (("service_answers", "service"), ("prefect_answers", "Prefect")):

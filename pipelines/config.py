@@ -582,7 +582,8 @@ class ServeConfig(_Section):
     deployment parameters): it comes from the environment (MOTIONCAST_API_TOKEN) or a file."""
 
     host: str = Field(
-        "127.0.0.1", description="Address the HTTP server binds; 0.0.0.0 exposes it beyond this host."
+        "127.0.0.1",
+        description="Address the HTTP server binds; 0.0.0.0 exposes it beyond this host.",
     )
     port: int = Field(8000, ge=1, le=65535)
     url: str | None = Field(
@@ -664,6 +665,15 @@ class SystemConfig(_Section):
     ingest_every_seconds: float = Field(60.0, gt=0, description="How often the inbox is read.")
     start_timeout_seconds: float = Field(
         240.0, gt=0, description="How long 'up' waits for each part to answer."
+    )
+    restart_max_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A process of 'up' that exits is restarted after 1 s, doubling up to this; "
+        "one that ran this long starts again from 1 s.",
+    )
+    stop_seconds: float = Field(
+        20.0, gt=0, description="'down' waits this long for each process to stop, then kills it."
     )
 
 

@@ -1,20 +1,27 @@
 """The whole system on this machine: ``motioncast up``, ``down`` and ``status``.
 
-Two background processes, each in its own session (so that ``down`` stops it with everything it
-started): Prefect's server (SQLite under ``system.home``, 127.0.0.1) and ``flows.system`` (Ray,
-the forecast service, and the scheduled flows served to that server). ``up`` waits until both
-answer, then records them in ``<home>/state.json``; their logs are in ``<home>/logs``.
+``up`` starts a supervisor (``pipelines.supervise``) in a session of its own, which starts and
+keeps running (restarting with backoff, logged) Prefect's server (SQLite under ``system.home``,
+127.0.0.1), ``flows.system`` (Ray, the forecast service, and the scheduled flows served to that
+server) and with ``--simulate`` the synthetic network. ``up`` returns once all of them answer;
+on any failure or interrupt before that it stops what it started and says why in one line.
+The supervisor records each process by identity (pid, start time, command line) in
+``<home>/state.json``; ``down`` and ``status`` act only on processes that are still those (a
+stale record names nobody). Logs are in ``<home>/logs``. ``up`` and ``down`` hold a lock on
+the home folder, so two of them never interleave.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -22,12 +29,12 @@ import pandas as pd
 
 from pipelines.config import MotioncastConfig
 from pipelines.simulate.clock import SimClock
+from pipelines.supervise import PLAN, STATE, Child, Identity, identify, stop, write_json
 
-STATE = "state.json"
 CLOCK = "clock.json"
+LOCK = ".lock"
 SIM_RADARS = 2  # the synthetic network of --simulate, as 'make demo' simulates it
 CYCLE = "forecast-cycle/forecast-cycle"  # flow/deployment: served once it is registered
-STOP_WAIT_S = 60.0  # SIGTERM, then this long before SIGKILL
 
 
 class LocalSystemError(RuntimeError):
@@ -40,15 +47,30 @@ def _state_path(cfg: MotioncastConfig) -> Path:
 
 def read_state(cfg: MotioncastConfig) -> dict | None:
     path = _state_path(cfg)
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError) as exc:
+        raise LocalSystemError(f"{path}: unreadable state ({exc}): remove it") from None
+
+
+def _supervisor_runs(state: dict | None) -> bool:
+    return state is not None and identify(Identity.from_dict(state["supervisor"])) == "ours"
+
+
+@contextlib.contextmanager
+def _locked(cfg: MotioncastConfig):
+    """One ``up`` or ``down`` at a time on a home folder."""
+    cfg.system.home.mkdir(parents=True, exist_ok=True)
+    with open(cfg.system.home / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LocalSystemError(
+                f"another 'motioncast up' or 'down' is running on {cfg.system.home}"
+            ) from None
+        yield
 
 
 def _answers(url: str) -> bool:
@@ -58,23 +80,17 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait(url: str, process: subprocess.Popen, log: Path, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not _answers(url):
-        if process.poll() is not None:
-            tail = " ".join(log.read_text().strip().splitlines()[-1:]) if log.exists() else ""
-            raise LocalSystemError(f"{what} exited ({process.returncode}): {tail} ({log})")
-        if time.monotonic() > deadline:
-            raise LocalSystemError(f"{what} did not answer at {url} within {timeout:g} s ({log})")
-        time.sleep(0.5)
+def _port_free(port: int, what: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a
+        try:  # closed connection's TIME_WAIT does not count, a listener does
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise LocalSystemError(f"port {port} ({what}) is in use by another program") from None
 
 
-def _spawn(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+def _tail(log: Path) -> str:
+    return " ".join(log.read_text().strip().splitlines()[-1:]) if log.exists() else ""
 
 
 @dataclass(frozen=True)
@@ -93,69 +109,127 @@ def up(
     overrides: list[str],
     simulation: Simulation | None = None,
 ) -> dict:
-    """Start Prefect's server and the system process (and with ``simulation`` the synthetic
-    network); their addresses and pids."""
-    state = read_state(cfg)
-    if state is not None and any(_alive(p["pid"]) for p in state["processes"].values()):
-        raise LocalSystemError(f"already up ({_state_path(cfg)}): run 'motioncast down' first")
-    home = cfg.system.home.resolve()
+    """Start the supervised system (and with ``simulation`` the synthetic network); its
+    addresses and processes, once every part answers. On any failure or interrupt, what was
+    started is stopped and LocalSystemError says why."""
+    with _locked(cfg):
+        state = read_state(cfg)
+        if _supervisor_runs(state):
+            raise LocalSystemError(f"already up ({_state_path(cfg)}): run 'motioncast down' first")
+        if state is not None:  # a stale record (a crash, a reboot): nothing of it runs
+            _state_path(cfg).unlink()
+        _port_free(cfg.system.prefect_port, "system.prefect_port")
+        _port_free(cfg.serve.port, "serve.port")
+        home = cfg.system.home.resolve()
+        plan = _plan(cfg, home, config_file, overrides, simulation)
+        write_json(home / PLAN, plan)
+        log = home / "logs" / "supervisor.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        supervisor, me = None, None
+        try:
+            argv = [sys.executable, "-m", "pipelines.supervise", str(home)]
+            with open(log, "ab") as out:
+                supervisor = subprocess.Popen(
+                    argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            me = Identity.started_as(supervisor.pid, argv)
+            return _wait_until_up(cfg, plan["info"], supervisor, home)
+        except BaseException as exc:  # a failure, or Ctrl-C: nothing is left running
+            _stop_all(cfg, me)
+            _state_path(cfg).unlink(missing_ok=True)
+            if isinstance(exc, LocalSystemError):
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise LocalSystemError("interrupted: everything started was stopped") from None
+            raise LocalSystemError(f"up failed ({type(exc).__name__}: {exc}): stopped") from None
+
+
+def _wait_until_up(
+    cfg: MotioncastConfig, info: dict, supervisor: subprocess.Popen, home: Path
+) -> dict:
+    logs = home / "logs"
+    checks = [
+        (f"{info['prefect_api']}/health", "Prefect's server", "prefect-server"),
+        (f"{info['service']}/healthz", "The forecast service", "system"),
+        (f"{info['prefect_api']}/deployments/name/{CYCLE}", "The scheduled flows", "system"),
+    ]
+    for url, what, child in checks:
+        log = f"{child}.log"
+        deadline = time.monotonic() + cfg.system.start_timeout_seconds
+        while not _answers(url):
+            if supervisor.poll() is not None:
+                raise LocalSystemError(
+                    f"the supervisor exited ({supervisor.returncode}): "
+                    f"{_tail(logs / 'supervisor.log')} ({logs})"
+                )
+            state = read_state(cfg) or {}
+            if state.get("restarts", {}).get(child, 0):
+                raise LocalSystemError(
+                    f"{what} exited at start: {_tail(logs / log)} ({logs / log})"
+                )
+            if time.monotonic() > deadline:
+                raise LocalSystemError(
+                    f"{what} did not answer at {url} within "
+                    f"{cfg.system.start_timeout_seconds:g} s ({logs / log})"
+                )
+            time.sleep(0.5)
+    return read_state(cfg)
+
+
+def _plan(
+    cfg: MotioncastConfig,
+    home: Path,
+    config_file: Path | None,
+    overrides: list[str],
+    simulation: Simulation | None,
+) -> dict:
+    """What the supervisor runs, and what ``up`` reports."""
     prefect_api = f"http://127.0.0.1:{cfg.system.prefect_port}/api"
     env = {
-        **os.environ,
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_URL": prefect_api,
         "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
     }
     logs = home / "logs"
-    server = _spawn(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-        + ["--port", str(cfg.system.prefect_port), "--analytics-off"],
-        {k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-        logs / "prefect-server.log",
-    )
-    try:
-        _wait(
-            f"{prefect_api}/health",
-            server,
-            logs / "prefect-server.log",
-            cfg.system.start_timeout_seconds,
-            "Prefect's server",
+    children = [
+        Child(
+            "prefect-server",
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+            + ["--port", str(cfg.system.prefect_port), "--analytics-off"],
+            {k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+            ["PREFECT_API_URL"],
+            str(logs / "prefect-server.log"),
         )
-        processes = {"prefect-server": server}
-        settings = [a for item in overrides for a in ("--set", item)]
-        if simulation is not None:
-            config_file = _network_config(cfg, config_file, home)
-            clock = SimClock.starting(
-                simulation.start + pd.Timedelta(minutes=simulation.backlog_minutes),
-                simulation.speed,
-            ).save(home / CLOCK)
-            settings += ["--set", f"system.inbox={cfg.system.inbox.resolve()}"]
-            processes["simulator"] = _spawn(
+    ]
+    settings = [a for item in overrides for a in ("--set", item)]
+    clock = None
+    if simulation is not None:
+        config_file = _network_config(cfg, config_file, home)
+        clock = SimClock.starting(
+            simulation.start + pd.Timedelta(minutes=simulation.backlog_minutes),
+            simulation.speed,
+        ).save(home / CLOCK)
+        settings += ["--set", f"system.inbox={cfg.system.inbox.resolve()}"]
+        children.append(
+            Child(
+                "simulator",
                 [sys.executable, "-m", "pipelines.cli", "simulate", "--radars", str(SIM_RADARS)]
                 + ["--out", str(cfg.system.inbox.resolve())]
                 + ["--start", simulation.start.isoformat(), "--minutes", str(simulation.minutes)]
-                + ["--clock", str(clock)]
-                + ["--network-dir", str(home), "--config", str(config_file), *settings],
+                + ["--clock", str(clock), "--network-dir", str(home)]
+                + ["--config", str(config_file), *settings],
                 env,
-                logs / "simulator.log",
+                [],
+                str(logs / "simulator.log"),
             )
-            settings += ["--clock", str(clock)]
-        argv = [sys.executable, "-m", "flows.system", *settings]
-        if config_file is not None:
-            argv += ["--config", str(Path(config_file).resolve())]
-        system = _spawn(argv, env, logs / "system.log")
-        processes["system"] = system
-        for url, what in (
-            (f"{cfg.serve.client_url()}/healthz", "The forecast service"),
-            (f"{prefect_api}/deployments/name/{CYCLE}", "The scheduled flows"),
-        ):
-            _wait(url, system, logs / "system.log", cfg.system.start_timeout_seconds, what)
-    except LocalSystemError:
-        for process in processes.values():
-            _stop_group(process.pid)
-        raise
-    state = {
+        )
+        settings += ["--clock", str(clock)]
+    argv = [sys.executable, "-m", "flows.system", *settings]
+    if config_file is not None:
+        argv += ["--config", str(Path(config_file).resolve())]
+    children.insert(1, Child("system", argv, env, [], str(logs / "system.log")))
+    info = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prefect_api": prefect_api,
         "prefect_ui": prefect_api.removesuffix("/api"),
@@ -165,12 +239,14 @@ def up(
         "registry": str(cfg.forecast.registry),
         "inbox": str(cfg.system.inbox),
         "logs": str(logs),
-        "processes": {name: {"pid": p.pid} for name, p in processes.items()},
-        "clock": str(home / CLOCK) if simulation is not None else None,
+        "clock": str(clock) if clock is not None else None,
     }
-    home.mkdir(parents=True, exist_ok=True)
-    _state_path(cfg).write_text(json.dumps(state, indent=1))
-    return state
+    return {
+        "children": [asdict(c) for c in children],
+        "restart_max_seconds": cfg.system.restart_max_seconds,
+        "stop_seconds": cfg.system.stop_seconds,
+        "info": info,
+    }
 
 
 def _network_config(cfg: MotioncastConfig, config_file: Path | None, home: Path) -> Path:
@@ -184,48 +260,42 @@ def _network_config(cfg: MotioncastConfig, config_file: Path | None, home: Path)
     return write_network_config(home, cfg.simulate.radars[:SIM_RADARS], cfg.simulate)
 
 
-def _stop_group(pid: int) -> bool:
-    """SIGTERM to the process group led by ``pid``, SIGKILL if it outlives STOP_WAIT_S; whether
-    it was running."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + STOP_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.25)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return True
+def _stop_all(cfg: MotioncastConfig, supervisor: Identity | None) -> list[str]:
+    """Stop the supervisor (which stops its children in order), then any child it left (a
+    supervisor killed with SIGKILL); only processes that are still ours. What ran."""
+    children = (read_state(cfg) or {}).get("processes", {})
+    ran = [n for n, r in children.items() if identify(Identity.from_dict(r)) == "ours"]
+    wait_s = cfg.system.stop_seconds
+    if supervisor is not None:
+        stop(supervisor, len(children) * wait_s + 10)
+    for record in children.values():
+        stop(Identity.from_dict(record), wait_s)
+    return ran
 
 
 def down(cfg: MotioncastConfig) -> list[str]:
-    """Stop what ``up`` started (the system process first, then Prefect's server)."""
-    state = read_state(cfg)
-    if state is None:
-        return []
-    stopped = []
-    for name in ("simulator", "system", "prefect-server"):
-        if name in state["processes"] and _stop_group(state["processes"][name]["pid"]):
-            stopped.append(name)
-    _state_path(cfg).unlink()
-    return stopped
+    """Stop what ``up`` started: the children the supervisor ran (as recorded) and it."""
+    with _locked(cfg):
+        state = read_state(cfg)
+        if state is None:
+            return []
+        ran = _stop_all(cfg, Identity.from_dict(state["supervisor"]))
+        _state_path(cfg).unlink(missing_ok=True)
+    return [n for n in ("simulator", "system", "prefect-server") if n in ran]
 
 
 def status(cfg: MotioncastConfig, last: int = 5) -> dict:
-    """What runs (processes, whether the service and Prefect answer) and the last forecasts."""
+    """What runs (processes that are still ours, whether the service and Prefect answer,
+    restarts) and the last forecasts."""
     from pipelines.forecast.store import ForecastStore, ForecastStoreError
 
     state = read_state(cfg)
-    out: dict = {"up": state is not None}
+    out: dict = {"up": _supervisor_runs(state)}
     if state is not None:
-        out["processes"] = {n: _alive(p["pid"]) for n, p in state["processes"].items()}
+        out["processes"] = {
+            n: identify(Identity.from_dict(r)) == "ours" for n, r in state["processes"].items()
+        }
+        out["restarts"] = state.get("restarts", {})
         out["service_answers"] = _answers(f"{state['service']}/healthz")
         out["prefect_answers"] = _answers(f"{state['prefect_api']}/health")
         out.update({k: state[k] for k in ("service", "prefect_ui", "logs")})
