@@ -62,3 +62,42 @@ def test_up_runs_a_cycle_from_its_deployment_status_shows_it_and_down_stops_all(
         with pytest.raises(httpx.HTTPError):
             httpx.get(url, timeout=2)
     assert json.loads(motioncast("status", "--json", *args).stdout)["up"] is False
+
+
+def test_ctrl_c_during_up_stops_everything_started_so_far(tmp_path: Path):
+    """Reproduced defect: Ctrl-C during up's waits orphaned every process started so far."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO
+
+    home = tmp_path / "home"
+    port = free_port()
+    settings = [f"system.home={home}", f"system.prefect_port={port}", f"serve.port={free_port()}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "up",
+        *[a for s in settings for a in ("--set", s)],
+    ]
+    started = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (home / "state.json").exists():  # the supervisor has started its children
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    started.send_signal(signal.SIGINT)
+    out, err = started.communicate(timeout=120)
+    assert started.returncode == 1
+    assert "interrupted: everything started was stopped" in err.decode()
+    leftovers = [
+        " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+        or f"--port {port}" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
