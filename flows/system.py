@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> None:
         _temp_dir=tempfile.mkdtemp(prefix="motioncast-ray-", dir="/tmp"),
     )
     try:
-        start(cfg)
-        log.info("forecast service at %s", cfg.serve.client_url())
+        try:
+            start(cfg)
+            log.info("forecast service at %s", cfg.serve.client_url())
+        except Exception as exc:  # the flows run without it: the cycle issues its fallback
+            log.error("the forecast service did not start (%s: %s)", type(exc).__name__, exc)
         cfg.system.inbox.mkdir(parents=True, exist_ok=True)
         prefect.serve(
             *deployments(cfg, args.config, args.overrides, clock, args.clock),

@@ -96,3 +96,22 @@ def test_the_app_builder_builds_the_application_from_a_config_file():
 
     application = app_builder({"config": str(INFRA / "service.yaml"), "overrides": []})
     assert type(application).__name__ == "Application"
+
+
+def test_the_cluster_cycle_reaches_its_service_with_the_token_from_a_secret():
+    """Reproduced defect: serve.host 0.0.0.0 became the cycle's URL http://127.0.0.1:8000, and
+    no manifest gave the Prefect worker the token."""
+    service = load_config(INFRA / "service.yaml")
+    assert service.serve.host == "0.0.0.0"
+    rayservice = yaml.safe_load((INFRA / "kuberay" / "rayservice.yaml").read_text())
+    svc = f"http://{rayservice['metadata']['name']}-serve-svc:{service.serve.port}"
+    assert service.serve.client_url() == svc  # KubeRay's Service of the RayService
+    worker = yaml.safe_load((INFRA / "prefect-worker.yaml").read_text())
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    secret = {"secretKeyRef": {"name": "motioncast-api", "key": "token"}}
+    assert env["MOTIONCAST_API_TOKEN"]["valueFrom"] == secret
+    head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    head_env = {e["name"]: e for e in head["containers"][0]["env"]}
+    assert head_env["MOTIONCAST_API_TOKEN"]["valueFrom"] == secret
+    assert "token" not in (INFRA / "prefect.yaml").read_text().replace("# ", "")

@@ -43,3 +43,29 @@ def test_bad_configuration_names_file_and_key(tmp_path: Path, text: str, fragmen
     with pytest.raises(ConfigError) as err:
         load_config(bad)
     assert str(bad) in str(err.value) and fragment in str(err.value)
+
+
+def test_the_api_token_comes_from_the_environment_or_a_file_never_from_configuration(
+    tmp_path, monkeypatch
+):
+    """Reproduced defect: --set serve.token=... showed in ps and in Prefect's deployment
+    parameters. The token is refused as configuration, read from MOTIONCAST_API_TOKEN or
+    serve.token_file, and a configuration dump (what deployments store) holds none."""
+    import pytest
+
+    from pipelines.config import ConfigError, load_config
+
+    monkeypatch.delenv("MOTIONCAST_API_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="set MOTIONCAST_API_TOKEN or serve.token_file"):
+        load_config(None, ["serve.token=s3cret"])
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    cfg = load_config(None, [f"serve.token_file={secret}"])
+    assert cfg.serve.bearer_token() == "s3cret"
+    assert "s3cret" not in str(cfg.model_dump(mode="json"))
+    monkeypatch.setenv("MOTIONCAST_API_TOKEN", "from-env")
+    assert cfg.serve.bearer_token() == "from-env"
+    monkeypatch.delenv("MOTIONCAST_API_TOKEN")
+    with pytest.raises(ConfigError, match="token_file .* No such file"):
+        load_config(None, [f"serve.token_file={tmp_path / 'none'}"]).serve.bearer_token()
+    assert load_config(None, []).serve.bearer_token() is None
