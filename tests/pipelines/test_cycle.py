@@ -113,8 +113,8 @@ def test_one_deadline_holds_for_every_domain_and_each_request_carries_the_time_l
 
 def test_the_next_cycle_issues_every_due_time_a_missed_cycle_left(two_domains):
     """Cycles at 00:26 and 00:31 never ran: the 00:41 cycle issues 00:40, 00:35 (newest first)
-    and 00:30, 00:25 as well, all within forecast.max_input_age_minutes (16); then none is due twice,
-    and an hour later the input is stale."""
+    and 00:30, 00:25 as well, all within forecast.max_input_age_minutes (16); then none is due
+    twice, and an hour later the input is stale."""
     root, settings = two_domains
     service = _Service(lambda body: (0.0, 503, b'{"detail": "no model in service"}'))
     settings = [*settings, "forecast.max_input_age_minutes=16"]
