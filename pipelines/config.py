@@ -498,6 +498,7 @@ class ForecastConfig(_Section):
     deadline_seconds: float = Field(
         30.0,
         gt=0,
+        le=3600,
         description="One deadline for the whole cycle: the service's forecasts for every domain "
         "are awaited this long from the cycle's start; what is not in by then is cancelled on "
         "the service and issued by the fallback.",

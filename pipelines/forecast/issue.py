@@ -124,6 +124,8 @@ def make_forecast(
     """The forecast of ``inputs`` by ``forecaster``, every step of the domain to lead_minutes."""
     try:
         values, version = forecaster(inputs.frames, lead_count(lead_minutes, inputs.step_minutes))
+    except ForecastError:  # a deadline passed, or the forecaster's own one-line reason
+        raise
     except ValueError as exc:  # inputs the forecaster cannot take
         raise ForecastError(f"{forecaster.name}: {exc} (forecast.frames_in)") from None
     return Forecast(

@@ -2,40 +2,49 @@
 
 - ``ModelServer`` holds the promoted MotionRNN (on a GPU where Ray has one) and batches
   concurrent forecasts of one grid size into one model call (``@serve.batch``). A thread polls
-  the registry every ``serve.poll_seconds``: a newly promoted version is loaded beside the one in
-  service and then swapped in with one assignment, so no request is dropped or fails, and each
-  forecast records the version that made it.
-- ``Api``, the HTTP ingress (FastAPI, so it has an OpenAPI schema at /openapi.json), on
-  127.0.0.1 by default: ``POST /v1/forecasts`` makes and stores a forecast
-  (``pipelines.forecast.issue``: the path of ``motioncast forecast``) and returns its summary;
-  ``GET /v1/forecasts/{domain}/latest`` the latest stored forecast's summary, or with
-  ``?format=png`` a map; ``GET /healthz``. Every route but /healthz takes the bearer token when
-  one is set (``serve.token`` or MOTIONCAST_API_TOKEN).
+  the registry every ``serve.poll_seconds`` (``PromotedModel`` has the rule): a newly promoted
+  version is loaded beside the one in service and then swapped in with one assignment, so no
+  request is dropped or fails, and each forecast records the version that made it. A version
+  that fails to load leaves the one in service (or none) in place and is tried again later; the
+  service starts without a loadable model (model forecasts answer 503 with the reason).
+- ``Api``, the HTTP ingress (FastAPI, built in its replica by ``make_api``), on 127.0.0.1 by
+  default: ``POST /v1/forecasts`` makes and stores a forecast (``pipelines.forecast.issue``: the
+  path of ``motioncast forecast``) and returns its summary; ``GET /v1/forecasts/{domain}/latest``
+  the latest stored forecast's summary, or with ``?format=png`` a map; ``GET /healthz``. In
+  front of every route, ``RequestGuard``: the bearer token (MOTIONCAST_API_TOKEN or
+  ``serve.token_file``), when one is set, on every path but /healthz, before any byte of the body
+  is read; then the body, at most ``MAX_BODY_BYTES`` of it read. The OpenAPI schema and docs
+  pages (/openapi.json, /docs) exist only with ``serve.docs``.
 
     handle = start(cfg)            # serve.run on the configured host and port
 """
 
 import asyncio
 import itertools
+import json
 import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.config import MotioncastConfig
-from pipelines.forecast.issue import ForecastError, issue
+from pipelines.forecast.issue import DeadlineExceeded, ForecastError, issue
 from pipelines.forecast.methods import MODEL, NoModelError, get_forecaster
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.frame_select import naive_utc
@@ -46,25 +55,16 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096  # a forecast request is a few fields: anything larger is refused (413)
 PROMOTED = "promoted.json"
-
-api = FastAPI(
-    title="motioncast",
-    description="Radar precipitation nowcasts: issue a forecast, read the latest one.",
-    version="1",
-)
-bearer = HTTPBearer(auto_error=False)
+OPEN_PATHS = frozenset({"/healthz"})  # the routes that take no token
+RECEIVED = "motioncast.received"  # scope key: time.monotonic() when the request came in
+MAX_ERRORS = 10  # validation errors shown in a 422 (each cut short: no request input echoed)
 
 
-@api.middleware("http")
-async def _limit_body(request: Request, call_next):
-    """Refuse oversized bodies before reading them (413), and malformed lengths (400)."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            return JSONResponse({"detail": "malformed Content-Length"}, status_code=400)
-        if int(length) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-    return await call_next(request)
+def _line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, cut at ``limit`` characters."""
+    text = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ForecastRequest(BaseModel):
@@ -78,19 +78,120 @@ class ForecastRequest(BaseModel):
         None, description="Default: forecast.method of the service's configuration."
     )
     replace: bool = Field(False, description="Make it again when already stored.")
+    deadline_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="Give the forecast up (504, nothing stored) once this many seconds have "
+        "passed since the service received the request.",
+    )
 
 
-class ServedModel:
-    """The model deployment as a forecaster (``pipelines.forecast.methods.Forecaster``), for
-    code that runs in a worker thread of the ingress."""
+# ---- the model replica -------------------------------------------------------------------
+class PromotedModel:
+    """The model in service and how it follows the registry (``refresh``, every poll).
 
-    name = MODEL
+    What is in service follows what ``promoted.json`` names (not its file time):
 
-    def __init__(self, handle: DeploymentHandle):
-        self.handle = handle
+    - the version in service: nothing to do (an earlier failure of another version is over);
+    - another version: it is loaded (``load``, beside the one in service) and swapped in with
+      one assignment once it has loaded. When loading fails, whatever the error (a corrupt
+      checkpoint, its folder missing for a while), the model in service stays (or none), one
+      warning line says why, and it is tried again after ``first_retry`` seconds, then twice as
+      long each time up to ``max_retry``; a load that succeeds starts the backoff over;
+    - no version (``"version": null``, the promotion withdrawn): the model leaves service;
+    - nothing readable (promoted.json missing, unreadable or half-written: a registry being
+      copied or restored): the model in service stays.
 
-    def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
-        return self.handle.forecast.remote((frames, n_out)).result()
+    ``status()`` says which version is in service and why a promoted one is not (``error``);
+    ``unavailable()`` is the reason a model forecast is refused while none is in service.
+    """
+
+    def __init__(
+        self,
+        registry: str | Path,
+        load: Callable[[], Any],
+        first_retry: float,
+        max_retry: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.registry = Path(registry)
+        self.load = load  # () -> a forecaster of the promoted version (with .version)
+        self.first_retry, self.max_retry = first_retry, max(first_retry, max_retry)
+        self.clock = clock
+        self.forecaster = None
+        self.error: str | None = None  # why the promoted version is not in service
+        self._failed: str | None = None  # the version whose last load failed
+        self._delay = 0.0
+        self._retry_at = 0.0
+
+    def version(self) -> str | None:
+        forecaster = self.forecaster
+        return forecaster.version if forecaster is not None else None
+
+    def status(self) -> dict[str, str | None]:
+        return {"model_version": self.version(), "model_error": self.error}
+
+    def unavailable(self) -> str:
+        if self.error:
+            return f"no model in service: {self.error}"
+        return f"{self.registry}: no model is promoted"
+
+    def promotion(self) -> tuple[Literal["version", "withdrawn", "unknown"], str | None]:
+        """What promoted.json says: ('version', name), ('withdrawn', None), or ('unknown',
+        None when it is missing, else why it cannot be read)."""
+        path = self.registry / PROMOTED
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return "unknown", None
+        except (OSError, ValueError) as exc:
+            return "unknown", f"{path} unreadable ({_line(exc)})"
+        version = record.get("version", False) if isinstance(record, dict) else False
+        if version is None:
+            return "withdrawn", None
+        if not isinstance(version, str) or not version:
+            return "unknown", f"{path} unreadable (no version in it)"
+        return "version", version
+
+    def refresh(self) -> str | None:
+        """Follow promoted.json (the rule in the class docstring); the version in service."""
+        state, value = self.promotion()
+        current = self.version()
+        if state == "unknown":
+            if value is not None and value != self.error:
+                log.warning("%s; keeping %s", value, current or "none")
+                self.error = value
+            return current
+        if state == "withdrawn":
+            if current is not None:
+                log.info("promotion withdrawn: model %s leaves service", current)
+            self.forecaster, self.error, self._failed = None, None, None
+            return None
+        if value == current:
+            self.error, self._failed = None, None
+            return current
+        now = self.clock()
+        if value == self._failed and now < self._retry_at:
+            return current
+        try:
+            loaded = self.load()
+        except Exception as exc:  # any failure: keep what serves, try again later
+            again = value == self._failed
+            self._delay = min(2 * self._delay, self.max_retry) if again else self.first_retry
+            self._failed, self._retry_at = value, now + self._delay
+            self.error = f"{value} failed to load ({_line(exc)})"
+            log.warning(
+                "model %s failed to load (%s); keeping %s, next try in %g s",
+                value,
+                _line(exc),
+                current or "none",
+                self._delay,
+            )
+            return current
+        self.forecaster, self.error, self._failed = loaded, None, None  # the swap
+        log.info("model in service: %s", loaded.version)
+        return loaded.version
 
 
 @serve.deployment
@@ -105,9 +206,10 @@ class ModelServer:
         self.compile = cfg.compile
         self.precision = full.forecast.precision
         self.archive = full.store
-        self.forecaster = None
-        self.stamp: int | None = None
-        self.refresh()
+        self.promoted = PromotedModel(
+            self.registry, self._load, cfg.poll_seconds, cfg.retry_max_seconds
+        )
+        self._refresh()  # never raises: the service starts without a loadable model
         self._poller = threading.Thread(
             target=self._poll, args=(cfg.poll_seconds,), daemon=True, name="registry-poll"
         )
@@ -115,31 +217,23 @@ class ModelServer:
         self.forecast.set_max_batch_size(cfg.max_batch_size)
         self.forecast.set_batch_wait_timeout_s(cfg.batch_wait_ms / 1000.0)
 
-    def _promotion_stamp(self) -> int | None:
-        try:
-            return (self.registry / PROMOTED).stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-
-    def refresh(self) -> str | None:
-        """Load the promoted version if it changed (beside the one in service), then swap."""
-        stamp = self._promotion_stamp()
-        if stamp == self.stamp:
-            return self.version()
+    def _load(self):
+        """The promoted version, loaded and warmed up (not yet in service)."""
         from pipelines.forecast.methods import ModelForecaster
 
+        loaded = ModelForecaster.from_registry(
+            self.registry, compile_step=self.compile, precision=self.precision
+        )
+        self._warm_up(loaded)
+        return loaded
+
+    def _refresh(self) -> None:
+        """Follow the registry's promotion (``PromotedModel.refresh``): at start, then from
+        the poll thread only."""
         try:
-            loaded = ModelForecaster.from_registry(
-                self.registry, compile_step=self.compile, precision=self.precision
-            )
-        except NoModelError as exc:
-            log.warning("%s", exc)
-            loaded = None
-        if loaded is not None:
-            self._warm_up(loaded)
-        self.forecaster, self.stamp = loaded, stamp  # the swap: requests from here use it
-        log.info("model in service: %s", self.version())
-        return self.version()
+            self.promoted.refresh()
+        except Exception as exc:  # not loading (that is caught there): keep serving
+            log.warning("looking for a promoted model failed (%s)", _line(exc))
 
     def _warm_up(self, forecaster) -> None:
         """One forecast on each archive domain's grid before the model serves: the first
@@ -168,22 +262,24 @@ class ModelServer:
     def _poll(self, seconds: float) -> None:
         while True:
             time.sleep(seconds)
-            try:
-                self.refresh()
-            except Exception:  # a half-written registry: keep serving, try again
-                log.exception("looking for a promoted model failed")
+            self._refresh()
 
     def version(self) -> str | None:
-        forecaster = self.forecaster
-        return forecaster.version if forecaster is not None else None
+        return self.promoted.version()
+
+    def model_status(self) -> dict[str, str | None]:
+        """The version in service (None: none) and why a promoted one is not (None: no
+        failure)."""
+        return self.promoted.status()
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def forecast(self, requests: list[tuple[np.ndarray, int]]) -> list:
         """[(frames (T, H, W), n_out)] -> [(values (n_out, H, W), version)]; one model call
-        per grid size and lead count."""
-        forecaster = self.forecaster  # one version for the whole batch, even across a swap
+        per grid size and lead count. With no model in service, [(None, why)]: the caller
+        raises NoModelError (raised here, Ray would log a traceback per request)."""
+        forecaster = self.promoted.forecaster  # one version for the whole batch, even a swap
         if forecaster is None:
-            raise NoModelError(f"{self.registry}: no model is promoted")
+            return [(None, self.promoted.unavailable())] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, (frames, n_out) in enumerate(requests):
             groups.setdefault((frames.shape, n_out), []).append(i)
@@ -197,27 +293,173 @@ class ModelServer:
         return out
 
 
-@serve.deployment
-@serve.ingress(api)
-class Api:
-    def __init__(self, model: DeploymentHandle, config: dict):
-        self.cfg = MotioncastConfig.model_validate(config)
+# ---- the ingress -------------------------------------------------------------------------
+class ModelTimeout(TimeoutError):
+    """The model did not answer before the request's deadline: the forecast is given up.
+    (Not a ForecastError: ``make_forecast`` takes a forecaster's ValueError for inputs it cannot
+    take and says so; this is answered 504 like ``DeadlineExceeded``.)"""
+
+
+class ServedModel:
+    """The model deployment as a forecaster (``pipelines.forecast.methods.Forecaster``), for
+    code that runs in a worker thread of the ingress; with a ``deadline``
+    (``time.monotonic()``) it waits for the model until then, then cancels the call."""
+
+    name = MODEL
+
+    def __init__(self, handle: DeploymentHandle, deadline: float | None = None):
+        self.handle = handle
+        self.deadline = deadline
+
+    def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
+        response = self.handle.forecast.remote((frames, n_out))
+        if self.deadline is None:
+            values, version = response.result()
+        else:
+            try:
+                values, version = response.result(
+                    timeout_s=max(0.0, self.deadline - time.monotonic())
+                )
+            except TimeoutError:
+                response.cancel()
+                raise ModelTimeout(
+                    "deadline passed while the model was forecasting: given up, nothing stored"
+                ) from None
+        if values is None:  # no model in service; ``version`` says why
+            raise NoModelError(version)
+        return values, version
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches (``scope["path"]`` less ``root_path``, as Starlette)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and (path == root or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+class RequestGuard:
+    """ASGI middleware in front of every HTTP route, in this order, before the app sees it:
+
+    1. the bearer token (when one is set), on every path but ``open_paths``: 401 with
+       ``WWW-Authenticate: Bearer`` before a byte of the body is read;
+    2. a Content-Length over ``max_body`` (413) or malformed (400), refused unread;
+    3. the body, read through ``receive`` counting the bytes that actually come (a chunked body
+       has no length): 413 as soon as they pass ``max_body`` (at most ``max_body`` bytes are
+       kept), else the body is handed to the app as one message.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        open_paths: frozenset[str] = OPEN_PATHS,
+        max_body: int = MAX_BODY_BYTES,
+    ):
+        self.app = app
+        self.token = None if token is None else token.encode()
+        self.open_paths = open_paths
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[RECEIVED] = time.monotonic()
+        headers = Headers(scope=scope)
+        if not self._authorised(scope, headers.get("authorization")):
+            await _refuse(scope, receive, send, 401, "a valid bearer token is required", True)
+            return
+        length = headers.get("content-length")
+        if length is not None and not (length.isascii() and length.isdigit()):
+            await _refuse(scope, receive, send, 400, "malformed Content-Length")
+            return
+        if length is not None and int(length) > self.max_body:
+            await _refuse(scope, receive, send, 413, f"body over {self.max_body} bytes")
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client is gone: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _refuse(scope, receive, send, 413, f"body over {self.max_body} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _authorised(self, scope: Scope, header: str | None) -> bool:
+        if self.token is None or _route_path(scope) in self.open_paths:
+            return True
+        scheme, _, credentials = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(
+            credentials.strip().encode("latin-1"), self.token
+        )
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app: the body read already, then the server's messages (e.g. the
+    client's disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, detail: str, bearer: bool = False
+) -> None:
+    """An error answer from the guard (what is left of the body the server reads and drops)."""
+    headers = {"www-authenticate": "Bearer"} if bearer else None
+    response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    await response(scope, receive, send)
+
+
+def _short(value: object, limit: int = 64) -> object:
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 with each error's location, message and type only: never the input (FastAPI's
+    default echoes it, and a request's input may be anything), the whole answer bounded."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {
+            "loc": [_short(part) for part in error.get("loc", ())[:8]],
+            "msg": _short(error.get("msg", ""), 200),
+            "type": _short(error.get("type", "")),
+        }
+        for error in errors[:MAX_ERRORS]
+    ]
+    if len(errors) > MAX_ERRORS:
+        detail.append({"loc": [], "msg": f"and {len(errors) - MAX_ERRORS} more", "type": "more"})
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+class ForecastService:
+    """What the routes do (the FastAPI app of ``make_api`` calls it): forecasts made through
+    ``pipelines.forecast.issue`` with the model deployment or a pysteps method, the latest
+    stored ones read back. Errors are HTTPExceptions that say why in one line."""
+
+    def __init__(self, cfg: MotioncastConfig, model: DeploymentHandle | None):
+        self.cfg = cfg
         self.model = model
-        self.token = self.cfg.serve.bearer_token()
         self._forecasts: ForecastStore | None = None
         self._latest_answers: LatestForecasts | None = None
         self._lock = threading.Lock()
-
-    # ---- helpers -------------------------------------------------------------------------
-    def _authorise(self, credentials: HTTPAuthorizationCredentials | None) -> None:
-        if self.token is None:
-            return
-        if credentials is None or not secrets.compare_digest(
-            credentials.credentials.encode(), self.token.encode()
-        ):
-            raise HTTPException(
-                401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
-            )
 
     def _archive(self):
         from pipelines.store.archive import Archive, ArchiveError
@@ -227,7 +469,7 @@ class Api:
         except ArchiveError as exc:
             raise HTTPException(503, str(exc)) from None
 
-    def _store(self) -> ForecastStore:
+    def store(self) -> ForecastStore:
         with self._lock:
             if self._forecasts is None:
                 f = self.cfg.forecast
@@ -241,76 +483,59 @@ class Api:
             return self._forecasts
 
     def _latest(self) -> LatestForecasts:
-        store = self._store()
+        store = self.store()
         with self._lock:
             if self._latest_answers is None:
                 sites = [Site(s.name, s.lon, s.lat) for s in self.cfg.plot.sites]
                 self._latest_answers = LatestForecasts(store, sites)
             return self._latest_answers
 
-    def _issue(self, request: ForecastRequest) -> tuple[int, dict]:
+    def forecaster(self, method: str, deadline: float | None):
+        if method == MODEL:
+            return ServedModel(self.model, deadline)
+        return get_forecaster(method, transform=self.cfg.training.data.transform)
+
+    async def health(self) -> dict:
+        status = await self.model.model_status.remote()
+        return {"status": "ok", **status}
+
+    def create(self, request: ForecastRequest, received: float | None = None) -> tuple[int, dict]:
+        """Make and store a forecast: (201, its summary), or (200, the summary of the one the
+        store holds) when that issue time was stored already, or another writer stored it
+        first. With ``deadline_seconds``, given up (504, nothing stored) that long after
+        ``received`` (``time.monotonic()``)."""
+        received = time.monotonic() if received is None else received
+        deadline = None if request.deadline_seconds is None else received + request.deadline_seconds
         f = self.cfg.forecast
-        method = request.method or f.method
         archive = self._archive()
         if request.domain not in archive.domains():
             raise HTTPException(404, f"no domain {request.domain!r} in the archive")
-        if method == MODEL:
-            forecaster = ServedModel(self.model)
-        else:
-            forecaster = get_forecaster(method, transform=self.cfg.training.data.transform)
+        forecaster = self.forecaster(request.method or f.method, deadline)
         when = request.issue_time
         issue_time = None if when is None else naive_utc(pd.Timestamp(when))
         try:
             done = issue(
                 archive,
-                self._store(),
+                self.store(),
                 forecaster,
                 request.domain,
                 f.frames_in,
                 f.lead_minutes,
                 issue_time,
                 request.replace,
+                deadline=deadline,
             )
+        except (DeadlineExceeded, ModelTimeout) as exc:
+            raise HTTPException(504, str(exc).splitlines()[0]) from None
         except ForecastError as exc:
             raise HTTPException(422, str(exc)) from None
-        except NoModelError as exc:  # raised in the model replica: Ray wraps it, with its trace
-            raise HTTPException(503, str(getattr(exc, "cause", exc))) from None
+        except NoModelError as exc:
+            raise HTTPException(503, str(exc)) from None
         except ForecastStoreError as exc:
             raise HTTPException(500, str(exc)) from None
-        return (201 if done.forecast is not None else 200), done.summary(self._store())
+        return (201 if done.stored else 200), done.summary(self.store())
 
-    # ---- routes --------------------------------------------------------------------------
-    @api.get("/healthz")
-    async def healthz(self) -> dict:
-        """Liveness, and the model version in service (null: none promoted)."""
-        version = await self.model.version.remote()
-        return {"status": "ok", "model_version": version}
-
-    @api.post("/v1/forecasts", status_code=201)
-    def create(
-        self,
-        request: ForecastRequest,
-        response: Response,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
-    ) -> dict:
-        """Make and store a forecast for a domain (201; 200 when that issue time was stored
-        already and ``replace`` is false); its summary."""
-        self._authorise(credentials)
-        status, summary = self._issue(request)
-        response.status_code = status
-        return summary
-
-    @api.get("/v1/forecasts/{domain}/latest", response_model=None)
-    def latest(
-        self,
-        domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=64)],
-        format: Literal["json", "png"] = "json",
-        lead: Annotated[int | None, Query(ge=1, description="Lead step of the map (png).")] = None,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
-    ) -> dict | Response:
-        """The latest stored forecast of a domain: its summary, or a map of one lead (png;
-        default the last)."""
-        self._authorise(credentials)
+    def latest(self, domain: str, format: str, lead: int | None) -> dict | Response:
         try:
             if format == "json":
                 return self._latest().summary(domain)
@@ -319,6 +544,70 @@ class Api:
             raise HTTPException(404, str(exc)) from None
         except NoSuchLead as exc:
             raise HTTPException(422, str(exc)) from None
+
+
+# documents the token in the OpenAPI schema; RequestGuard is what checks it
+_bearer_scheme = HTTPBearer(
+    auto_error=False, description="serve.token_file or MOTIONCAST_API_TOKEN"
+)
+
+
+def make_api(service: ForecastService, token: str | None, docs: bool = False) -> FastAPI:
+    """The HTTP API of ``service``: the routes behind ``RequestGuard`` (``token``: None, no
+    token), and the OpenAPI schema and docs pages only when ``docs``."""
+    api = FastAPI(
+        title="motioncast",
+        description="Radar precipitation nowcasts: issue a forecast, read the latest one.",
+        version="1",
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
+    api.add_middleware(RequestGuard, token=token)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
+    secured = [Depends(_bearer_scheme)] if token is not None else []
+
+    @api.get("/healthz")
+    async def healthz() -> dict:
+        """Liveness, the model version in service (null: none) and, when a promoted version
+        is not in service, why (``model_error``)."""
+        return await service.health()
+
+    @api.post("/v1/forecasts", status_code=201, dependencies=secured)
+    def create(body: ForecastRequest, request: Request, response: Response) -> dict:
+        """Make and store a forecast for a domain (201; 200 when that issue time was stored
+        already, and ``replace`` is false, or another writer stored it first: the summary of
+        the one stored); its summary. 504 when ``deadline_seconds`` passed (nothing stored)."""
+        status, summary = service.create(body, request.scope.get(RECEIVED))
+        response.status_code = status
+        return summary
+
+    @api.get("/v1/forecasts/{domain}/latest", response_model=None, dependencies=secured)
+    def latest(
+        domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", max_length=64)],
+        format: Literal["json", "png"] = "json",
+        lead: Annotated[int | None, Query(ge=1, description="Lead step of the map (png).")] = None,
+    ) -> dict | Response:
+        """The latest stored forecast of a domain: its summary, or a map of one lead (png;
+        default the last)."""
+        return service.latest(domain, format, lead)
+
+    return api
+
+
+@serve.deployment
+@serve.ingress()
+class Api:
+    """The HTTP ingress. Its FastAPI app is built in the replica (``make_api``) from the
+    configuration: the token read once, here; the docs routes only with ``serve.docs``."""
+
+    def __init__(self, model: DeploymentHandle, config: dict):
+        cfg = MotioncastConfig.model_validate(config)
+        self.service = ForecastService(cfg, model)
+        self.token = cfg.serve.bearer_token()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return make_api(self.service, self.token, self.service.cfg.serve.docs)
 
 
 def build(cfg: MotioncastConfig, num_gpus: float | None = None):

@@ -71,7 +71,9 @@ def test_three_cycles_with_frames_arriving_between(service, frames):
             if k:
                 archive.write([frames[11 + k]], f"frame {last}")
             now = (START + pd.Timedelta(f"{last}:00") + pd.Timedelta(minutes=1)).isoformat()
-            issued += forecast_flow(overrides=overrides, now=now)
+            # input older than one period is not due: each cycle has its newest window only
+            fresh = [*overrides, "forecast.max_input_age_minutes=4"]
+            issued += forecast_flow(overrides=fresh, now=now)
 
         async def artifact() -> str:
             async with get_client() as client:
