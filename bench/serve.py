@@ -240,8 +240,8 @@ def main() -> None:
             archive.write(frames[: n_in_archive(cfg, 0)], "history")
             start(cfg)
             print(
-                f"domain {args.size} x {args.size}, Serve at {cfg.serve.client_url()}, model replica "
-                f"{cfg.serve.model_cpus:g} CPUs, compile {cfg.serve.compile}, "
+                f"domain {args.size} x {args.size}, Serve at {cfg.serve.client_url()}, "
+                f"model replica {cfg.serve.model_cpus:g} CPUs, compile {cfg.serve.compile}, "
                 f"{cfg.forecast.precision}"
             )
             cycle_latency(cfg, archive, frames, overrides, args.cycles)
