@@ -63,8 +63,10 @@ demo: setup
 	$(VENV)/bin/motioncast forecast --store $(DEMO)/archive --forecasts $(DEMO)/forecasts --method sprog --issue-time 2026-06-01T17:00
 	$(VENV)/bin/python -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/forecasts')[['method', 'model_version', 'reason']].to_dataframe())"
 	@echo "--- the whole system live: the synthetic network on a 10x clock, a cycle every 5 simulated minutes"
-	$(VENV)/bin/motioncast up --simulate --speed 10 $(DEMO_LIVE) && sleep 150 && \
-	$(VENV)/bin/motioncast status $(DEMO_LIVE) && \
+	$(VENV)/bin/motioncast up --simulate --speed 10 $(DEMO_LIVE) && sleep 75 && \
+	echo "--- a fault: Prefect's server is killed; the supervisor restarts it, the cycle catches up" && \
+	$(PY) -c "import json, os, signal; s = json.load(open('$(DEMO)/home/state.json')); os.kill(s['processes']['prefect-server']['pid'], signal.SIGKILL)" && \
+	sleep 75 && $(VENV)/bin/motioncast status $(DEMO_LIVE) && \
 	$(PY) -c "import httpx; r = httpx.get('$(DEMO_SERVICE)/v1/forecasts/simnet/latest', params={'format': 'png'}, timeout=120); r.raise_for_status(); open('$(DEMO)/live-latest.png', 'wb').write(r.content)"; \
 	rc=$$?; $(VENV)/bin/motioncast down $(DEMO_LIVE); exit $$rc
 	$(PY) -c "import pipelines; print(pipelines.open_forecasts('$(DEMO)/live/forecasts')[['method', 'model_version', 'reason']].to_dataframe().to_string())"
@@ -87,6 +89,8 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/skill.py
 	$(PY) bench/serve.py
+	$(PY) bench/fallback.py
+	$(PY) bench/faults.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

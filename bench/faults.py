@@ -61,8 +61,8 @@ def _motioncast(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     )
 
 
-def _registry(root: Path) -> tuple[Path, Path]:
-    """A registry whose promoted v0001 is an untrained MotionRNN; and that checkpoint."""
+def _registry(root: Path) -> tuple[Path, Path, dict]:
+    """A registry whose promoted v0001 is an untrained MotionRNN; that checkpoint, its card."""
     from motionrnn import MotionRNN, MotionRNNConfig, save_checkpoint
     from pipelines.config import MotioncastConfig
     from pipelines.registry import Registry
@@ -73,13 +73,13 @@ def _registry(root: Path) -> tuple[Path, Path]:
     training = MotioncastConfig().training.model_dump(mode="json", exclude={"model"})
     card = {"run": "drill", "training": training, "validation": {"model": {"csi_1mm": 0.1}}}
     registry.promote(registry.register(checkpoint, card).version, force=True)
-    return root / "registry", checkpoint
+    return root / "registry", checkpoint, card
 
 
 class Drill:
     def __init__(self, out: Path, speed: float, minutes: int):
         self.out, self.speed, self.minutes = out, speed, minutes
-        self.registry, self.checkpoint = _registry(out)
+        self.registry, self.checkpoint, self.card = _registry(out)
         self.settings = [
             f"system.home={out / 'home'}",
             f"system.inbox={out / 'inbox'}",
@@ -188,7 +188,7 @@ class Drill:
 
         at = self.sim_now()
         registry = Registry(self.registry)
-        version = registry.register(self.checkpoint, {"run": "drill", "corrupt": corrupt})
+        version = registry.register(self.checkpoint, {**self.card, "corrupt": corrupt})
         if corrupt:
             version.checkpoint.write_bytes(b"\x00not safetensors" * 64)
         registry.promote(version.version, force=True)
@@ -211,7 +211,7 @@ class Drill:
 
         async def set_paused(paused: bool) -> None:
             async with get_client() as client:
-                deployment = await client.read_deployment_by_name("ingest-inbox/ingest-inbox")
+                deployment = await client.read_deployment_by_name("ingest/ingest-inbox")
                 if paused:
                     await client.pause_deployment(deployment.id)
                 else:
