@@ -11,13 +11,14 @@ weights do not matter here). On a schedule of simulated minutes after the start 
 - promotes a corrupt model (a registered version whose weights are then overwritten),
 - promotes a good one,
 - pauses the inbox ingest for 30 simulated minutes, then resumes it,
-- runs a second ``motioncast up`` while the first runs.
+- runs a second ``motioncast up`` while the first runs,
+- hangs the model's replica (SIGSTOP) for 10 simulated minutes (the cycle's deadline passes).
 
 Then ``motioncast down``, and the checks: every issue time that has a complete input window in
 the archive has exactly one forecast in the store (one commit each), each fallback carries its
 reason, a sentinel process the drill started (``setsid sleep``) was never signalled, nothing
 committed was lost (every forecast commit's issue time is in the final store; every volume the
-simulator wrote is in the archive). Prints the table of faults and outcomes and the verdict.
+inbox ingest took is in the archive). Prints the table of faults and outcomes and the verdict.
 Every request goes to 127.0.0.1; the run stops by itself.
 """
 
@@ -224,10 +225,40 @@ class Drill:
             while self.sim_now() < resume:
                 time.sleep(0.5)
             asyncio.run(set_paused(False))
+        following = self.next_forecast_after(resume)
+        table = self.forecasts()
+        held = table[(table.index > at) & (table.index <= resume)]
         self.record(
             at,
             f"inbox ingest paused for {minutes:g} simulated min",
-            f"resumed at {resume:%H:%M}; next forecast " + self.next_forecast_after(resume),
+            f"resumed at {resume:%H:%M}; the {len(held)} issue times held back issued by "
+            f"{dict(Counter(held.method))}; next forecast {following}",
+        )
+
+    def stall_replica(self, minutes: float) -> None:
+        """The model replica hangs (SIGSTOP) for ``minutes``, then goes on (SIGCONT)."""
+        at = self.sim_now()
+        system = psutil.Process(self.state()["processes"]["system"]["pid"])
+        replicas = [
+            p
+            for p in system.children(recursive=True)
+            if "ServeReplica:motioncast:ModelServer" in " ".join(p.cmdline())
+        ]
+        for p in replicas:
+            p.suspend()
+        until = at + pd.Timedelta(minutes=minutes)
+        while self.sim_now() < until:
+            time.sleep(0.5)
+        for p in replicas:
+            p.resume()
+        table = self.forecasts()
+        during = table[(table.index > at - pd.Timedelta(minutes=5)) & (table.index <= until)]
+        made = ", ".join(f"{t:%H:%M} {r['method']}" for t, r in during.iterrows())
+        self.record(
+            at,
+            f"model replica hung (SIGSTOP) for {minutes:g} simulated min",
+            f"issued meanwhile: {made or 'none'}; next forecast "
+            + self.next_forecast_after(self.sim_now()),
         )
 
     def second_up(self) -> None:
@@ -257,7 +288,8 @@ class Drill:
                 (40, lambda: self.promote(corrupt=True)),
                 (55, lambda: self.promote(corrupt=False)),
                 (65, lambda: self.pause_ingest(30)),
-                (105, self.second_up),
+                (100, self.second_up),
+                (105, lambda: self.stall_replica(10)),
             ]
             for minute, fault in schedule:
                 self.wait_sim(minute)
@@ -298,9 +330,16 @@ class Drill:
         no_reason = fallbacks[fallbacks.reason == ""]
         frames = archive.dataset("simnet")
         present = pd.DatetimeIndex(frames.time.values[frames.present.values.astype(bool)])
-        names = {p.name[:14] for p in (self.out / "inbox").rglob("*.pvol.h5")}
-        written = pd.DatetimeIndex(sorted(pd.to_datetime(n, format="%Y%m%dT%H%MZ") for n in names))
-        unarchived = written.difference(present)
+
+        def times(folder: Path) -> pd.DatetimeIndex:
+            names = {p.name[:14] for p in folder.rglob("*.pvol.h5")}
+            return pd.DatetimeIndex(sorted(pd.to_datetime(n, format="%Y%m%dT%H%MZ") for n in names))
+
+        # an ingested volume is committed: it must be in the archive; one that arrived after the
+        # last ingest run still waits in the inbox
+        ingested = times(self.out / "inbox" / ".ingested")
+        waiting = times(self.out / "inbox").difference(ingested)
+        unarchived = ingested.difference(present)
         checks = [
             (f"issue times with a complete window, {due[0]:%H:%M}-{due[-1]:%H:%M}", len(due), ""),
             ("of them with a forecast in the store", len(due) - len(missing),
@@ -308,7 +347,8 @@ class Drill:
             ("issue times committed more than once", len(twice), ""),
             ("forecast commits whose issue time the store lost", len(lost), ""),
             ("fallbacks / without a reason", f"{len(fallbacks)} / {len(no_reason)}", ""),
-            ("volumes written / not in the archive", f"{len(written)} / {len(unarchived)}", ""),
+            ("volume times ingested / not in the archive", f"{len(ingested)} / {len(unarchived)}",
+             f"{len(waiting)} still in the inbox at 'down'"),
             ("sentinel process alive (never signalled)", sentinel_alive, ""),
             ("restarts by the supervisor", status.get("restarts"), ""),
         ]  # fmt: skip

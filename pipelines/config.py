@@ -457,10 +457,11 @@ class ForecastConfig(_Section):
         "extrapolation on larger ones.",
     )
     sprog_max_cells: int = Field(
-        4_000_000,
+        2_000_000,
         gt=0,
-        description="Largest domain (cells) the auto fallback issues S-PROG for; bench/fallback.py "
-        "measures its time per domain size on this machine (about 17 s at 2200 x 1900 here).",
+        description="Largest domain (cells) the auto fallback issues S-PROG for: about what S-PROG "
+        "makes within deadline_seconds on 2 CPU cores (bench/fallback.py: 2.8 s at 512 x 512, "
+        "14 s at 1024 x 1024, 62 s at 2200 x 1900; extrapolation 5 x faster).",
     )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
