@@ -1,5 +1,5 @@
-"""Gridded composites through pysteps' importers: KNMI HDF5, MeteoSwiss GIF, ODIM COMP, BoM RF3,
-FMI PGM.
+"""Gridded composites through pysteps' importers: KNMI HDF5, MeteoSwiss GIF, ODIM COMP (OPERA
+too), BoM RF3, FMI PGM; and NOAA MRMS GRIB2 through pygrib, as pysteps reads it.
 
 Each field stays on the source's native grid unless asked onto another one (nearest neighbour).
 """
@@ -189,49 +189,94 @@ _ODIM_SERVICES = {
 }
 
 
+# ODIM originating centres (WMO ORG:) whose composites span several countries' radars
+_ODIM_ORIGINATORS = {"247": "opera"}
+ODIM_QUANTITIES = ("RATE", "ACRR", "DBZH")  # rain rate, accumulation, reflectivity (Z-R)
+DEFAULT_STEP_MINUTES = 5.0
+
+
 def _odim_source(source: str) -> str:
-    """Domain name of an ODIM composite: the service of its first node's country."""
-    nodes = [item[4:] for item in source.split(",") if item.startswith("NOD:")]
+    """Domain name of an ODIM composite: its originating centre's network (ORG:247 is OPERA),
+    else the service of its first node's country."""
+    items = [item.split(":", 1) for item in source.split(",") if ":" in item]
+    nodes = [value for key, value in items if key == "NOD"]
+    orgs = [value for key, value in items if key == "ORG"]
+    if not nodes and orgs and orgs[0] in _ODIM_ORIGINATORS:
+        return _ODIM_ORIGINATORS[orgs[0]]
     node = nodes[0] if nodes else ""
     return _ODIM_SERVICES.get(node[:2], f"odim_{node}" if node else "odim")
 
 
+def _node_names(text: str) -> list[str]:
+    """Radar node names of an ODIM source or ``how/nodes`` text ('NOD:behel,...' or 'behel,...')."""
+    items = [item.strip().strip("'\"[]") for item in text.split(",")]
+    return [
+        item.removeprefix("NOD:") for item in items if item and ":" not in item.removeprefix("NOD:")
+    ]
+
+
+def _odim_quantity(f: h5py.File) -> tuple[str, dict]:
+    """The first rain quantity of the file and the ``what`` attributes that describe it, read
+    as pysteps does: a dataset's ``what`` and then its data's, the data level overriding (OPERA
+    keeps ``quantity`` at the dataset level, RMI at the data level)."""
+    for dataset in sorted((k for k in f if k.startswith("dataset")), key=lambda k: int(k[7:])):
+        base = dict(f[f"{dataset}/what"].attrs) if f"{dataset}/what" in f else {}
+        for data in sorted(
+            (k for k in f[dataset] if k.startswith("data")), key=lambda k: int(k[4:])
+        ):
+            what = base | (
+                dict(f[f"{dataset}/{data}/what"].attrs) if f"{dataset}/{data}/what" in f else {}
+            )
+            qty = attr_text(what.get("quantity", b""))
+            if qty in ODIM_QUANTITIES:
+                return qty, what
+    return "", {}
+
+
+def _odim_span_minutes(what: dict) -> float | None:
+    """Minutes from the product's start to its end time, when both are given."""
+    start = attr_text(what.get("startdate", b"")) + attr_text(what.get("starttime", b""))
+    end = attr_text(what.get("enddate", b"")) + attr_text(what.get("endtime", b""))
+    try:
+        span = pd.to_datetime(end, format="%Y%m%d%H%M%S") - pd.to_datetime(
+            start, format="%Y%m%d%H%M%S"
+        )
+    except ValueError:
+        return None
+    return span.total_seconds() / 60.0
+
+
 def read_odim_comp(path: Path, cfg: MotioncastConfig) -> Decoded:
+    """An ODIM composite: rain rate (RATE), accumulation (ACRR, over its start-to-end span) or
+    reflectivity (DBZH, through ``zr``); nodata unknown, undetect dry (pysteps' reading). Its
+    time step is its product span when that is at least a minute (OPERA: 15), else 5 minutes."""
     with h5py.File(path, "r") as f:
         what = f["what"].attrs
         stamp = attr_text(what.get("date", b"")) + attr_text(what.get("time", b""))
         source = attr_text(what.get("source", b""))
-        qty = (
-            attr_text(f["dataset1/data1/what"].attrs.get("quantity", b""))
-            if ("dataset1/data1/what" in f)
-            else ""
+        nodes = attr_text(f["how"].attrs.get("nodes", b"")) if "how" in f else ""
+        qty, qwhat = _odim_quantity(f)
+    if not qty:
+        raise BadInputError(
+            path, f"no ODIM composite quantity among {', '.join(ODIM_QUANTITIES)} in any dataset"
         )
-        dwhat = f["dataset1/what"].attrs if "dataset1/what" in f else {}
-        start = attr_text(dwhat.get("startdate", b"")) + attr_text(dwhat.get("starttime", b""))
-        end = attr_text(dwhat.get("enddate", b"")) + attr_text(dwhat.get("endtime", b""))
-    if qty not in ("RATE", "ACRR", "DBZH"):
-        raise BadInputError(path, f"ODIM composite quantity {qty or '(none)'!r} is not supported")
     try:
         time = pd.to_datetime(stamp, format="%Y%m%d%H%M%S")
     except ValueError:
         raise BadInputError(path, f"unreadable ODIM date/time {stamp!r}") from None
     values, meta = _call_importer(importers.import_odim_hdf5, path, qty=qty)
-    accutime = 5.0
-    if qty == "ACRR":
-        try:
-            span = pd.to_datetime(end, format="%Y%m%d%H%M%S") - pd.to_datetime(
-                start, format="%Y%m%d%H%M%S"
-            )
-        except ValueError:
-            raise BadInputError(path, "accumulation without readable start/end times") from None
-        accutime = span.total_seconds() / 60.0
+    span = _odim_span_minutes(qwhat)
+    if qty == "ACRR" and not span:
+        raise BadInputError(path, "accumulation without readable start/end times")
+    step = span if span and span >= 1.0 else DEFAULT_STEP_MINUTES
     return _composite(
         _odim_source(source),
         time,
         _native_grid(meta, values.shape, path),
-        _to_rate(values, meta, accutime, cfg, path),
+        _to_rate(values, meta, step, cfg, path),
         f"ODIM composite {qty}",
-        ",".join(item[4:] for item in source.split(",") if item.startswith("NOD:")),
+        ",".join(_node_names(source) or _node_names(nodes)),
+        step,
     )
 
 
@@ -289,3 +334,51 @@ def read_fmi(path: Path, cfg: MotioncastConfig) -> Decoded:
         ",".join(r.decode() for r in radars),
         float(meta.get("accutime", 5.0)),
     )
+
+
+MRMS_MISSING = -3.0  # MRMS's code for no radar coverage (pysteps' import_mrms_grib: unknown)
+MRMS_STEP_MINUTES = 2.0  # PrecipRate is issued every 2 minutes
+
+
+def read_mrms(path: Path, cfg: MotioncastConfig) -> Decoded:
+    """An MRMS GRIB2 product (PrecipRate, mm/h) on its regular lon/lat grid and CRS (the file's
+    earth shape), as pysteps' ``import_mrms_grib`` with ``window_size=1`` reads it: the
+    missing-value code unknown, longitudes east of 180 taken west of Greenwich."""
+    import pygrib
+
+    try:
+        grbs = pygrib.open(str(path))
+        try:
+            msg = grbs.read(1)[0]
+            values = np.asarray(msg.values, dtype=np.float32)
+            keys = {
+                k: msg[k]
+                for k in (
+                    "Ni", "Nj", "iDirectionIncrementInDegrees", "jDirectionIncrementInDegrees",
+                    "longitudeOfFirstGridPointInDegrees", "latitudeOfFirstGridPointInDegrees",
+                    "jScansPositively", "gridType",
+                )
+            }  # fmt: skip
+            proj = msg.projparams
+            time = pd.Timestamp(msg.validDate)
+        finally:
+            grbs.close()
+    except Exception as exc:  # pygrib raises RuntimeError, OSError, KeyError, IndexError...
+        raise BadInputError(path, f"unreadable GRIB2 ({type(exc).__name__}: {exc})") from None
+    if keys["gridType"] != "regular_ll":
+        raise BadInputError(path, f"GRIB2 grid {keys['gridType']!r} is not a regular lon/lat grid")
+    if values.shape != (keys["Nj"], keys["Ni"]):
+        raise BadInputError(path, f"GRIB2 values {values.shape} disagree with its grid")
+    values[values == MRMS_MISSING] = np.nan
+    if keys["jScansPositively"]:  # south to north: the store's rows run north to south
+        values = values[::-1]
+    dlon, dlat = keys["iDirectionIncrementInDegrees"], keys["jDirectionIncrementInDegrees"]
+    lon0 = keys["longitudeOfFirstGridPointInDegrees"]
+    lon0 = lon0 - 360.0 if lon0 > 180.0 else lon0
+    lat_first = keys["latitudeOfFirstGridPointInDegrees"]
+    north = lat_first + (keys["Nj"] - 1) * dlat if keys["jScansPositively"] else lat_first
+    proj4 = " ".join(f"+{k}={v}" for k, v in proj.items()) + " +no_defs"
+    grid = Grid(
+        wkt_of(proj4), lon0 - dlon / 2, north + dlat / 2, dlon, dlat, keys["Ni"], keys["Nj"]
+    )
+    return _composite("mrms", time, grid, values, "NOAA MRMS PrecipRate", step=MRMS_STEP_MINUTES)

@@ -23,10 +23,13 @@ FORMATS = (
     "fmi_pgm",
     "nexrad_l2",
     "cfradial1",
+    "mrms_grib2",
 )
 NEXRAD_MAGIC = b"AR2V"
 GZIP_MAGIC = b"\x1f\x8b"
 PGM_MAGIC = b"P5"  # binary greyscale (FMI composites, plain or gzipped)
+GRIB_MAGIC = b"GRIB"
+MRMS_DISCIPLINE = 209  # GRIB2 section 0, octet 7: NOAA's local discipline of MRMS products
 
 
 def _attr(obj: h5py.HLObject, name: str) -> str:
@@ -70,6 +73,18 @@ def _netcdf3_format(path: Path) -> str:
     raise BadInputError(path, "NetCDF file of no known radar layout (CfRadial, BoM Rainfields)")
 
 
+def _grib_format(path: Path, head: bytes) -> str:
+    """GRIB2 (section 0: octet 7 the discipline, octet 8 the edition) of MRMS's discipline."""
+    if len(head) < 8 or head[7] != 2:
+        edition = head[7] if len(head) >= 8 else "unknown"
+        raise BadInputError(path, f"GRIB edition {edition} is not supported (GRIB2 only)")
+    if head[6] != MRMS_DISCIPLINE:
+        raise BadInputError(
+            path, f"GRIB2 of discipline {head[6]}, not a radar product (MRMS: {MRMS_DISCIPLINE})"
+        )
+    return "mrms_grib2"
+
+
 def detect_format(path: Path, head: bytes) -> str:
     """The name of the reader for ``path`` whose first bytes are ``head``; BadInputError if none."""
     if not head:
@@ -84,6 +99,8 @@ def detect_format(path: Path, head: bytes) -> str:
         return "nexrad_l2"
     if head.startswith(PGM_MAGIC):
         return "fmi_pgm"
+    if head.startswith(GRIB_MAGIC):
+        return _grib_format(path, head)
     if head.startswith(GZIP_MAGIC):
         try:
             with gzip.open(path) as f:
@@ -95,4 +112,6 @@ def detect_format(path: Path, head: bytes) -> str:
         if inner.startswith(PGM_MAGIC):
             return "fmi_pgm"
         raise BadInputError(path, "gzip file holding no known radar format")
-    raise BadInputError(path, "not a known radar format (no HDF5, NetCDF, GIF or PGM signature)")
+    raise BadInputError(
+        path, "not a known radar format (no HDF5, NetCDF, GIF, PGM or GRIB2 signature)"
+    )

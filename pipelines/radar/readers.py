@@ -34,6 +34,7 @@ def readers() -> Mapping[str, Reader]:
             "odim_comp": composites.read_odim_comp,
             "bom_rf3": composites.read_bom,
             "fmi_pgm": composites.read_fmi,
+            "mrms_grib2": composites.read_mrms,
             "odim_pvol": volumes.read_odim_pvol,
             "nexrad_l2": volumes.read_nexrad_l2,
             "cfradial1": volumes.read_cfradial1,

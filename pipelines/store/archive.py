@@ -47,6 +47,8 @@ WET_ATTRS = {
 }
 X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
 Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
+LON_ATTRS = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
+LAT_ATTRS = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
 TIME_CHUNK = 4096  # slots per chunk of the time coordinate and the per-slot variables
 
 
@@ -374,8 +376,8 @@ class Archive(VersionedStore):
             attrs=attrs,
             coords={
                 "time": ("time", axis.minutes(), TIME_ATTRS),  # raw minutes: never re-encoded
-                "y": ("y", grid.y, Y_ATTRS),
-                "x": ("x", grid.x, X_ATTRS),
+                "y": ("y", grid.y, LAT_ATTRS if grid.crs.is_geographic else Y_ATTRS),
+                "x": ("x", grid.x, LON_ATTRS if grid.crs.is_geographic else X_ATTRS),
             },
         )
         encoding: dict[str, dict[str, object]] = {

@@ -204,3 +204,137 @@ def test_fmi_pgm_reflectivity_with_the_files_own_zr(tmp_path: Path):
     fmt_plain, d_plain, rate_plain = _decode(plain)
     assert fmt_plain == "fmi_pgm" and d_plain.time == d.time
     _same_with_nan(rate_plain, rate)
+
+
+@pytest.mark.slow
+def test_every_opera_composite_ingests_equal_to_pysteps_reading(tmp_path: Path):
+    """The 24 OPERA composites (quantity in dataset1/what, ORG:247): each frame in the store
+    equals pysteps' import_opera_hdf5 in mm/h, unknown cells in the same places, except the
+    clutter cells above 1000 mm/h that the bad-cell rule makes unknown; domain 'opera', 15 min."""
+    from pipelines.ingest import ingest
+    from pipelines.store import Archive
+
+    files = sorted(radar_sample("composites/opera/20180824").glob("*.hdf"))
+    assert len(files) == 24
+    cfg = CFG.model_copy(
+        update={"store": CFG.store.model_copy(update={"archive": str(tmp_path / "archive")})}
+    )
+    report = ingest(files, cfg)
+    assert report.failed == [] and report.added["opera"] == 24
+    ds = Archive(tmp_path / "archive").dataset("opera")
+    assert int(ds.attrs["time_step_minutes"]) == 15 and ds.sizes["y"] == 2200
+    for path in files[::6]:
+        raw, _, meta = importers.import_opera_hdf5(str(path))
+        assert meta["unit"] == "mm/h"
+        raw = np.where(raw > 1000.0, np.nan, raw)  # clutter: the bad-cell rule
+        time = pd.to_datetime(path.name.split("_")[-1][:12], format="%Y%m%d%H%M")
+        stored = ds.precip.sel(time=time).values
+        _same_with_nan(stored, raw.astype(np.float32))
+    assert set(ds.radars.values[0].split(",")) >= {"eslid", "chdol", "deumd"}
+
+
+def _odim_comp(path: Path, qty: str, at_data_level: bool, values: np.ndarray, **what) -> None:
+    """A small ODIM COMP file (LAEA, 2 km) with ``qty`` stored as uint8 (gain 0.5, offset
+    -32 for DBZH, else gain 0.1), nodata 255, undetect 0."""
+    from pipelines.radar.attributes import attr_text  # noqa: F401 (the reader's decoder)
+
+    ny, nx = values.shape
+    with h5py.File(path, "w") as f:
+        f.attrs["Conventions"] = np.bytes_("ODIM_H5/V2_2")
+        w = f.create_group("what").attrs
+        w["object"], w["source"] = np.bytes_("COMP"), np.bytes_("ORG:247")
+        w["date"], w["time"] = np.bytes_("20260601"), np.bytes_("120000")
+        where = f.create_group("where").attrs
+        where["projdef"] = np.bytes_("+proj=laea +lat_0=55 +lon_0=10 +x_0=0 +y_0=0 +ellps=WGS84")
+        where["xsize"], where["ysize"], where["xscale"], where["yscale"] = nx, ny, 2000.0, 2000.0
+        import pyproj
+
+        proj = pyproj.Proj("+proj=laea +lat_0=55 +lon_0=10 +x_0=0 +y_0=0 +ellps=WGS84")
+        corners = {"LL": (0, -ny), "UL": (0, 0), "UR": (nx, 0), "LR": (nx, -ny)}
+        for name, (i, j) in corners.items():
+            lon, lat = proj(i * 2000.0, j * 2000.0, inverse=True)
+            where[f"{name}_lon"], where[f"{name}_lat"] = lon, lat
+        ds = f.create_group("dataset1")
+        level = ds.create_group("data1")
+        attrs = {
+            "quantity": np.bytes_(qty),
+            "gain": 0.5 if qty == "DBZH" else 0.1,
+            "offset": -32.0 if qty == "DBZH" else 0.0,
+            "nodata": 255.0,
+            "undetect": 0.0,
+            "startdate": np.bytes_("20260601"),
+            "starttime": np.bytes_("114500"),
+            "enddate": np.bytes_("20260601"),
+            "endtime": np.bytes_("120000"),
+            **what,
+        }
+        target = level.create_group("what") if at_data_level else ds.create_group("what")
+        for key, value in attrs.items():
+            target.attrs[key] = value
+        level.create_dataset("data", data=values.astype(np.uint8))
+
+
+def test_odim_composites_read_their_quantity_at_either_level_as_pysteps_does(tmp_path: Path):
+    codes = np.full((40, 50), 20, dtype=np.uint8)
+    codes[:5] = 255  # nodata: unknown
+    codes[5:10] = 0  # undetect: dry
+    for qty, level in (("RATE", False), ("ACRR", True), ("DBZH", False)):
+        path = tmp_path / f"{qty}.h5"
+        _odim_comp(path, qty, level, codes)
+        fmt, d, rate = _decode(path)
+        raw, _, meta = importers.import_odim_hdf5(str(path), qty=qty)
+        assert fmt == "odim_comp" and d.source == "opera" and d.time_step_minutes == 15
+        assert np.isnan(rate[:5]).all() and (rate[5:10] == 0).all()
+        if qty == "RATE":
+            _same_with_nan(rate, raw)
+            assert rate[20, 20] == pytest.approx(2.0)
+        elif qty == "ACRR":  # 2 mm in 15 minutes
+            assert rate[20, 20] == pytest.approx(8.0)
+        else:  # 20 x 0.5 - 32 = -22 dBZ: below zr.min_dbz, dry
+            assert rate[20, 20] == 0.0
+    none = tmp_path / "none.h5"
+    _odim_comp(none, "QIND", False, codes)
+    with pytest.raises(Exception, match="no ODIM composite quantity among RATE, ACRR, DBZH"):
+        _decode(none)
+
+
+@pytest.mark.slow
+def test_every_mrms_file_ingests_equal_to_pysteps_reading(tmp_path: Path):
+    """The 36 MRMS PrecipRate GRIB2 files: detected by content, each frame equal to pysteps'
+    import_mrms_grib(window_size=1), unknown cells in the same places; 2-minute steps on the
+    domain 'mrms', lon/lat coordinates in degrees, the file's earth shape kept."""
+    from pipelines.config import load_config
+    from pipelines.ingest import ingest
+    from pipelines.store import Archive
+
+    files = sorted(radar_sample("composites/mrms/2019/06/10").glob("*.grib2"))
+    assert len(files) == 36
+    report = ingest(files, load_config(store={"archive": tmp_path / "archive"}))
+    assert report.failed == [] and report.added["mrms"] == 36
+    ds = Archive(tmp_path / "archive").dataset("mrms")
+    assert int(ds.attrs["time_step_minutes"]) == 2
+    assert ds.sizes["y"] == 3500 and ds.sizes["x"] == 7000
+    assert ds.x.attrs["units"] == "degrees_east" and ds.y.attrs["units"] == "degrees_north"
+    assert ds.x.values[0] == pytest.approx(-129.995) and ds.y.values[0] == pytest.approx(54.995)
+    for path in files[::12]:
+        raw, _, meta = importers.import_mrms_grib(str(path), window_size=1)
+        time = pd.to_datetime(path.stem.split("_")[-1], format="%Y%m%d-%H%M%S")
+        _same_with_nan(ds.precip.sel(time=time).values, raw.astype(np.float32))
+
+
+def test_a_truncated_grib2_is_one_line_and_quarantined(tmp_path: Path):
+    from pipelines.config import load_config
+    from pipelines.ingest import ingest
+
+    whole = sorted(radar_sample("composites/mrms/2019/06/10").glob("*.grib2"))[0]
+    cut = tmp_path / "in" / whole.name
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    report = ingest([cut], load_config(store={"archive": tmp_path / "archive"}))
+    (line,) = report.failed
+    assert line.startswith(str(cut)) and "unreadable GRIB2" in line and "\n" not in line
+    assert [p.name for p in (tmp_path / "archive.quarantine").rglob("*.grib2")] == [whole.name]
+    other = tmp_path / "other.grib2"
+    other.write_bytes(b"GRIB\x00\x00\x00\x02" + bytes(8))  # discipline 0: meteorological
+    with pytest.raises(Exception, match="GRIB2 of discipline 0, not a radar product"):
+        _decode(other)
