@@ -144,15 +144,19 @@ class Drill:
         self.rows.append((f"{at:%H:%M}", fault, outcome))
         print(f"  {at:%H:%M}  {fault}: {outcome}", flush=True)
 
-    # ---- faults ------------------------------------------------------------------------
-    def kill_replica(self) -> None:
-        at = self.sim_now()
+    def model_replicas(self) -> list[psutil.Process]:
+        """The model's Serve replica processes of this system (never another Ray's)."""
         system = psutil.Process(self.state()["processes"]["system"]["pid"])
-        replicas = [
+        return [
             p
             for p in system.children(recursive=True)
             if "ServeReplica:motioncast:ModelServer" in " ".join(p.cmdline())
         ]
+
+    # ---- faults ------------------------------------------------------------------------
+    def kill_replica(self) -> None:
+        at = self.sim_now()
+        replicas = self.model_replicas()
         for p in replicas:
             p.kill()
         self.record(
@@ -238,12 +242,7 @@ class Drill:
     def stall_replica(self, minutes: float) -> None:
         """The model replica hangs (SIGSTOP) for ``minutes``, then goes on (SIGCONT)."""
         at = self.sim_now()
-        system = psutil.Process(self.state()["processes"]["system"]["pid"])
-        replicas = [
-            p
-            for p in system.children(recursive=True)
-            if "ServeReplica:motioncast:ModelServer" in " ".join(p.cmdline())
-        ]
+        replicas = self.model_replicas()
         for p in replicas:
             p.suspend()
         until = at + pd.Timedelta(minutes=minutes)
