@@ -514,6 +514,7 @@ def test_what_is_in_service_follows_what_is_promoted_not_file_times(tmp_path, ca
     (tmp_path / "promoted.json").unlink()  # a registry being restored: keep serving
     assert model.refresh() == "v0001"
     caplog.set_level(logging.WARNING, "pipelines.serve.app")
+    caplog.clear()  # what came before (INFO, when another test set the root level)
     (tmp_path / "promoted.json").write_text('{"version": "v00')  # half-written
     for _ in range(3):
         assert model.refresh() == "v0001"

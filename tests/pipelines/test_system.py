@@ -25,6 +25,7 @@ def test_up_runs_a_cycle_from_its_deployment_status_shows_it_and_down_stops_all(
         f"store.archive={truth_archive}",
         f"forecast.store={tmp_path / 'forecasts'}",
         f"forecast.registry={promoted_registry(tmp_path)}",
+        "forecast.max_input_age_minutes=4",  # only the newest window is due at 06:01
         f"serve.port={free_port()}",
     ]
     args = [a for s in settings for a in ("--set", s)]
