@@ -149,6 +149,13 @@ class IngestConfig(_Section):
     )
     quarantine_action: Literal["copy", "move"] = "copy"
     batch_size: int = Field(64, gt=0, description="Frames per store commit.")
+    batch_megabytes: float = Field(
+        512.0,
+        gt=0,
+        description="A batch is committed once its frames hold this much (float32), even with "
+        "fewer than batch_size frames: memory stays bounded on continental grids (an MRMS frame "
+        "is 98 MB, a KNMI frame 2 MB).",
+    )
     workers: int = Field(2, ge=1, description="Decoding processes (CLI) or local Dask workers.")
     dask_address: str | None = Field(None, description="Dask scheduler address for the flow.")
     retries: int = Field(2, ge=0, description="Retries of a decode on a transient (I/O) error.")

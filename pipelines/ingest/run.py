@@ -84,7 +84,8 @@ def ingest_outcomes(
     cfg: MotioncastConfig,
     on_file: Callable[[DecodeOutcome], None] | None = None,
 ) -> IngestResult:
-    """Commit good frames in batches of ``ingest.batch_size``; quarantine the bad files.
+    """Commit good frames in batches of ``ingest.batch_size`` frames or
+    ``ingest.batch_megabytes``, whichever is reached first; quarantine the bad files.
 
     One writer thread commits a batch while the next one is being decoded (double buffering):
     still a single committing writer, but the store no longer waits for the decoder.
@@ -148,7 +149,8 @@ def ingest_outcomes(
                 fail(outcome.path, outcome.error or f"{outcome.path}: failed")
             else:
                 batch.append((outcome.frame, outcome.path))
-                if len(batch) >= cfg.ingest.batch_size:
+                held = sum(f.precip.nbytes for f, _ in batch) / 2**20
+                if len(batch) >= cfg.ingest.batch_size or held >= cfg.ingest.batch_megabytes:
                     commit()
             if on_file:
                 on_file(outcome)

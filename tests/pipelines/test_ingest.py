@@ -308,3 +308,37 @@ def test_same_named_bad_files_are_all_kept_in_the_quarantine(sim_volumes, tmp_pa
     assert kept == ["radar.h5", "radar.h5.reason.txt", "radar~1.h5", "radar~1.h5.reason.txt"]
     sizes = sorted(p.stat().st_size for p in (tmp_path / "store.quarantine").glob("radar*.h5"))
     assert sizes == [10, 20]
+
+
+def test_a_batch_is_committed_once_its_frames_hold_batch_megabytes(tmp_path: Path):
+    """Continental grids: 7 frames of 1 MB with ingest.batch_megabytes 2.5 are committed 3, 3
+    and 1 at a time (not all 7 held at once, as batch_size 64 alone would)."""
+    from pipelines.frame import Frame
+    from pipelines.grid import Grid
+    from pipelines.ingest.decode import DecodeOutcome
+    from pipelines.ingest.run import ingest_outcomes
+
+    grid = Grid.from_extent("EPSG:3035", (0.0, 0.0, 512e3, 512e3), 1000.0)  # 512 x 512: 1 MB
+    t0 = pd.Timestamp("2026-06-01T12:00")
+    outcomes = [
+        DecodeOutcome(
+            tmp_path / f"f{i}",
+            Frame(
+                "big",
+                t0 + pd.Timedelta(minutes=5 * i),
+                grid,
+                np.full(grid.shape, 1.0, np.float32),
+                f"f{i}",
+                f"sha{i}",
+                "test",
+            ),
+        )  # fmt: skip
+        for i in range(7)
+    ]
+    cfg = load_config(store={"archive": tmp_path / "a"}, ingest={"batch_megabytes": 2.5})
+    result = ingest_outcomes(outcomes, cfg)
+    assert result.ok and result.added["big"] == 7 and len(result.snapshots) == 3
+    messages = [m for _, m, _ in Archive(tmp_path / "a").history() if m.startswith("ingest")]
+    assert sorted(messages) == sorted(
+        ["ingest 3 frames into big", "ingest 3 frames into big", "ingest 1 frames into big"]
+    )
