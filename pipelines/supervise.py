@@ -178,10 +178,11 @@ class Supervisor:
                 self.restarts[child.name] += 1
                 self._start(child)
             return
-        process, _, since = self.running[child.name]
+        process, who, since = self.running[child.name]
         code = process.poll()
         if code is None:
             return
+        stop(who, self.stop_s)  # what it left in its group (Ray's processes, a bound port)
         ran = now - since
         if ran >= self.restart_max_s:  # it had run well: start again from the shortest wait
             self.backoff[child.name] = 1.0

@@ -181,3 +181,26 @@ def test_a_failed_up_stops_what_it_started_and_says_why_in_one_line(tmp_path: Pa
         or f"--port {port}" in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_what_a_dead_child_left_in_its_group_is_stopped_before_it_is_restarted(tmp_path: Path):
+    """A child that dies (OOM, SIGKILL) leaves its own children running in its group (Ray's
+    processes holding the service's port): they are stopped before the restart."""
+    home = tmp_path / "home"
+    leaves = [
+        sys.executable, "-c",
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        "open(sys.argv[1], 'a').write(f'{p.pid}\\n'); time.sleep(300)",
+        str(home / "grandchildren"),
+    ]  # fmt: skip
+    supervisor, _ = _supervise(home, [_child("leader", home, leaves)])
+    try:
+        _wait(lambda: (home / "grandchildren").exists())
+        first = int((home / "grandchildren").read_text().split()[0])
+        os.kill(_state(home)["processes"]["leader"]["pid"], signal.SIGKILL)
+        _wait(lambda: len((home / "grandchildren").read_text().split()) == 2)
+        assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=30)
