@@ -27,13 +27,10 @@ same validation windows and cells, and refuses (unless forced) a model that
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +38,13 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.localfiles import LockBusy, exclusive, write_json
+
 PROMOTION_METRIC = "csi_1mm"
 CHECKPOINT = "model.safetensors"
 CARD = "card.json"
 LOCK = ".lock"
 LOCK_TIMEOUT_S = 30.0  # the longest a writer waits for another one's lock
-_LOCK_POLL_S = 0.02
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -69,34 +67,6 @@ class ModelVersion:
         return None if value is None else float(value)
 
 
-def _file_mode() -> int:
-    """0o666 less the process umask: the mode ``open`` would give a new file (``mkstemp``'s are
-    0o600, unreadable by a service running as another user)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    return 0o644
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` atomically, through a temporary file of its own in the same folder
-    (synced before the rename; removed on failure)."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), _file_mode())
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _os_failure(what: str, exc: OSError, where: Path) -> RegistryError:
     """One line for an OS error: the path it names (else ``where``) and its reason."""
     path = exc.filename if exc.filename is not None else where
@@ -115,23 +85,14 @@ class Registry:
         """Hold the registry's exclusive writer lock (waiting at most ``lock_timeout_s``); the
         lock file stays, the lock goes with the descriptor (and with a process that dies)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, _file_mode())
         try:
-            deadline = time.monotonic() + self.lock_timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise RegistryError(
-                            f"{self.root}: the registry is locked by another writer for more "
-                            f"than {self.lock_timeout_s:g} s"
-                        ) from None
-                    time.sleep(_LOCK_POLL_S)
-            yield
-        finally:
-            os.close(fd)
+            with exclusive(self.root / LOCK, self.lock_timeout_s):
+                yield
+        except LockBusy:
+            raise RegistryError(
+                f"{self.root}: the registry is locked by another writer for more "
+                f"than {self.lock_timeout_s:g} s"
+            ) from None
 
     def versions(self) -> list[ModelVersion]:
         """Every registered version, oldest first."""
@@ -184,7 +145,7 @@ class Registry:
                     "registered_at": pd.Timestamp.now("UTC"),
                     "checkpoint_metadata": metadata,
                 }
-                _write_json(staging / CARD, full)
+                write_json(staging / CARD, full)
                 staging.rename(self.versions_dir / version)
         except OSError as exc:
             raise _os_failure("register a version", exc, self.versions_dir) from None
@@ -227,7 +188,7 @@ class Registry:
                     }
                 )
                 record["version"] = version
-                _write_json(self.root / "promoted.json", record)
+                write_json(self.root / "promoted.json", record)
         except OSError as exc:
             raise _os_failure(f"promote {version}", exc, self.root) from None
         return candidate

@@ -20,13 +20,14 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import psutil
+
+from pipelines.localfiles import write_json
 
 log = logging.getLogger("motioncast.supervise")
 
@@ -114,12 +115,16 @@ def stop(who: Identity, wait_s: float) -> bool:
     return True
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Replace ``path`` atomically (a unique temporary name beside it)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=1)
-    os.replace(tmp, path)
+def spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, Identity]:
+    """Start ``argv`` in a session of its own (its output appended to ``log``), and who it is."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return process, Identity.started_as(process.pid, argv)
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,7 @@ class Supervisor:
 
     def _start(self, child: Child) -> None:
         env = {k: v for k, v in os.environ.items() if k not in child.unset} | child.env
-        Path(child.log).parent.mkdir(parents=True, exist_ok=True)
-        with open(child.log, "ab") as out:
-            process = subprocess.Popen(
-                child.argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        who = Identity.started_as(process.pid, child.argv)
+        process, who = spawn(child.argv, Path(child.log), env)
         self.running[child.name] = (process, who, time.monotonic())
         log.info("%s started (pid %d)", child.name, process.pid)
         self._record()

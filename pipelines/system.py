@@ -14,13 +14,13 @@ the home folder, so two of them never interleave.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +28,9 @@ import httpx
 import pandas as pd
 
 from pipelines.config import MotioncastConfig
+from pipelines.localfiles import LockBusy, exclusive, write_json
 from pipelines.simulate.clock import SimClock
-from pipelines.supervise import PLAN, STATE, Child, Identity, identify, stop, write_json
+from pipelines.supervise import PLAN, STATE, Child, Identity, identify, spawn, stop
 
 CLOCK = "clock.json"
 LOCK = ".lock"
@@ -60,17 +61,16 @@ def _supervisor_runs(state: dict | None) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(cfg: MotioncastConfig):
-    """One ``up`` or ``down`` at a time on a home folder."""
+def _locked(cfg: MotioncastConfig) -> Iterator[None]:
+    """One ``up`` or ``down`` at a time on a home folder (the second refused, not waiting)."""
     cfg.system.home.mkdir(parents=True, exist_ok=True)
-    with open(cfg.system.home / LOCK, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LocalSystemError(
-                f"another 'motioncast up' or 'down' is running on {cfg.system.home}"
-            ) from None
-        yield
+    try:
+        with exclusive(cfg.system.home / LOCK, timeout_s=0):
+            yield
+    except LockBusy:
+        raise LocalSystemError(
+            f"another 'motioncast up' or 'down' is running on {cfg.system.home}"
+        ) from None
 
 
 def _answers(url: str) -> bool:
@@ -123,16 +123,12 @@ def up(
         home = cfg.system.home.resolve()
         plan = _plan(cfg, home, config_file, overrides, simulation)
         write_json(home / PLAN, plan)
-        log = home / "logs" / "supervisor.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        supervisor, me = None, None
+        me = None
         try:
-            argv = [sys.executable, "-m", "pipelines.supervise", str(home)]
-            with open(log, "ab") as out:
-                supervisor = subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            me = Identity.started_as(supervisor.pid, argv)
+            supervisor, me = spawn(
+                [sys.executable, "-m", "pipelines.supervise", str(home)],
+                home / "logs" / "supervisor.log",
+            )
             return _wait_until_up(cfg, plan["info"], supervisor, home)
         except BaseException as exc:  # a failure, or Ctrl-C: nothing is left running
             _stop_all(cfg, me)
@@ -192,18 +188,16 @@ def _plan(
         "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
     }
     logs = home / "logs"
-    children = [
-        Child(
-            "prefect-server",
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-            + ["--port", str(cfg.system.prefect_port), "--analytics-off"],
-            {k: v for k, v in env.items() if k != "PREFECT_API_URL"},
-            ["PREFECT_API_URL"],
-            str(logs / "prefect-server.log"),
-        )
-    ]
+    server = Child(
+        "prefect-server",
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+        + ["--port", str(cfg.system.prefect_port), "--analytics-off"],
+        {k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+        ["PREFECT_API_URL"],
+        str(logs / "prefect-server.log"),
+    )
     settings = [a for item in overrides for a in ("--set", item)]
-    clock = None
+    clock, simulator = None, []
     if simulation is not None:
         config_file = _network_config(cfg, config_file, home)
         clock = SimClock.starting(
@@ -211,7 +205,7 @@ def _plan(
             simulation.speed,
         ).save(home / CLOCK)
         settings += ["--set", f"system.inbox={cfg.system.inbox.resolve()}"]
-        children.append(
+        simulator = [
             Child(
                 "simulator",
                 [sys.executable, "-m", "pipelines.cli", "simulate", "--radars", str(SIM_RADARS)]
@@ -223,12 +217,13 @@ def _plan(
                 [],
                 str(logs / "simulator.log"),
             )
-        )
+        ]
         settings += ["--clock", str(clock)]
     argv = [sys.executable, "-m", "flows.system", *settings]
     if config_file is not None:
         argv += ["--config", str(Path(config_file).resolve())]
-    children.insert(1, Child("system", argv, env, [], str(logs / "system.log")))
+    # started in this order (the flows need the server), stopped in the reverse one
+    children = [server, Child("system", argv, env, [], str(logs / "system.log")), *simulator]
     info = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "prefect_api": prefect_api,
@@ -262,7 +257,8 @@ def _network_config(cfg: MotioncastConfig, config_file: Path | None, home: Path)
 
 def _stop_all(cfg: MotioncastConfig, supervisor: Identity | None) -> list[str]:
     """Stop the supervisor (which stops its children in order), then any child it left (a
-    supervisor killed with SIGKILL); only processes that are still ours. What ran."""
+    supervisor killed with SIGKILL); only processes that are still ours. What ran, in the order
+    it was started."""
     children = (read_state(cfg) or {}).get("processes", {})
     ran = [n for n, r in children.items() if identify(Identity.from_dict(r)) == "ours"]
     wait_s = cfg.system.stop_seconds
@@ -281,7 +277,7 @@ def down(cfg: MotioncastConfig) -> list[str]:
             return []
         ran = _stop_all(cfg, Identity.from_dict(state["supervisor"]))
         _state_path(cfg).unlink(missing_ok=True)
-    return [n for n in ("simulator", "system", "prefect-server") if n in ran]
+    return ran[::-1]  # in the order they were stopped
 
 
 def status(cfg: MotioncastConfig, last: int = 5) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
@@ -24,6 +23,7 @@ from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.errors import GroupNotFoundError  # noqa: E402
 
 from pipelines.config import ObjectStorageConfig  # noqa: E402
+from pipelines.localfiles import exclusive  # noqa: E402
 from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
 from pipelines.store.timeaxis import EPOCH  # noqa: E402
 
@@ -145,13 +145,8 @@ def writer_lock(location: str | Path) -> Iterator[None]:
     if not is_local(location):
         yield
         return
-    lock_path = Path(location) / ".writer.lock"
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(Path(location) / ".writer.lock"):
+        yield
 
 
 def transact(

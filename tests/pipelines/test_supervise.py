@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 from pipelines.config import load_config
-from pipelines.supervise import PLAN, STATE, Identity, identify, stop, write_json
+from pipelines.localfiles import write_json
+from pipelines.supervise import PLAN, STATE, Identity, identify, stop
 from pipelines.system import LocalSystemError, down, status, up
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
