@@ -288,7 +288,7 @@ class ForecastStore(VersionedStore):
 
     def _create(self, store, f: Forecast) -> None:
         """The domain's group, holding its first forecast."""
-        cy, cx = min(self.chunk_yx, f.grid.ny), min(self.chunk_yx, f.grid.nx)
+        cy, cx = self.chunk_edges(f.grid)
         n_leads = f.values.shape[0]
         values = _issue_values(f)
         data: dict[str, tuple] = {

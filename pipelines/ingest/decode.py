@@ -64,13 +64,16 @@ def _screen_values(path: Path, precip: np.ndarray, max_invalid_share: float) -> 
     and the file rejected, when it has no valid cell or more than ``max_invalid_share`` of its
     valued cells are impossible.
     """
-    finite = np.isfinite(precip)
-    n = int(finite.sum())
-    if n == 0:
+    lowest, highest = np.fmin.reduce(precip, axis=None), np.fmax.reduce(precip, axis=None)
+    if np.isnan(highest):  # fmin/fmax skip NaN: NaN only when every cell is
         raise BadInputError(path, "no valid data: every cell is missing")
+    if 0 <= lowest and highest <= MAX_PLAUSIBLE_MM_H:  # the usual case, in two passes
+        return ""
+    valued = ~np.isnan(precip)  # infinities are valued, and impossible
+    n = int(valued.sum())
     with np.errstate(invalid="ignore"):
-        negative = finite & (precip < 0)
-        huge = finite & (precip > MAX_PLAUSIBLE_MM_H)
+        negative = valued & (precip < 0)
+        huge = valued & (precip > MAX_PLAUSIBLE_MM_H)
     notes = []
     for mask, what in ((negative, "negative"), (huge, f"above {MAX_PLAUSIBLE_MM_H:g} mm/h")):
         count = int(mask.sum())

@@ -162,8 +162,10 @@ def ingest_outcomes(
 
 @dataclass(frozen=True)
 class _PackedArray:
-    """A float32 field compressed for the trip from a decoding process (2 MB -> ~50 KB): the
-    pipe, pickling and unpickling of raw frames cost more than compressing them."""
+    """A float32 field compressed for the trip from a decoding process (KNMI: 2 MB -> 84 KB):
+    the pipe, pickling and unpickling of raw frames cost more than compressing them. LZ4, not
+    Zstandard: on a KNMI frame it packs in 0.50 ms and unpacks in 0.23 ms, Zstandard (level 1)
+    in 0.89 and 1.25 ms, and unpacking is the committing process's work (measured, 2 cores)."""
 
     data: bytes
     shape: tuple[int, ...]
@@ -176,7 +178,7 @@ class _PackedArray:
         return np.frombuffer(_WIRE.decode(self.data), dtype=np.float32).reshape(self.shape)
 
 
-_WIRE = numcodecs.Zstd(level=1)
+_WIRE = numcodecs.LZ4()
 
 
 def _decode_packed(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:

@@ -10,6 +10,7 @@ import gzip
 import re
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,8 @@ from pipelines.radar.errors import BadInputError
 from pipelines.radar.pysteps_io import importers
 from pipelines.radar.resample import resample_nearest
 from pipelines.radar.zr import accumulation_to_rate, dbz_to_rainrate
+
+DEFAULT_STEP_MINUTES = 5.0  # the step of a composite whose file does not state one
 
 
 def _metre_projection(proj4: str, unit: str) -> str:
@@ -115,24 +118,108 @@ def _composite(
     )
 
 
+_KNMI_CALIBRATION = re.compile(
+    r"GEO\s*=\s*(?P<gain>[-+\d.eE]+)\s*\*\s*PV\s*(?P<offset>[-+]\s*[\d.eE]+)?"
+)
+_KNMI_QUANTITIES = {"ACCUMULATED_PRECIPITATION_[MM]": "mm", "REFLECTIVITY_[DBZ]": "dBZ"}
+_KNMI_TIME = "%d-%b-%Y;%H:%M:%S.%f"
+# a projection string some KNMI files carry, in km with a typo (pysteps corrects it likewise)
+_KNMI_BAD_PROJ4 = "+proj=stere +lat_0=90 +lon_0=0 +lat_ts=60 +a=6378.14 +b=6356.75 +x_0=0 y_0=0"
+_KNMI_FIXED_PROJ4 = (
+    "+proj=stere +lat_0=90 +lon_0=0.0 +lat_ts=60.0 +a=6378137 +b=6356752 +x_0=0 +y_0=0"
+)
+
+
+def _knmi_grid(geo: h5py.Group, shape: tuple[int, int], path: Path) -> Grid:
+    """The image's grid from the ``geographic`` group, as pysteps' ``import_knmi_hdf5`` reads it."""
+    proj4 = attr_text(geo["map_projection"].attrs["projection_proj4_params"])
+    a = geo.attrs
+    if proj4 == _KNMI_BAD_PROJ4:
+        meta = {"projection": _KNMI_FIXED_PROJ4, "cartesian_unit": "m", "x1": 0.0}
+        meta |= {"y1": -4415000.0, "x2": 700000.0, "y2": -3650000.0}
+        meta |= {"xpixelsize": 1000.0, "ypixelsize": 1000.0}
+        return _native_grid(meta, shape, path)
+    dx, dy = float(a["geo_pixel_size_x"][0]), float(a["geo_pixel_size_y"][0])
+    col0, row0 = float(a["geo_column_offset"][0]), float(a["geo_row_offset"][0])
+    ncol, nrow = float(a["geo_number_columns"][0]), float(a["geo_number_rows"][0])
+    if dy >= 0:
+        raise BadInputError(path, "grid with lower-left origin is not supported")
+    unit = attr_text(a["geo_dim_pixel"]).split(",")[0]
+    meta = {
+        "projection": proj4,
+        "cartesian_unit": {"M": "m", "KM": "km"}.get(unit, "km"),
+        "x1": col0 * dx,
+        "x2": (col0 + ncol) * dx,
+        "y1": (row0 + nrow) * dy,  # dy < 0: rows run south, the lower edge is the last row's
+        "y2": row0 * dy,
+        "xpixelsize": dx,
+        "ypixelsize": -dy,
+    }
+    return _native_grid(meta, shape, path)
+
+
+def _knmi_calibration(image: h5py.Group, codes: int, path: Path) -> tuple[np.ndarray, str]:
+    """The calibrated value (float64, NaN for missing and outside the image) of each of the
+    ``codes`` pixel codes, and its unit (mm or dBZ)."""
+    quantity = attr_text(image.attrs.get("image_geo_parameter", b""))
+    unit = _KNMI_QUANTITIES.get(quantity)
+    if unit is None:
+        raise BadInputError(path, f"KNMI quantity {quantity or '(none)'!r} is not a rain quantity")
+    calibration = image["calibration"].attrs
+    formula = attr_text(calibration.get("calibration_formulas", b""))
+    match = _KNMI_CALIBRATION.fullmatch(formula.strip())
+    if not match:
+        raise BadInputError(path, f"unreadable KNMI calibration formula {formula!r}")
+    gain = float(match["gain"])
+    offset = float(match["offset"].replace(" ", "")) if match["offset"] else 0.0
+    value = np.arange(codes) * gain + offset  # float64, as pysteps computes the depth
+    for key in ("calibration_missing_data", "calibration_out_of_image"):
+        if key in calibration:
+            value[int(np.ravel(calibration[key])[0]) % codes] = np.nan
+    return value, unit
+
+
 def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
-    values, meta = _call_importer(importers.import_knmi_hdf5, path)
-    with h5py.File(path, "r") as f:
-        end = attr_text(f["overview"].attrs.get("product_datetime_end", b""))
-        radars = [attr_text(f[g].attrs.get("radar_name", b"")) for g in f if g.startswith("radar")]
+    """A KNMI HDF5 composite (5-minute accumulation or reflectivity), read with one h5py open:
+    the pixel codes go through a lookup table of rain rates (calibration, missing values and
+    the depth -> rate conversion in one gather). Equal to pysteps' ``import_knmi_hdf5``
+    followed by the conversion, and 2.4 x faster (bench/ingest.py): pysteps computes the
+    field in float64, masks it and scans it for its threshold, which ingest does not need."""
     try:
-        time = pd.to_datetime(end, format="%d-%b-%Y;%H:%M:%S.%f")
+        with h5py.File(path, "r") as f:
+            image = f["image1"]
+            codes = image["image_data"][()]
+            value, unit = _knmi_calibration(image, 256**codes.dtype.itemsize, path)
+            grid = _knmi_grid(f["geographic"], codes.shape, path)
+            overview = f["overview"].attrs
+            start = attr_text(overview.get("product_datetime_start", b""))
+            end = attr_text(overview.get("product_datetime_end", b""))
+            radars = [
+                attr_text(f[g].attrs.get("radar_name", b"")) for g in f if g.startswith("radar")
+            ]
+    except BadInputError:
+        raise
+    except (KeyError, IndexError, OSError, ValueError) as exc:
+        raise BadInputError(path, f"incomplete KNMI HDF5 ({type(exc).__name__}: {exc})") from None
+    try:  # datetime.strptime: a tenth of pd.to_datetime's time on one string
+        time = pd.Timestamp(datetime.strptime(end, _KNMI_TIME))
+        accutime = (time - datetime.strptime(start, _KNMI_TIME)).total_seconds() / 60.0
     except ValueError:
-        raise BadInputError(path, f"unreadable product time {end!r}") from None
-    accutime = float(meta["accutime"])
+        raise BadInputError(path, f"unreadable product times {start!r} to {end!r}") from None
+    if unit == "mm":
+        if not accutime > 0:
+            raise BadInputError(path, f"accumulation from {start} to {end} is not positive")
+        table = accumulation_to_rate(value, accutime)
+    else:
+        table = dbz_to_rainrate(value, cfg.zr)
     return _composite(
         "knmi",
         time,
-        _native_grid(meta, values.shape, path),
-        _to_rate(values, meta, accutime, cfg, path),
-        f"KNMI RAD_NL25 {accutime:g}-min accumulation",
+        grid,
+        table[codes],
+        f"KNMI RAD_NL25 {accutime:g}-min accumulation" if unit == "mm" else "KNMI reflectivity",
         ",".join(r for r in radars if r),
-        accutime,
+        accutime if unit == "mm" else DEFAULT_STEP_MINUTES,
     )
 
 
@@ -192,7 +279,6 @@ _ODIM_SERVICES = {
 # ODIM originating centres (WMO ORG:) whose composites span several countries' radars
 _ODIM_ORIGINATORS = {"247": "opera"}
 ODIM_QUANTITIES = ("RATE", "ACRR", "DBZH")  # rain rate, accumulation, reflectivity (Z-R)
-DEFAULT_STEP_MINUTES = 5.0
 
 
 def _odim_source(source: str) -> str:

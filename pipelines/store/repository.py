@@ -23,6 +23,7 @@ from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.errors import GroupNotFoundError  # noqa: E402
 
 from pipelines.config import ObjectStorageConfig  # noqa: E402
+from pipelines.grid import Grid  # noqa: E402
 from pipelines.localfiles import exclusive  # noqa: E402
 from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
 from pipelines.store.timeaxis import EPOCH  # noqa: E402
@@ -230,6 +231,16 @@ class VersionedStore:
         self.repo = repo
         self.chunk_yx = chunk_yx
         self.codec = ZstdCodec(level=compression_level)
+
+    def chunk_edges(self, grid: Grid) -> tuple[int, int]:
+        """Chunk edges (rows, columns) for a new group on ``grid``: as even as the grid allows
+        with none over ``chunk_yx``. An OPERA grid's 2200 rows at 1024 take three chunks of
+        734, not 1024 + 1024 + 152 (Zarr encodes every edge chunk at full size)."""
+
+        def edge(n: int) -> int:
+            return -(-n // -(-n // self.chunk_yx))  # ceil(n / ceil(n / chunk_yx))
+
+        return edge(grid.ny), edge(grid.nx)
 
     def _read_store(self, snapshot: str | None = None):
         if snapshot is None:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import MotioncastConfig
+from pipelines.radar.errors import BadInputError
 from pipelines.radar.formats import detect_format
 from pipelines.radar.pysteps_io import importers
 from pipelines.radar.readers import get_method
@@ -33,13 +34,14 @@ def _same_with_nan(a: np.ndarray, b: np.ndarray) -> None:
 def test_knmi_rate_time_and_corners():
     files = sorted(radar_sample("composites/KNMI/2010/08").glob("*.h5"))
     assert len(files) == 92
-    path = files[30]
-    fmt, d, rate = _decode(path)
-    assert fmt == "knmi_hdf5" and d.source == "knmi"
-    raw, _, meta = importers.import_knmi_hdf5(str(path))
-    assert meta["unit"] == "mm" and meta["accutime"] == 5
-    _same_with_nan(rate, raw * 12.0)  # 5-min depth (mm) -> mm/h
-    assert np.nanmax(rate) > 1
+    for path in files:  # our one-open reader gives exactly pysteps' field, as float32 mm/h
+        fmt, d, rate = _decode(path)
+        assert fmt == "knmi_hdf5" and d.source == "knmi" and rate.dtype == np.float32
+        raw, _, meta = importers.import_knmi_hdf5(str(path))
+        assert meta["unit"] == "mm" and meta["accutime"] == 5 and d.time_step_minutes == 5
+        expected = np.ma.filled(np.ma.asarray(raw, dtype=np.float64), np.nan).astype(np.float32)
+        np.testing.assert_array_equal(rate, expected * np.float32(12.0))  # 5-min depth -> mm/h
+    assert np.nanmax(rate) > 1 and d.radars == "De_Bilt,Den_Helder"
     # file name time is the end of the accumulation; the reader takes it from the content
     stamp = re.search(r"(\d{12})", path.name).group(1)
     assert d.time == pd.to_datetime(stamp, format="%Y%m%d%H%M")
@@ -53,6 +55,27 @@ def test_knmi_rate_time_and_corners():
     assert lon[-1, -1] == pytest.approx(c[3][0], abs=half)
     assert lat[-1, -1] == pytest.approx(c[3][1], abs=half)
     assert d.grid.dx == 1000.0 and d.grid.shape == (765, 700)
+
+
+@pytest.mark.parametrize(
+    ("group", "attr", "value", "reason"),
+    [
+        ("image1/calibration", "calibration_formulas", "GEO=log(PV)", "calibration formula"),
+        ("image1", "image_geo_parameter", "ECHO_TOPS_[KM]", "not a rain quantity"),
+        ("overview", "product_datetime_end", "yesterday", "unreadable product times"),
+    ],
+)
+def test_a_knmi_file_with_unusable_metadata_is_one_line(
+    tmp_path: Path, group: str, attr: str, value: str, reason: str
+):
+    path = tmp_path / "RAD_NL25_RAP_5min_201008260000.h5"
+    path.write_bytes(sorted(radar_sample("composites/KNMI/2010/08").glob("*.h5"))[0].read_bytes())
+    with h5py.File(path, "r+") as f:
+        f[group].attrs[attr] = np.bytes_(value)
+    with pytest.raises(BadInputError) as err:
+        _decode(path)
+    assert str(path) in str(err.value) and reason in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_mch_gif_rate_time_and_swiss_grid():

@@ -244,6 +244,24 @@ def test_unconfigured_domain_is_refused_before_touching_anything(sim_volumes, tm
 
 
 # ---- regressions: bad cells, bad stores, same-named files ------------------------------------
+def test_screening_finds_every_impossible_cell_infinities_too():
+    """Regression for the two-pass screen: +inf and -inf are impossible values, not unknown
+    (they were left in the frame), and a frame of only NaN has no valid data."""
+    from pipelines.ingest.decode import _screen_values
+    from pipelines.radar.errors import BadInputError
+
+    clean = np.array([[0.0, 2.5], [np.nan, 1000.0]], dtype=np.float32)
+    assert _screen_values(Path("f"), clean.copy(), 0.5) == ""
+    bad = np.zeros((10, 10), dtype=np.float32)
+    bad[0, :3] = [np.inf, -np.inf, 1000.5]
+    bad[1, 0] = np.nan
+    note = _screen_values(Path("f"), bad, 0.5)
+    assert note.startswith("3 of 99 cells set to unknown: 1 negative (-inf to -inf mm/h), 2 above")
+    assert np.isnan(bad[0, :3]).all() and np.isfinite(bad[2:]).all()
+    with pytest.raises(BadInputError, match="every cell is missing"):
+        _screen_values(Path("f"), np.full((3, 3), np.nan, dtype=np.float32), 0.5)
+
+
 def test_a_few_impossible_cells_become_unknown_and_a_ten_minute_series_has_no_gaps(
     tmp_path: Path, caplog
 ):
