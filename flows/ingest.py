@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect_dask import DaskTaskRunner
@@ -21,6 +22,8 @@ from pipelines.config import MotioncastConfig, load_config
 from pipelines.ingest import DecodeOutcome, decode_outcome, discover, ingest_outcomes
 from pipelines.ingest.decode import check_domain
 from pipelines.ingest.placement import free_path
+from pipelines.ingest.run import decode_ahead
+from pipelines.ingest.window import in_flight
 from pipelines.store.repository import check_location
 
 INGESTED = ".ingested"
@@ -34,19 +37,16 @@ def decode(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutco
 def _in_order(
     files: list[Path], cfg: MotioncastConfig, domain: str | None
 ) -> Iterator[DecodeOutcome]:
-    """Submit decodes a few batches ahead of the writer and yield their outcomes in file order."""
+    """Decode ``decode_ahead`` files ahead of the writer and yield their outcomes in file order."""
     task_ = decode.with_options(
         retries=cfg.ingest.retries, retry_delay_seconds=cfg.ingest.retry_delay_seconds
     )
-    window = 4 * cfg.ingest.batch_size
-    for start in range(0, len(files), window):
-        chunk = files[start : start + window]
-        futures = task_.map(chunk, unmapped(cfg), unmapped(domain))
-        for path, future in zip(chunk, futures, strict=True):
-            try:
-                yield future.result()
-            except Exception as exc:  # the task failed beyond its retries (a lost worker...)
-                yield DecodeOutcome(path, None, f"{path}: decode task failed: {exc}")
+    submit = partial(task_.submit, cfg=cfg, domain=domain)
+    for path, future in in_flight(files, submit, decode_ahead(cfg)):
+        try:
+            yield future.result()
+        except Exception as exc:  # the task failed beyond its retries (a lost worker...)
+            yield DecodeOutcome(path, None, f"{path}: decode task failed: {exc}")
 
 
 def set_aside(path: Path, inbox: Path) -> Path:

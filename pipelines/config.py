@@ -37,20 +37,60 @@ class _Section(BaseModel):
 
 
 class DomainConfig(_Section):
-    """A named grid: CRS, extent and resolution (projection units, metres)."""
+    """A named grid, of one of two kinds: its own (crs, extent, resolution), onto which every
+    source is resampled; or a region cut from one source's native grid (source, bbox), whose
+    cells are kept as the source gives them, so that only the region forecast for is archived."""
 
-    crs: str = Field(description="Anything pyproj.CRS accepts: 'EPSG:3035', a proj4 string, WKT.")
-    extent: tuple[float, float, float, float] = Field(
-        description="xmin, ymin, xmax, ymax of the grid's outer edges, in CRS metres."
+    crs: str | None = Field(
+        None, description="Anything pyproj.CRS accepts: 'EPSG:3035', a proj4 string, WKT."
     )
-    resolution: float = Field(gt=0, description="Cell size in CRS metres.")
-    time_step_minutes: int = Field(5, gt=0, description="Nominal interval between frames.")
+    extent: tuple[float, float, float, float] | None = Field(
+        None, description="xmin, ymin, xmax, ymax of the grid's outer edges, in CRS metres."
+    )
+    resolution: float | None = Field(None, gt=0, description="Cell size in CRS metres.")
+    source: str | None = Field(
+        None,
+        description="Cut this source's native grid (knmi, mch, rmi, opera, mrms, ...) to bbox "
+        "instead of resampling: its files go to this domain.",
+    )
+    bbox: tuple[float, float, float, float] | None = Field(
+        None,
+        description="xmin, ymin, xmax, ymax of the region to keep, in bbox_crs: the cut holds "
+        "every source cell the box touches.",
+    )
+    bbox_crs: str = Field(
+        "source",
+        description="CRS of bbox: 'source' (the source's own coordinates) or anything "
+        "pyproj.CRS accepts ('EPSG:4326': longitude and latitude).",
+    )
+    time_step_minutes: int | None = Field(
+        None, gt=0, description="Nominal interval between frames; null: the source's own."
+    )
     radars: list[str] = Field(
         [], description="Radars expected in this domain's mosaic (node names); empty: any."
     )
 
-    def grid(self) -> Grid:
-        return Grid.from_extent(self.crs, self.extent, self.resolution)
+    @model_validator(mode="after")
+    def _one_kind(self) -> DomainConfig:
+        own = (self.crs, self.extent, self.resolution)
+        cut = (self.source, self.bbox)
+        if all(v is not None for v in own) and all(v is None for v in cut):
+            return self
+        if all(v is not None for v in cut) and all(v is None for v in own):
+            return self
+        raise ValueError(
+            "a domain is either its own grid (crs, extent, resolution) or a cut of one "
+            "source (source, bbox), not a mix"
+        )
+
+    def grid(self, native: Grid | None = None) -> Grid:
+        """The domain's grid: its own, or the cut of ``native`` (the source's grid) to bbox
+        (ValueError when they do not overlap)."""
+        if self.source is None:
+            return Grid.from_extent(self.crs, self.extent, self.resolution)
+        if native is None:
+            raise ValueError(f"a cut of source {self.source!r} needs that source's grid")
+        return native.window(self.bbox, None if self.bbox_crs == "source" else self.bbox_crs)
 
 
 class ZRConfig(_Section):
@@ -150,13 +190,21 @@ class IngestConfig(_Section):
     quarantine_action: Literal["copy", "move"] = "copy"
     batch_size: int = Field(64, gt=0, description="Frames per store commit.")
     batch_megabytes: float = Field(
-        512.0,
+        128.0,
         gt=0,
         description="A batch is committed once its frames hold this much (float32), even with "
-        "fewer than batch_size frames: memory stays bounded on continental grids (an MRMS frame "
-        "is 98 MB, a KNMI frame 2 MB).",
+        "fewer than batch_size frames: memory stays a few frames on continental grids (an MRMS "
+        "frame is 98 MB, an OPERA frame 17 MB, a KNMI frame 2 MB). One batch fills while the "
+        "one before is written: ingest holds up to twice this, and ingest.decode_ahead frames.",
     )
     workers: int = Field(2, ge=1, description="Decoding processes (CLI) or local Dask workers.")
+    decode_ahead: int | None = Field(
+        None,
+        ge=1,
+        description="Files decoded ahead of the committing process, at most (decoding or "
+        "waiting): memory stays a few frames however many files. Null: twice ingest.workers "
+        "(set it to the cluster's size with ingest.dask_address).",
+    )
     dask_address: str | None = Field(None, description="Dask scheduler address for the flow.")
     retries: int = Field(2, ge=0, description="Retries of a decode on a transient (I/O) error.")
     retry_delay_seconds: float = Field(1.0, ge=0)

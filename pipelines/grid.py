@@ -35,6 +35,9 @@ def _from_lonlat(wkt: str) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs("EPSG:4326", crs_from_wkt(wkt), always_xy=True)
 
 
+WINDOW_OUTLINE_POINTS = 65  # points per side of a box taken into another CRS
+
+
 @dataclass(frozen=True)
 class Grid:
     crs_wkt: str  # the CRS, as WKT (pyproj.CRS.to_wkt())
@@ -100,6 +103,49 @@ class Grid:
                 atol=tol,
             )
         )
+
+    def window(self, bbox: tuple[float, float, float, float], crs: str | None = None) -> Grid:
+        """The part of this grid, whole cells, that covers ``bbox`` (xmin, ymin, xmax, ymax) in
+        ``crs`` (default: this grid's own); ValueError when they do not overlap. A box in
+        another CRS is taken by its outline, densified, so that the cut covers all of it."""
+        xmin, ymin, xmax, ymax = bbox
+        if xmax <= xmin or ymax <= ymin:
+            raise ValueError(f"empty box {bbox}")
+        if crs is not None:
+            t = np.linspace(0.0, 1.0, WINDOW_OUTLINE_POINTS)
+            xs = np.concatenate([xmin + (xmax - xmin) * t, np.full_like(t, xmax)])
+            xs = np.concatenate([xs, xmax - (xmax - xmin) * t, np.full_like(t, xmin)])
+            ys = np.concatenate([np.full_like(t, ymin), ymin + (ymax - ymin) * t])
+            ys = np.concatenate([ys, np.full_like(t, ymax), ymax - (ymax - ymin) * t])
+            to_self = pyproj.Transformer.from_crs(crs, self.crs, always_xy=True)
+            px, py = to_self.transform(xs, ys)
+            if not (np.isfinite(px).all() and np.isfinite(py).all()):
+                raise ValueError(f"box {bbox} in {crs} has no place on this grid's projection")
+            xmin, xmax, ymin, ymax = px.min(), px.max(), py.min(), py.max()
+        eps = 1e-6  # a box edge on a cell edge must not take the next cell
+        c0 = max(0, int(np.floor((xmin - self.x0) / self.dx + eps)))
+        c1 = min(self.nx, int(np.ceil((xmax - self.x0) / self.dx - eps)))
+        r0 = max(0, int(np.floor((self.y0 - ymax) / self.dy + eps)))
+        r1 = min(self.ny, int(np.ceil((self.y0 - ymin) / self.dy - eps)))
+        if c1 <= c0 or r1 <= r0:
+            raise ValueError(f"box {bbox} lies outside the grid (extent {self.extent})")
+        x0, y0 = self.x0 + c0 * self.dx, self.y0 - r0 * self.dy
+        return Grid(self.crs_wkt, x0, y0, self.dx, self.dy, c1 - c0, r1 - r0)
+
+    def offset_in(self, outer: Grid, tol: float = 1e-6) -> tuple[int, int] | None:
+        """(row, col) of this grid's first cell in ``outer`` when this grid is a window of it
+        (same CRS and cells, aligned, inside); else None."""
+        if not np.allclose((self.dx, self.dy), (outer.dx, outer.dy), rtol=tol, atol=0.0):
+            return None
+        col, row = (self.x0 - outer.x0) / self.dx, (outer.y0 - self.y0) / self.dy
+        r, c = round(row), round(col)
+        if abs(row - r) > tol * 1e3 or abs(col - c) > tol * 1e3:  # within a thousandth of a cell
+            return None
+        if r < 0 or c < 0 or r + self.ny > outer.ny or c + self.nx > outer.nx:
+            return None
+        if self.crs_wkt != outer.crs_wkt and not self.crs.equals(outer.crs):
+            return None
+        return r, c
 
     def cf_grid_mapping(self) -> dict[str, object]:
         """Attributes of the CF grid_mapping variable describing this CRS."""

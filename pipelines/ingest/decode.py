@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.config import MotioncastConfig
+from pipelines.config import DomainConfig, MotioncastConfig
 from pipelines.frame import Frame
 from pipelines.grid import Grid
 from pipelines.radar.errors import BadInputError
@@ -24,17 +24,37 @@ log = logging.getLogger(__name__)
 MAX_PLAUSIBLE_MM_H = 1000.0
 
 
-def _domain_for(decoded: Decoded, cfg: MotioncastConfig, requested: str | None) -> tuple[str, Grid]:
-    """The requested (configured) domain, else the first configured domain holding the data's
-    centre, else the source's own (native grid, or site-centred grid for a volume)."""
+def _domain_for(
+    path: Path, decoded: Decoded, cfg: MotioncastConfig, requested: str | None
+) -> tuple[str, Grid]:
+    """The requested (configured) domain, else the first configured domain that cuts the
+    data's source or holds the data's centre, else the source's own (native grid, or
+    site-centred grid for a volume)."""
     if requested is not None:
         check_domain(requested, cfg)
-        return requested, cfg.domains[requested].grid()
+        return requested, _domain_grid(path, decoded, requested, cfg.domains[requested])
     for name, d in cfg.domains.items():
-        grid = d.grid()
-        if grid.contains_lonlat(*decoded.centre_lonlat):
-            return name, grid
+        if d.source is not None:
+            if d.source == decoded.source:
+                return name, _domain_grid(path, decoded, name, d)
+        elif d.grid().contains_lonlat(*decoded.centre_lonlat):
+            return name, d.grid()
     return decoded.source, decoded.grid
+
+
+def _domain_grid(path: Path, decoded: Decoded, name: str, domain: DomainConfig) -> Grid:
+    """The grid of domain ``name`` for this file: its own, or its cut of the file's grid."""
+    if domain.source is None:
+        return domain.grid()
+    if domain.source != decoded.source:
+        raise BadInputError(
+            path,
+            f"domain {name!r} is a cut of {domain.source!r}; this file is from {decoded.source!r}",
+        )
+    try:
+        return domain.grid(decoded.grid)
+    except ValueError as exc:
+        raise BadInputError(path, f"domain {name!r}: {exc}") from None
 
 
 def check_domain(name: str, cfg: MotioncastConfig) -> None:
@@ -104,7 +124,7 @@ def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) ->
     fmt = detect_format(path, content[:16])
     decoded = get_method(fmt)(path, cfg)
     _check_time(path, decoded.time, cfg)
-    name, grid = _domain_for(decoded, cfg, domain)
+    name, grid = _domain_for(path, decoded, cfg, domain)
     precip = np.array(decoded.to_grid(grid), dtype=np.float32)
     quality = _screen_values(path, precip, cfg.ingest.max_invalid_share)
     step = cfg.domains[name].time_step_minutes if name in cfg.domains else None

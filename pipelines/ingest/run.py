@@ -23,6 +23,7 @@ from pipelines.frame import Frame
 from pipelines.ingest.decode import DecodeOutcome, check_domain, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
+from pipelines.ingest.window import in_flight
 from pipelines.store.archive import Archive, ArchiveError, WriteReport
 from pipelines.store.mosaic import MosaicSpec
 from pipelines.store.repository import check_location
@@ -214,9 +215,18 @@ def ingest(
             map(partial(decode_outcome, cfg=cfg, domain=domain), files), cfg, on_file
         )
     # fork, so that workers inherit the imported readers instead of importing them again
-    # (seconds); map() forks them at once, before this process opens the store and starts the
-    # store's runtime threads, which a forked child must not inherit
+    # (seconds); in_flight submits its first window at once, which forks them before this
+    # process opens the store and starts the store's runtime threads
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        outcomes = pool.map(partial(_decode_packed, cfg=cfg, domain=domain), files, chunksize=2)
+        window = in_flight(
+            files, lambda path: pool.submit(_decode_packed, path, cfg, domain), decode_ahead(cfg)
+        )
+        outcomes = (future.result() for _, future in window)
         return ingest_outcomes(_unpacked(outcomes), cfg, on_file)
+
+
+def decode_ahead(cfg: MotioncastConfig) -> int:
+    """Decodes in flight ahead of the committing process: ``ingest.decode_ahead``, or twice
+    the decoding processes."""
+    return cfg.ingest.decode_ahead or 2 * cfg.ingest.workers

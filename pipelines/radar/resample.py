@@ -1,4 +1,5 @@
-"""Nearest-neighbour resampling between grids (any CRS), with the index cached per grid pair."""
+"""Nearest-neighbour resampling between grids (any CRS), with the index cached per grid pair,
+and cuts of a grid as slices."""
 
 from __future__ import annotations
 
@@ -24,9 +25,12 @@ def _index(source: Grid, target: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def resample_nearest(values: np.ndarray, source: Grid, target: Grid) -> np.ndarray:
-    """``values`` on ``source`` seen on ``target``; NaN outside the source grid."""
-    if source.same_as(target):
-        return np.asarray(values, dtype=np.float32)
+    """``values`` on ``source`` seen on ``target``; NaN outside the source grid. A target that
+    is a window of the source (itself, or a region cut from it) is a slice: cells as they are."""
+    offset = target.offset_in(source)
+    if offset is not None:
+        r, c = offset
+        return np.asarray(values[r : r + target.ny, c : c + target.nx], dtype=np.float32)
     flat, inside = _index(source, target)
     out = np.where(inside, np.asarray(values, dtype=np.float32).ravel()[flat], np.nan)
     return out.reshape(target.shape).astype(np.float32)

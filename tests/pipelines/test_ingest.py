@@ -17,6 +17,7 @@ import xarray as xr
 
 from pipelines.config import load_config
 from pipelines.ingest import ingest
+from pipelines.ingest.run import _decode_packed
 from pipelines.store import Archive, open_archive
 from tests.conftest import REPO, motioncast, wait_for_commits
 
@@ -360,3 +361,45 @@ def test_a_batch_is_committed_once_its_frames_hold_batch_megabytes(tmp_path: Pat
     assert sorted(messages) == sorted(
         ["ingest 3 frames into big", "ingest 3 frames into big", "ingest 1 frames into big"]
     )
+
+
+_STARTS = "MOTIONCAST_TEST_DECODE_LOG"
+
+
+def _logged_decode(path: Path, cfg, domain):
+    """The decoding processes' work, each start written down (a line per file)."""
+    with open(os.environ[_STARTS], "a") as log:
+        log.write(f"{time.monotonic()}\n")
+    return _decode_packed(path, cfg, domain)
+
+
+def test_decoding_runs_only_decode_ahead_files_ahead_of_a_slow_store(
+    sim_volumes: list[Path], tmp_path: Path, monkeypatch
+):
+    """Regression: every file was submitted to the decoding processes at once, so a store slower
+    than decoding (object storage, continental frames) piled up every frame of the run in the
+    committing process. Now decoding stays ingest.decode_ahead files ahead of what is taken."""
+    from pipelines.ingest import run
+    from pipelines.store.archive import Archive as ArchiveClass
+
+    starts = tmp_path / "starts.txt"
+    monkeypatch.setenv(_STARTS, str(starts))
+    monkeypatch.setattr(run, "_decode_packed", _logged_decode)
+    written: list[float] = []
+    write = ArchiveClass.write
+
+    def slow_write(self, frames, *args, **kwargs):
+        time.sleep(1.0)
+        report = write(self, frames, *args, **kwargs)
+        written.append(time.monotonic())
+        return report
+
+    monkeypatch.setattr(ArchiveClass, "write", slow_write)
+    cfg = config(tmp_path / "a", batch_size=2, workers=2, decode_ahead=2)
+    result = ingest(sim_volumes, cfg)
+    assert result.ok and sum(result.added.values()) == len(sim_volumes) == 14
+    started = [float(line) for line in starts.read_text().split()]
+    before_first_commit = sum(t < written[0] for t in started)
+    # taken before the writer blocks the taker: a batch written, a batch filled, one more
+    # waiting for the writer; and decode_ahead beyond them
+    assert before_first_commit <= 2 + 2 + 1 + 2, (before_first_commit, len(started))
