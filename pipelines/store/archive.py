@@ -135,6 +135,14 @@ def _as_stored(array: zarr.Array, values: np.ndarray) -> np.ndarray:
     return values.astype(array.dtype)
 
 
+def _reads_as(array: zarr.Array, value: object) -> bool:
+    """Whether an unwritten element of ``array`` reads as ``value`` (its fill value)."""
+    fill = array.fill_value
+    if isinstance(value, float) and np.isnan(value):
+        return fill is not None and bool(np.isnan(fill))
+    return fill is not None and fill == value
+
+
 SLOT_ATTRS = {
     "present": {"long_name": "a frame is stored in this slot", "comment": "else precip is NaN"},
     "observed_time": {"long_name": "exact time of the frame (ISO 8601), before slotting"},
@@ -232,6 +240,25 @@ class Archive(VersionedStore):
         if snapshot is not None:
             log.info("committed %d frames: %s", report.n_written, snapshot)
         return report
+
+    def prepare(self, frame: Frame) -> str | None:
+        """Create the group of ``frame``'s domain, empty, on the time block of its slot, as a
+        commit of its own, unless the group is there: ingest asks for it at a new domain's
+        first frame, so that a group's creation (about 150 store round trips) runs while the
+        first batch is decoded instead of delaying the batch's commit. Returns the snapshot
+        (None when the group existed)."""
+
+        def stage(store) -> tuple[None, bool]:
+            if self._has_frames(store, frame.domain):
+                return None, False
+            step = frame.time_step_minutes
+            slot = slot_of(frame.time, step)
+            axis = TimeAxis.for_step(step, self.time_block_hours).covering(slot, slot)
+            self._create(store, frame.domain, axis, frame)
+            return None, True
+
+        _, snapshot = self._commit(stage, f"create domain {frame.domain}")
+        return snapshot
 
     def _stage(
         self,
@@ -411,22 +438,22 @@ class Archive(VersionedStore):
         long the archive (a backfill older than the domain is rare; a late frame never does it).
         """
         node = zarr.open_group(store, path=group, mode="r+")
+        arrays = dict(node.arrays())  # one call, not one per array (each costs a round trip)
         shift = (old.start - new.start) // new.step
-        arrays = [node[name] for name in ("precip", *SLOT_VARIABLES)]
-        slot_values = {name: node[name][:] for name in SLOT_VARIABLES} if shift else {}
-        for array in [*arrays, node["time"]]:
-            array.resize((new.length, *array.shape[1:]))
-        node["time"][:] = new.minutes()
+        slot_values = {name: arrays[name][:] for name in SLOT_VARIABLES} if shift else {}
+        for name in ("precip", "time", *SLOT_VARIABLES):
+            arrays[name].resize((new.length, *arrays[name].shape[1:]))
+        arrays["time"][:] = new.minutes()
         empty = _empty_slots(new.length)
         for name in SLOT_VARIABLES:
-            values = empty[name]
+            array, values = arrays[name], empty[name]
             if shift:
                 values[shift : shift + old.length] = slot_values[name]
-            else:
-                values = values[old.length :]
-            node[name][0 if shift else old.length :] = _as_stored(node[name], values)
+                array[:] = _as_stored(array, values)
+            elif not _reads_as(array, values[0]):  # else the new slots read empty already
+                array[old.length :] = _as_stored(array, values[old.length :])
         if shift:
-            precip = node["precip"]
+            precip = arrays["precip"]
             was = np.flatnonzero(slot_values["present"])
             for i in was[::-1]:  # back to front: a frame never overwrites one not yet moved
                 precip[i + shift] = precip[i]
@@ -480,9 +507,10 @@ class Archive(VersionedStore):
                 self._extend(store, group, axis, grown)
                 axis = grown
         node = zarr.open_group(store, path=group, mode="r+")
+        arrays = dict(node.arrays())  # one call, not one per array (each costs a round trip)
         index = np.array([axis.index(s) for s in slots])
-        was_present = node["present"].get_orthogonal_selection(index).astype(bool)
-        hashes = node["source_sha256"].get_orthogonal_selection(index)
+        was_present = arrays["present"].get_orthogonal_selection(index).astype(bool)
+        hashes = arrays["source_sha256"].get_orthogonal_selection(index)
         writes: list[tuple[int, Frame]] = []
         for slot, i, present, sha in zip(slots, index, was_present, hashes, strict=True):
             frame = by_slot[slot]
@@ -492,13 +520,13 @@ class Archive(VersionedStore):
             (report.replaced if present else report.added)[group].append(slot)
             writes.append((int(i), frame))  # a replaced slot's old frame stays in the history
         for i, frame in writes:
-            node["precip"][i] = frame.precip
+            arrays["precip"][i] = frame.precip
         if writes:
             where = np.array([i for i, _ in writes])
             values = [_slot_values(f) for _, f in writes]
             for name in SLOT_VARIABLES:
                 column = np.array([v[name] for v in values], dtype=object)
-                node[name].set_orthogonal_selection(where, _as_stored(node[name], column))
+                arrays[name].set_orthogonal_selection(where, _as_stored(arrays[name], column))
 
 
 def open_archive(

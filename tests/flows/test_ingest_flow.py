@@ -50,7 +50,7 @@ def test_inbox_flow_on_dask_moves_landed_and_bad_files(
     assert summary["files"] == 7
     assert summary["added"] == {"sim01": 3, "sim02": 3}
     assert len(summary["failed"]) == 1 and "broken.h5: unreadable HDF5" in summary["failed"][0]
-    assert len(summary["snapshots"]) == 2  # batches of 4: two commits
+    assert len(summary["snapshots"]) == 4  # two domains created, two batches of 4
     assert open_archive(store, "sim01").sizes["time"] == 3
     assert sorted(p.name for p in inbox.iterdir()) == [INGESTED]  # the inbox is empty again
     assert len(list((inbox / INGESTED).iterdir())) == 6

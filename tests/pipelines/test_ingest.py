@@ -198,7 +198,7 @@ def test_kill_9_mid_batch_loses_nothing_committed(hour_of_volumes: Path, tmp_pat
     ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_commits(store, 3)  # the second commit, then a little more
+        wait_for_commits(store, 5)  # the two domains created, two batches, then a little more
         time.sleep(0.25)  # into the next batch: decoding, maybe writing chunks
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -329,6 +329,24 @@ def test_same_named_bad_files_are_all_kept_in_the_quarantine(sim_volumes, tmp_pa
     assert sizes == [10, 20]
 
 
+def test_a_new_domain_is_created_in_a_commit_of_its_own_before_its_first_batch(
+    sim_volumes: list[Path], tmp_path: Path
+):
+    """The group's creation (about 150 store round trips) is the writer's first work, while the
+    first batch fills, not part of the first batch's commit; a domain that exists is not
+    created again, and the creation holds no frame (a reader sees an empty domain)."""
+    cfg = config(tmp_path / "a", batch_size=4)
+    assert ingest(sim_volumes[:6], cfg).ok
+    messages = [m for _, m, _ in reversed(Archive(tmp_path / "a").history())]
+    assert messages[1:3] == ["create domain sim01", "create domain sim02"]
+    assert all(m.startswith("ingest") for m in messages[3:]) and len(messages) == 5
+    first = [sid for sid, m, _ in Archive(tmp_path / "a").history() if m.endswith("sim01")][0]
+    assert Archive(tmp_path / "a").dataset("sim01", snapshot=first).sizes["time"] == 0
+    assert ingest(sim_volumes[6:], cfg).ok
+    messages = [m for _, m, _ in Archive(tmp_path / "a").history()]
+    assert sum(m.startswith("create domain") for m in messages) == 2
+
+
 def test_a_batch_is_committed_once_its_frames_hold_batch_megabytes(tmp_path: Path):
     """Continental grids: 7 frames of 1 MB with ingest.batch_megabytes 2.5 are committed 3, 3
     and 1 at a time (not all 7 held at once, as batch_size 64 alone would)."""
@@ -356,7 +374,7 @@ def test_a_batch_is_committed_once_its_frames_hold_batch_megabytes(tmp_path: Pat
     ]
     cfg = load_config(store={"archive": tmp_path / "a"}, ingest={"batch_megabytes": 2.5})
     result = ingest_outcomes(outcomes, cfg)
-    assert result.ok and result.added["big"] == 7 and len(result.snapshots) == 3
+    assert result.ok and result.added["big"] == 7 and len(result.snapshots) == 4  # + creation
     messages = [m for _, m, _ in Archive(tmp_path / "a").history() if m.startswith("ingest")]
     assert sorted(messages) == sorted(
         ["ingest 3 frames into big", "ingest 3 frames into big", "ingest 1 frames into big"]

@@ -79,7 +79,7 @@ def test_kill_9_mid_ingest_on_s3_then_rerun(s3, tmp_path: Path):
     args += ["--workers", "1", "--set", "ingest.batch_size=4"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.DEVNULL)
     try:
-        wait_for_commits(URL, 3)  # two commits, then into the next batch
+        wait_for_commits(URL, 5)  # two domains created, two batches, then into the next
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -163,7 +163,7 @@ def test_s3_server_killed_and_restarted_mid_ingest(s3, sim_volumes: list[Path], 
     args = [sys.executable, "-m", "pipelines.cli", "ingest", *map(str, sim_volumes)]
     args += ["--store", URL, "--workers", "1", "--set", "ingest.batch_size=2"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    wait_for_commits(URL, 3, while_alive=proc)
+    wait_for_commits(URL, 5, while_alive=proc)  # two domains created, two batches
     committed = Archive(URL).history()
     s3.kill()
     time.sleep(2)
