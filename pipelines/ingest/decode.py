@@ -125,7 +125,9 @@ def decode_file(path: Path, cfg: MotioncastConfig, domain: str | None = None) ->
     decoded = get_method(fmt)(path, cfg)
     _check_time(path, decoded.time, cfg)
     name, grid = _domain_for(path, decoded, cfg, domain)
-    precip = np.array(decoded.to_grid(grid), dtype=np.float32)
+    # the frame's own array, contiguous and writable (screening edits it): a copy only when
+    # the reader's is a view (a region's cut must not keep the whole source frame alive)
+    precip = np.require(decoded.to_grid(grid), np.float32, ["C", "O", "W"])
     quality = _screen_values(path, precip, cfg.ingest.max_invalid_share)
     step = cfg.domains[name].time_step_minutes if name in cfg.domains else None
     return Frame(
