@@ -53,6 +53,18 @@ demo: setup
 	$(VENV)/bin/motioncast ingest $(DEMO)/late --store $(DEMO)/archive --config $(DEMO)/radar/network.yaml
 	$(VENV)/bin/motioncast archive info --store $(DEMO)/archive
 	$(VENV)/bin/motioncast plot map --store $(DEMO)/archive --domain simnet --config $(DEMO)/radar/network.yaml --out $(DEMO)/mosaic-last-frame.png
+	@echo "--- a region: radar sim01 cut to a lon/lat box at ingest, its cells as on its own grid"
+	$(VENV)/bin/motioncast ingest $(DEMO)/radar/*_sim01.pvol.h5 --store $(DEMO)/region --set 'domains.near01={source: sim01, bbox: [4.0, 51.6, 5.2, 52.4], bbox_crs: "EPSG:4326"}'
+	$(VENV)/bin/motioncast archive info --store $(DEMO)/region
+	@echo "--- real composites, when the samples are here: OPERA cut to the Alps, MRMS to the Gulf coast"
+	@data=$${MOTIONCAST_RADAR_DATA:-../shared/data/radar}; \
+	if [ -d $$data/composites/opera/20180824 ] && [ -d $$data/composites/mrms/2019/06/10 ]; then \
+	  $(VENV)/bin/motioncast ingest $$data/composites/opera/20180824 --store $(DEMO)/composites \
+	    --set 'domains.alps={source: opera, bbox: [5.0, 44.0, 17.0, 49.0], bbox_crs: "EPSG:4326"}' && \
+	  $(VENV)/bin/motioncast ingest $$data/composites/mrms/2019/06/10 --store $(DEMO)/composites \
+	    --set 'domains.gulf={source: mrms, bbox: [-92.0, 25.0, -86.0, 30.0]}' && \
+	  $(VENV)/bin/motioncast archive info --store $(DEMO)/composites; \
+	else echo "real OPERA and MRMS samples absent below $$data (MOTIONCAST_RADAR_DATA): skipped"; fi
 	$(VENV)/bin/motioncast train --store $(DEMO)/archive --registry $(DEMO)/registry --workers 2 --max-minutes 3 $(DEMO_TRAINING)
 	@echo "--- promotion: refused unless the model beats pysteps extrapolation on its validation windows"
 	-$(VENV)/bin/motioncast models promote v0001 --registry $(DEMO)/registry
