@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from pipelines.grid import Grid
+
+if TYPE_CHECKING:  # the store's encoding, which a frame carries but never uses itself
+    from pipelines.store.encoded import EncodedPrecip
 
 # per-frame provenance stored beside precip, one string per frame
 PROVENANCE_FIELDS = (
@@ -27,7 +31,8 @@ class Frame:
     domain: str
     time: pd.Timestamp  # end of the observation/accumulation period, UTC, tz-naive, exact
     grid: Grid
-    precip: np.ndarray  # (ny, nx) float32 mm/h, NaN where no radar sees
+    precip: np.ndarray | EncodedPrecip  # (ny, nx) float32 mm/h, NaN where no radar sees;
+    # encoded as the archive stores it on its way from a decoding process
     source_files: str  # comma-separated file names
     source_sha256: str  # comma-separated content hashes, same order
     source_format: str

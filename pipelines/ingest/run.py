@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numcodecs
 import numpy as np
 
 from pipelines.config import MotioncastConfig
@@ -24,9 +23,10 @@ from pipelines.ingest.decode import DecodeOutcome, check_domain, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
 from pipelines.ingest.window import in_flight
-from pipelines.store.archive import Archive, ArchiveError, WriteReport
+from pipelines.store.archive import Archive, ArchiveError, WriteReport, wet_fraction
+from pipelines.store.encoded import EncodedPrecip
 from pipelines.store.mosaic import MosaicSpec
-from pipelines.store.repository import check_location
+from pipelines.store.repository import check_location, chunk_edges
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,11 @@ def mosaic_specs(cfg: MotioncastConfig) -> dict[str, MosaicSpec]:
         name: MosaicSpec(tuple(d.radars), m.method, m.deadline_minutes)
         for name, d in cfg.domains.items()
     }
+
+
+def _float32_bytes(precip: np.ndarray | EncodedPrecip) -> int:
+    """The float32 size of a frame's field, encoded or not (what batch_megabytes counts)."""
+    return precip.float32_bytes if isinstance(precip, EncodedPrecip) else precip.nbytes
 
 
 def ingest_outcomes(
@@ -173,7 +178,7 @@ def ingest_outcomes(
                     if not (frame.domain in mosaics and frame.site_lonlat is not None):
                         created.append(writer.submit(archive.prepare, frame))
                 batch.append((frame, outcome.path))
-                held = sum(f.precip.nbytes for f, _ in batch) / 2**20
+                held = sum(_float32_bytes(f.precip) for f, _ in batch) / 2**20
                 if len(batch) >= cfg.ingest.batch_size or held >= cfg.ingest.batch_megabytes:
                     commit()
             if on_file:
@@ -185,39 +190,18 @@ def ingest_outcomes(
     return result
 
 
-@dataclass(frozen=True)
-class _PackedArray:
-    """A float32 field compressed for the trip from a decoding process (KNMI: 2 MB -> 84 KB):
-    the pipe, pickling and unpickling of raw frames cost more than compressing them. LZ4, not
-    Zstandard: on a KNMI frame it packs in 0.50 ms and unpacks in 0.23 ms, Zstandard (level 1)
-    in 0.89 and 1.25 ms, and unpacking is the committing process's work (measured, 2 cores)."""
-
-    data: bytes
-    shape: tuple[int, ...]
-
-    @classmethod
-    def pack(cls, array: np.ndarray) -> _PackedArray:
-        return cls(_WIRE.encode(np.ascontiguousarray(array, dtype=np.float32)), array.shape)
-
-    def unpack(self) -> np.ndarray:
-        return np.frombuffer(_WIRE.decode(self.data), dtype=np.float32).reshape(self.shape)
-
-
-_WIRE = numcodecs.LZ4()
-
-
-def _decode_packed(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:
+def _decode_encoded(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:
+    """A decoding process's work: the outcome, its field encoded as the archive stores it."""
     outcome = decode_outcome(path, cfg, domain)
     if outcome.frame is not None:
-        outcome.frame.precip = _PackedArray.pack(outcome.frame.precip)
+        precip = outcome.frame.precip
+        outcome.frame.precip = EncodedPrecip.encode(
+            precip,
+            chunk_edges(outcome.frame.grid, cfg.store.chunk_yx),
+            cfg.store.compression_level,
+            wet_fraction(precip),
+        )
     return outcome
-
-
-def _unpacked(outcomes: Iterable[DecodeOutcome]) -> Iterator[DecodeOutcome]:
-    for outcome in outcomes:
-        if outcome.frame is not None:
-            outcome.frame.precip = outcome.frame.precip.unpack()
-        yield outcome
 
 
 def ingest(
@@ -244,10 +228,9 @@ def ingest(
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         window = in_flight(
-            files, lambda path: pool.submit(_decode_packed, path, cfg, domain), decode_ahead(cfg)
+            files, lambda path: pool.submit(_decode_encoded, path, cfg, domain), decode_ahead(cfg)
         )
-        outcomes = (future.result() for _, future in window)
-        return ingest_outcomes(_unpacked(outcomes), cfg, on_file)
+        return ingest_outcomes((future.result() for _, future in window), cfg, on_file)
 
 
 def decode_ahead(cfg: MotioncastConfig) -> int:

@@ -23,6 +23,7 @@ import zarr
 from pipelines.config import ObjectStorageConfig
 from pipelines.frame import PROVENANCE_FIELDS, Frame
 from pipelines.grid import Grid
+from pipelines.store.encoded import EncodedPrecip, stored_precip
 from pipelines.store.mosaic import MosaicSpec, merge
 from pipelines.store.repository import StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import TIME_ATTRS, TIME_UNITS, TimeAxis, slot_of
@@ -109,7 +110,11 @@ def _slot_values(frame: Frame) -> dict[str, object]:
     return {
         "present": True,
         "observed_time": frame.time.isoformat(),
-        "wet_fraction": wet_fraction(frame.precip),
+        "wet_fraction": (
+            frame.precip.wet_fraction
+            if isinstance(frame.precip, EncodedPrecip)
+            else wet_fraction(frame.precip)
+        ),
         **frame.provenance(),
     }
 
@@ -520,7 +525,7 @@ class Archive(VersionedStore):
             (report.replaced if present else report.added)[group].append(slot)
             writes.append((int(i), frame))  # a replaced slot's old frame stays in the history
         for i, frame in writes:
-            arrays["precip"][i] = frame.precip
+            stored_precip(arrays["precip"], i, frame.precip)
         if writes:
             where = np.array([i for i, _ in writes])
             values = [_slot_values(f) for _, f in writes]

@@ -203,6 +203,17 @@ class Maintenance:
     deleted_bytes: int
 
 
+def chunk_edges(grid: Grid, chunk_yx: int) -> tuple[int, int]:
+    """Chunk edges (rows, columns) for a group on ``grid``: as even as the grid allows with
+    none over ``chunk_yx``. An OPERA grid's 2200 rows at 1024 take three chunks of 734, not
+    1024 + 1024 + 152 (Zarr encodes every edge chunk at full size)."""
+
+    def edge(n: int) -> int:
+        return -(-n // -(-n // chunk_yx))  # ceil(n / ceil(n / chunk_yx))
+
+    return edge(grid.ny), edge(grid.nx)
+
+
 class VersionedStore:
     """What the archive and the forecast store share: an Icechunk repository of one Zarr group
     per domain (a group holding ``marker``), read as of the latest commit or any snapshot kept,
@@ -233,14 +244,8 @@ class VersionedStore:
         self.codec = ZstdCodec(level=compression_level)
 
     def chunk_edges(self, grid: Grid) -> tuple[int, int]:
-        """Chunk edges (rows, columns) for a new group on ``grid``: as even as the grid allows
-        with none over ``chunk_yx``. An OPERA grid's 2200 rows at 1024 take three chunks of
-        734, not 1024 + 1024 + 152 (Zarr encodes every edge chunk at full size)."""
-
-        def edge(n: int) -> int:
-            return -(-n // -(-n // self.chunk_yx))  # ceil(n / ceil(n / chunk_yx))
-
-        return edge(grid.ny), edge(grid.nx)
+        """Chunk edges (rows, columns) for a new group on ``grid`` (``chunk_edges``)."""
+        return chunk_edges(grid, self.chunk_yx)
 
     def _read_store(self, snapshot: str | None = None):
         if snapshot is None:
