@@ -24,6 +24,14 @@ def _field(seed: int) -> np.ndarray:
     return field
 
 
+def _array(folder: Path, slots: int, chunks: tuple[int, int], level: int) -> zarr.Array:
+    group = zarr.open_group(folder, mode="w")
+    return group.create_array(
+        "precip", shape=(slots, *GRID.shape), chunks=(1, *chunks), dtype="float32",
+        fill_value=np.nan, compressors=[ZstdCodec(level=level)],
+    )  # fmt: skip
+
+
 def test_encoding_round_trips_with_padded_edge_tiles():
     field = _field(0)
     encoded = EncodedPrecip.encode(field, (20, 30), 1, wet_fraction(field))
@@ -36,11 +44,7 @@ def test_stored_tiles_read_as_zarr_would_have_written_them(tmp_path: Path):
     """One array, two slots: one written by Zarr, one from the encoded tiles, as they are;
     both read back equal, and the stored bytes are Zarr's own."""
     field = _field(1)
-    group = zarr.open_group(tmp_path / "z", mode="w")
-    array = group.create_array(
-        "precip", shape=(2, *GRID.shape), chunks=(1, 20, 30), dtype="float32",
-        fill_value=np.nan, compressors=[ZstdCodec(level=1)],
-    )  # fmt: skip
+    array = _array(tmp_path / "z", 2, (20, 30), 1)
     array[0] = field
     encoded = EncodedPrecip.encode(field, (20, 30), 1, wet_fraction(field))
     assert encoded.fits(array)
@@ -53,11 +57,7 @@ def test_stored_tiles_read_as_zarr_would_have_written_them(tmp_path: Path):
 
 def test_an_array_laid_out_otherwise_gets_the_field_through_zarr(tmp_path: Path):
     field = _field(2)
-    group = zarr.open_group(tmp_path / "z", mode="w")
-    array = group.create_array(
-        "precip", shape=(1, *GRID.shape), chunks=(1, 25, 35), dtype="float32",
-        fill_value=np.nan, compressors=[ZstdCodec(level=3)],
-    )  # fmt: skip
+    array = _array(tmp_path / "z", 1, (25, 35), 3)
     encoded = EncodedPrecip.encode(field, (20, 30), 1, wet_fraction(field))
     assert not encoded.fits(array)  # other chunks, other level
     stored_precip(array, 0, encoded)
