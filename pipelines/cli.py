@@ -243,9 +243,10 @@ def archive_info(
         if s.missing:
             missing += " (" + ", ".join(t.strftime("%m-%d %H:%M") for t in s.missing[:3])
             missing += ", ...)" if len(s.missing) > 3 else ")"
+        unit = "deg" if s.grid.crs.is_geographic else "m"
         table.add_row(
             s.domain,
-            f"{s.grid.ny} x {s.grid.nx} @ {s.grid.dx:g} m",
+            f"{s.grid.ny} x {s.grid.nx} @ {s.grid.dx:g} {unit}",
             s.grid.proj4.split()[0] if s.grid.crs.name == "unknown" else s.grid.crs.name,
             str(s.start),
             str(s.end),

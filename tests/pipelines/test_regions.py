@@ -12,7 +12,7 @@ from pipelines.grid import Grid
 from pipelines.ingest import ingest
 from pipelines.radar.resample import resample_nearest
 from pipelines.store import Archive
-from tests.conftest import radar_sample
+from tests.conftest import motioncast, radar_sample
 
 GRID = Grid.from_extent("EPSG:3035", (0.0, 0.0, 100e3, 50e3), 1000.0)  # 100 x 50 cells
 
@@ -92,6 +92,8 @@ def test_an_mrms_region_cut_in_its_own_coordinates_equals_the_same_cut(tmp_path:
     gulf = {"source": "mrms", "bbox": (-92.0, 25.0, -86.0, 30.0)}  # degrees: MRMS's CRS
     cut = _ingest(files, tmp_path / "cut", gulf=gulf).dataset("gulf")
     assert (cut.sizes["y"], cut.sizes["x"]) == (500, 600)  # 0.01-degree cells
+    info = motioncast("archive", "info", "--store", str(tmp_path / "cut"))
+    assert "500 x 600 @ 0.01 deg" in info.stdout  # not "0.01 m"
     assert int(cut.attrs["time_step_minutes"]) == 2
     _same_cut(cut, full)  # rain on the coast, unknown beyond the radars' reach at sea
 
