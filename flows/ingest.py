@@ -19,10 +19,10 @@ from prefect.cache_policies import NONE
 from prefect_dask import DaskTaskRunner
 
 from pipelines.config import MotioncastConfig, load_config
-from pipelines.ingest import DecodeOutcome, decode_outcome, discover, ingest_outcomes
+from pipelines.ingest import DecodeOutcome, discover, ingest_outcomes
 from pipelines.ingest.decode import check_domain
 from pipelines.ingest.placement import free_path
-from pipelines.ingest.run import decode_ahead
+from pipelines.ingest.run import decode_ahead, decode_for_commit
 from pipelines.ingest.window import in_flight
 from pipelines.store.repository import check_location
 
@@ -31,7 +31,7 @@ INGESTED = ".ingested"
 
 @task(name="decode", cache_policy=NONE)
 def decode(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:
-    return decode_outcome(path, cfg, domain)
+    return decode_for_commit(path, cfg, domain)
 
 
 def _in_order(

@@ -190,8 +190,9 @@ def ingest_outcomes(
     return result
 
 
-def _decode_encoded(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:
-    """A decoding process's work: the outcome, its field encoded as the archive stores it."""
+def decode_for_commit(path: Path, cfg: MotioncastConfig, domain: str | None) -> DecodeOutcome:
+    """A decoding process's (or Dask task's) work: the outcome, its field encoded as the
+    archive stores it, so that the committing process stores the bytes as they are."""
     outcome = decode_outcome(path, cfg, domain)
     if outcome.frame is not None:
         precip = outcome.frame.precip
@@ -228,7 +229,7 @@ def ingest(
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         window = in_flight(
-            files, lambda path: pool.submit(_decode_encoded, path, cfg, domain), decode_ahead(cfg)
+            files, lambda path: pool.submit(decode_for_commit, path, cfg, domain), decode_ahead(cfg)
         )
         return ingest_outcomes((future.result() for _, future in window), cfg, on_file)
 

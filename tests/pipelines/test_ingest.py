@@ -17,7 +17,7 @@ import xarray as xr
 
 from pipelines.config import load_config
 from pipelines.ingest import ingest
-from pipelines.ingest.run import _decode_encoded
+from pipelines.ingest.run import decode_for_commit
 from pipelines.store import Archive, open_archive
 from tests.conftest import REPO, motioncast, wait_for_commits
 
@@ -388,7 +388,7 @@ def _logged_decode(path: Path, cfg, domain):
     """The decoding processes' work, each start written down (a line per file)."""
     with open(os.environ[_STARTS], "a") as log:
         log.write(f"{time.monotonic()}\n")
-    return _decode_encoded(path, cfg, domain)
+    return decode_for_commit(path, cfg, domain)
 
 
 def test_decoding_runs_only_decode_ahead_files_ahead_of_a_slow_store(
@@ -402,7 +402,7 @@ def test_decoding_runs_only_decode_ahead_files_ahead_of_a_slow_store(
 
     starts = tmp_path / "starts.txt"
     monkeypatch.setenv(_STARTS, str(starts))
-    monkeypatch.setattr(run, "_decode_encoded", _logged_decode)
+    monkeypatch.setattr(run, "decode_for_commit", _logged_decode)
     written: list[float] = []
     write = ArchiveClass.write
 
