@@ -173,8 +173,8 @@ def ingest_outcomes(
                 fail(outcome.path, outcome.error or f"{outcome.path}: failed")
             else:
                 frame = outcome.frame
-                if frame.domain not in seen:  # not a mosaic's: its radars' frames are staged
-                    seen.add(frame.domain)
+                if frame.domain not in seen:
+                    seen.add(frame.domain)  # not a mosaic's group: its radars' are staged
                     if not (frame.domain in mosaics and frame.site_lonlat is not None):
                         created.append(writer.submit(archive.prepare, frame))
                 batch.append((frame, outcome.path))
