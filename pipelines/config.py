@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pyproj
 import yaml
 from pydantic import (
     BaseModel,
@@ -75,8 +76,18 @@ class DomainConfig(_Section):
         own = (self.crs, self.extent, self.resolution)
         cut = (self.source, self.bbox)
         if all(v is not None for v in own) and all(v is None for v in cut):
+            if self.bbox_crs != "source":
+                raise ValueError("bbox_crs belongs to a cut of a source (source, bbox)")
             return self
         if all(v is not None for v in cut) and all(v is None for v in own):
+            xmin, ymin, xmax, ymax = self.bbox
+            if not (xmin < xmax and ymin < ymax):
+                raise ValueError(f"bbox {list(self.bbox)} is not xmin, ymin, xmax, ymax")
+            if self.bbox_crs != "source":
+                try:
+                    pyproj.CRS(self.bbox_crs)
+                except pyproj.exceptions.CRSError as exc:
+                    raise ValueError(f"bbox_crs {self.bbox_crs!r}: {exc}") from None
             return self
         raise ValueError(
             "a domain is either its own grid (crs, extent, resolution) or a cut of one "

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 from collections import Counter
@@ -102,7 +103,8 @@ def ingest_outcomes(
     mosaics = mosaic_specs(cfg)
     result = IngestResult()
     batch: list[tuple[Frame, Path]] = []
-    pending: tuple[Future, dict[int, Path]] | None = None  # the batch being written
+    order = itertools.count()  # the writer's work, numbered: it runs in this order
+    pending: tuple[Future, dict[int, Path], int] | None = None  # the batch being written
 
     def fail(path: Path, line: str) -> None:
         log.error(line)
@@ -111,22 +113,22 @@ def ingest_outcomes(
         quarantine(path, line, cfg)
 
     seen: set[str] = set()  # domains met so far
-    created: list[Future] = []  # their groups, created ahead of their first batch
+    created: list[tuple[int, Future]] = []  # their groups, created ahead of their first batch
 
-    def created_first() -> None:
-        """Collect the creations submitted before the batch about to be collected (the writer
-        runs its work in order, so they are done)."""
-        while created:
+    def created_before(number: float) -> None:
+        """Collect the creations the writer was given before its work ``number`` (done once
+        that is: the writer runs its work in order)."""
+        while created and created[0][0] < number:
             try:
-                snapshot = created.pop(0).result()
+                snapshot = created.pop(0)[1].result()
             except ArchiveError as exc:  # the batch creates the group, or says why it cannot
                 log.warning("creating a domain ahead of its frames failed: %s", exc)
                 continue
             if snapshot:
                 result.snapshots.append(snapshot)
 
-    def collect(future: Future, sources: dict[int, Path]) -> None:
-        created_first()
+    def collect(future: Future, sources: dict[int, Path], number: int) -> None:
+        created_before(number)
         try:
             report = future.result()
         except ArchiveError as exc:  # storage down, or other writers won every race:
@@ -164,7 +166,10 @@ def ingest_outcomes(
             if pending is not None:
                 collect(*pending)  # at most one batch in flight
             sources = {id(f): p for f, p in batch}
-            pending = (writer.submit(write, [f for f, _ in batch]), sources) if batch else None
+            if batch:
+                pending = (writer.submit(write, [f for f, _ in batch]), sources, next(order))
+            else:
+                pending = None
             batch.clear()
 
         for outcome in outcomes:
@@ -176,7 +181,7 @@ def ingest_outcomes(
                 if frame.domain not in seen:
                     seen.add(frame.domain)  # not a mosaic's group: its radars' are staged
                     if not (frame.domain in mosaics and frame.site_lonlat is not None):
-                        created.append(writer.submit(archive.prepare, frame))
+                        created.append((next(order), writer.submit(archive.prepare, frame)))
                 batch.append((frame, outcome.path))
                 held = sum(_float32_bytes(f.precip) for f, _ in batch) / 2**20
                 if len(batch) >= cfg.ingest.batch_size or held >= cfg.ingest.batch_megabytes:
@@ -186,7 +191,7 @@ def ingest_outcomes(
         commit()
         if pending is not None:
             collect(*pending)
-        created_first()  # a run whose every frame was refused by the store
+        created_before(float("inf"))  # those after the last batch
     return result
 
 

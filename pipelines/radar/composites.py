@@ -119,8 +119,10 @@ def _composite(
     )
 
 
+# 'GEO=0.01*PV+0.0', 'GEO=0.5*PV-32', 'GEO=0.500000*PV+-32.000000'
 _KNMI_CALIBRATION = re.compile(
-    r"GEO\s*=\s*(?P<gain>[-+\d.eE]+)\s*\*\s*PV\s*(?P<offset>[-+]\s*[\d.eE]+)?"
+    r"GEO\s*=\s*(?P<gain>[-+\d.eE]+)\s*\*\s*PV\s*"
+    r"(?:(?P<sign>[-+])\s*(?P<offset>[-+]?\s*[\d.eE]+))?"
 )
 _KNMI_QUANTITIES = {"ACCUMULATED_PRECIPITATION_[MM]": "mm", "REFLECTIVITY_[DBZ]": "dBZ"}
 _KNMI_TIME = "%d-%b-%Y;%H:%M:%S.%f"
@@ -148,7 +150,7 @@ def _knmi_grid(geo: h5py.Group, shape: tuple[int, int], path: Path) -> Grid:
     unit = attr_text(a["geo_dim_pixel"]).split(",")[0]
     meta = {
         "projection": proj4,
-        "cartesian_unit": {"M": "m", "KM": "km"}.get(unit, "km"),
+        "cartesian_unit": {"M": "m", "KM": "km", "DEG": "degrees"}.get(unit, "km"),  # pysteps'"
         "x1": col0 * dx,
         "x2": (col0 + ncol) * dx,
         "y1": (row0 + nrow) * dy,  # dy < 0: rows run south, the lower edge is the last row's
@@ -173,6 +175,7 @@ def _knmi_calibration(image: h5py.Group, codes: int, path: Path) -> tuple[np.nda
         raise BadInputError(path, f"unreadable KNMI calibration formula {formula!r}")
     gain = float(match["gain"])
     offset = float(match["offset"].replace(" ", "")) if match["offset"] else 0.0
+    offset = -offset if match["sign"] == "-" else offset
     value = np.arange(codes) * gain + offset  # float64, as pysteps computes the depth
     for key in ("calibration_missing_data", "calibration_out_of_image"):
         if key in calibration:
@@ -207,6 +210,10 @@ def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
         with h5py.File(path, "r") as f:
             image = f["image1"]
             codes = _inflated(image["image_data"])
+            if codes.dtype.kind != "u" or codes.dtype.itemsize > 2:  # a table of 2^32 would not do
+                raise BadInputError(
+                    path, f"KNMI pixel codes of type {codes.dtype} (not 8 or 16 bit)"
+                )
             value, unit = _knmi_calibration(image, 256**codes.dtype.itemsize, path)
             grid = _knmi_grid(f["geographic"], codes.shape, path)
             overview = f["overview"].attrs
@@ -217,7 +224,7 @@ def read_knmi(path: Path, cfg: MotioncastConfig) -> Decoded:
             ]
     except BadInputError:
         raise
-    except (KeyError, IndexError, OSError, ValueError) as exc:
+    except (KeyError, IndexError, OSError, ValueError, isal_zlib.error) as exc:
         raise BadInputError(path, f"incomplete KNMI HDF5 ({type(exc).__name__}: {exc})") from None
     try:  # datetime.strptime: a tenth of pd.to_datetime's time on one string
         time = pd.Timestamp(datetime.strptime(end, _KNMI_TIME))

@@ -30,7 +30,9 @@ def resample_nearest(values: np.ndarray, source: Grid, target: Grid) -> np.ndarr
     offset = target.offset_in(source)
     if offset is not None:
         r, c = offset
-        return np.asarray(values[r : r + target.ny, c : c + target.nx], dtype=np.float32)
+        if target.shape != source.shape:  # a cut (a view), else the reader's own array
+            values = values[r : r + target.ny, c : c + target.nx]
+        return np.asarray(values, dtype=np.float32)
     flat, inside = _index(source, target)
     out = np.where(inside, np.asarray(values, dtype=np.float32).ravel()[flat], np.nan)
     return out.reshape(target.shape).astype(np.float32)

@@ -143,7 +143,7 @@ def _as_stored(array: zarr.Array, values: np.ndarray) -> np.ndarray:
 def _reads_as(array: zarr.Array, value: object) -> bool:
     """Whether an unwritten element of ``array`` reads as ``value`` (its fill value)."""
     fill = array.fill_value
-    if isinstance(value, float) and np.isnan(value):
+    if isinstance(value, float | np.floating) and np.isnan(value):
         return fill is not None and bool(np.isnan(fill))
     return fill is not None and fill == value
 

@@ -2,7 +2,9 @@
 
 A decoding process encodes the field into the chunks of the archive's precip array (Zarr v3:
 little-endian float32 tiles of the chunk edges, edge tiles padded to full size, each compressed
-by Zstandard at the store's level), and the committing process stores those bytes as they are.
+by Zstandard at the store's level), and the committing process stores those bytes as they are:
+each tile byte for byte what Zarr writes for it, except that a tile all NaN is stored too (Zarr
+leaves it out; it reads the same, and it replaces what the slot held before).
 Encoding is the bulk of a commit's work: done in the decoding processes it runs in parallel,
 and the one committing process, which every frame goes through, does not decode a wire format
 and encode again (KNMI: 2.7 of its 3 ms a frame, measured; bench/ingest.py). A group whose array
@@ -71,7 +73,8 @@ class EncodedPrecip:
         """Whether ``array`` (time, y, x) stores frames exactly as these tiles are encoded."""
         codecs = (BytesCodec(endian="little"), ZstdCodec(level=self.level, checksum=False))
         return (
-            array.ndim == 3
+            getattr(array.metadata, "codecs", None) is not None  # Zarr v3
+            and array.ndim == 3
             and tuple(array.shape[1:]) == self.shape
             and tuple(array.chunks) == (1, *self.chunks)
             and array.dtype == np.dtype(np.float32)

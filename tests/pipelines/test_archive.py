@@ -200,3 +200,18 @@ def test_a_ten_minute_series_has_a_ten_minute_axis(archive: Archive):
     assert summary.time_step_minutes == 10 and summary.missing == [] and summary.n_frames == 6
     report = archive.write([at(70, step=5)], "b")
     assert "5-minute series cannot go into domain 'd', whose step is 10" in report.rejected[0][1]
+
+
+def test_a_slot_that_reads_as_its_fill_value_is_not_written_again():
+    """Regression: a float32 NaN (what the empty wet_fraction slots hold) was not recognised as
+    the array's NaN fill value, so growing the axis wrote every new slot of it anyway."""
+    import zarr
+
+    from pipelines.store.archive import _reads_as
+
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    wet = group.create_array("wet", shape=(4,), dtype="float32", fill_value=np.nan)
+    present = group.create_array("present", shape=(4,), dtype="bool", fill_value=False)
+    assert _reads_as(wet, np.float32("nan")) and _reads_as(wet, float("nan"))
+    assert _reads_as(present, np.False_) and not _reads_as(present, np.True_)
+    assert not _reads_as(wet, np.float32(0.0))

@@ -57,6 +57,26 @@ def test_knmi_rate_time_and_corners():
     assert d.grid.dx == 1000.0 and d.grid.shape == (765, 700)
 
 
+def test_a_knmi_reflectivity_with_a_negative_offset_goes_through_the_zr(tmp_path: Path):
+    """Regression: 'GEO=0.500000*PV+-32.000000', as KNMI writes reflectivity calibrations, was
+    refused as unreadable."""
+    from pipelines.radar.zr import dbz_to_rainrate
+
+    path = tmp_path / "RAD_NL25_PCP_NA_201008260000.h5"
+    path.write_bytes(sorted(radar_sample("composites/KNMI/2010/08").glob("*.h5"))[40].read_bytes())
+    with h5py.File(path, "r+") as f:
+        f["image1"].attrs["image_geo_parameter"] = np.bytes_("REFLECTIVITY_[DBZ]")
+        f["image1/calibration"].attrs["calibration_formulas"] = np.bytes_(
+            "GEO=0.500000*PV+-32.000000"
+        )
+        codes = f["image1/image_data"][()]
+    fmt, d, rate = _decode(path)
+    assert fmt == "knmi_hdf5" and d.product == "KNMI reflectivity"
+    dbz = np.where(codes == 65535, np.nan, codes * 0.5 - 32.0)
+    _same_with_nan(rate, dbz_to_rainrate(dbz, CFG.zr))
+    assert np.nanmax(rate) > 0
+
+
 @pytest.mark.parametrize(
     ("group", "attr", "value", "reason"),
     [

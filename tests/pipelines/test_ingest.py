@@ -336,8 +336,11 @@ def test_a_new_domain_is_created_in_a_commit_of_its_own_before_its_first_batch(
     first batch fills, not part of the first batch's commit; a domain that exists is not
     created again, and the creation holds no frame (a reader sees an empty domain)."""
     cfg = config(tmp_path / "a", batch_size=4)
-    assert ingest(sim_volumes[:6], cfg).ok
-    messages = [m for _, m, _ in reversed(Archive(tmp_path / "a").history())]
+    result = ingest(sim_volumes[:6], cfg)
+    assert result.ok
+    history = list(reversed(Archive(tmp_path / "a").history()))
+    assert result.snapshots == [sid for sid, _, _ in history[1:]]  # in the order committed
+    messages = [m for _, m, _ in history]
     assert messages[1:3] == ["create domain sim01", "create domain sim02"]
     assert all(m.startswith("ingest") for m in messages[3:]) and len(messages) == 5
     first = [sid for sid, m, _ in Archive(tmp_path / "a").history() if m.endswith("sim01")][0]

@@ -25,6 +25,7 @@ def test_a_box_on_cell_edges_takes_exactly_those_cells_and_a_cut_is_a_slice():
     assert inside == cut
     values = np.arange(GRID.nx * GRID.ny, dtype=np.float32).reshape(GRID.shape)
     np.testing.assert_array_equal(resample_nearest(values, GRID, cut), values[5:30, 10:30])
+    assert resample_nearest(values, GRID, GRID) is values  # its own grid: no view, no copy
     clipped = GRID.window((-50e3, -50e3, 5e3, 5e3))  # a box over the edge keeps what is there
     assert clipped.shape == (5, 5) and clipped.offset_in(GRID) == (45, 0)
     with pytest.raises(ValueError, match="lies outside the grid"):
@@ -53,6 +54,13 @@ def test_a_domain_is_its_own_grid_or_a_cut_never_a_mix():
     ):
         with pytest.raises(ValidationError, match="either its own grid"):
             DomainConfig(**bad)
+    # a box or CRS that would quarantine every file is refused when the configuration loads
+    with pytest.raises(ValidationError, match="is not xmin, ymin, xmax, ymax"):
+        DomainConfig(source="opera", bbox=(10, 50, 5, 45))
+    with pytest.raises(ValidationError, match="bbox_crs 'EPSG:43260'"):
+        DomainConfig(source="opera", bbox=(5, 45, 10, 50), bbox_crs="EPSG:43260")
+    with pytest.raises(ValidationError, match="bbox_crs belongs to a cut"):
+        DomainConfig(crs="EPSG:3035", extent=(0, 0, 1, 1), resolution=1, bbox_crs="EPSG:4326")
 
 
 def _ingest(files: list[Path], archive: Path, **domains) -> Archive:
