@@ -87,8 +87,9 @@ class DomainSummary:
             "crs": self.grid.crs.name,
             "proj4": self.grid.proj4,
             "shape": list(self.grid.shape),
-            "resolution_m": [self.grid.dx, self.grid.dy],
-            "extent_m": list(self.grid.extent),
+            "units": "deg" if self.grid.crs.is_geographic else "m",  # of resolution, extent
+            "resolution": [self.grid.dx, self.grid.dy],
+            "extent": list(self.grid.extent),
             "n_frames": self.n_frames,
             "start": self.start.isoformat() if self.start is not None else None,
             "end": self.end.isoformat() if self.end is not None else None,

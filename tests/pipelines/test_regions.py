@@ -102,6 +102,9 @@ def test_an_mrms_region_cut_in_its_own_coordinates_equals_the_same_cut(tmp_path:
     assert (cut.sizes["y"], cut.sizes["x"]) == (500, 600)  # 0.01-degree cells
     info = motioncast("archive", "info", "--store", str(tmp_path / "cut"))
     assert "500 x 600 @ 0.01 deg" in info.stdout  # not "0.01 m"
+    (summary,) = Archive(tmp_path / "cut").summary()
+    assert summary.as_dict()["units"] == "deg"
+    assert summary.as_dict()["resolution"] == pytest.approx([0.01, 0.01])
     assert int(cut.attrs["time_step_minutes"]) == 2
     _same_cut(cut, full)  # rain on the coast, unknown beyond the radars' reach at sea
 
