@@ -39,17 +39,15 @@ class EncodedPrecip:
     ) -> EncodedPrecip:
         """``precip`` (ny, nx) as compressed float32 tiles of ``chunks``; ``wet``: its wet
         fraction (the archive's, computed by the caller)."""
-        ny, nx = precip.shape
         cy, cx = chunks
         codec = numcodecs.Zstd(level=level)  # what zarr's ZstdCodec(checksum=False) runs
         tiles = []
-        for r in range(0, ny, cy):
-            for c in range(0, nx, cx):
-                tile = np.full((cy, cx), np.nan, dtype="<f4")  # an edge tile: padded, as Zarr
-                part = precip[r : r + cy, c : c + cx]
-                tile[: part.shape[0], : part.shape[1]] = part
-                tiles.append(bytes(codec.encode(tile)))
-        return cls((ny, nx), (cy, cx), level, tuple(tiles), wet)
+        for r, c in _corners(precip.shape, chunks):
+            tile = np.full((cy, cx), np.nan, dtype="<f4")  # an edge tile: padded, as Zarr
+            part = precip[r : r + cy, c : c + cx]
+            tile[: part.shape[0], : part.shape[1]] = part
+            tiles.append(bytes(codec.encode(tile)))
+        return cls(precip.shape, chunks, level, tuple(tiles), wet)
 
     @property
     def float32_bytes(self) -> int:
@@ -62,11 +60,9 @@ class EncodedPrecip:
         cy, cx = self.chunks
         codec = numcodecs.Zstd(level=self.level)
         out = np.empty((ny, nx), dtype=np.float32)
-        tiles = iter(self.tiles)
-        for r in range(0, ny, cy):
-            for c in range(0, nx, cx):
-                tile = np.frombuffer(codec.decode(next(tiles)), dtype="<f4").reshape(cy, cx)
-                out[r : r + cy, c : c + cx] = tile[: min(cy, ny - r), : min(cx, nx - c)]
+        for (r, c), data in zip(_corners(self.shape, self.chunks), self.tiles, strict=True):
+            tile = np.frombuffer(codec.decode(data), dtype="<f4").reshape(cy, cx)
+            out[r : r + cy, c : c + cx] = tile[: min(cy, ny - r), : min(cx, nx - c)]
         return out
 
     def fits(self, array: zarr.Array) -> bool:
@@ -83,12 +79,10 @@ class EncodedPrecip:
 
     def store(self, array: zarr.Array, index: int) -> None:
         """The tiles into slot ``index`` of ``array`` (which they fit), as they are."""
-        ny, nx = self.shape
         cy, cx = self.chunks
         keys = [
             f"{array.path}/{array.metadata.encode_chunk_key((index, r // cy, c // cx))}"
-            for r in range(0, ny, cy)
-            for c in range(0, nx, cx)
+            for r, c in _corners(self.shape, self.chunks)
         ]
         make = default_buffer_prototype().buffer.from_bytes
 
@@ -101,6 +95,11 @@ class EncodedPrecip:
             )
 
         sync(put_all())
+
+
+def _corners(shape: tuple[int, int], chunks: tuple[int, int]) -> list[tuple[int, int]]:
+    """(row, column) of each chunk's first cell, row by row: the order of the tiles."""
+    return [(r, c) for r in range(0, shape[0], chunks[0]) for c in range(0, shape[1], chunks[1])]
 
 
 def stored_precip(array: zarr.Array, index: int, precip: np.ndarray | EncodedPrecip) -> None:
