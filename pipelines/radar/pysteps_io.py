@@ -1,6 +1,7 @@
 """pysteps, imported quietly: the importers for the composite readers, the motion,
 extrapolation, nowcast and transformation modules for the motion prior and the baselines, and
-verification for the scores.
+verification for the scores; cascade, postprocessing and timeseries, against which the tests
+check ``motionrnn.sprog``.
 
 pysteps prints its configuration path on import, and its nowcasts print their progress. Ray
 Train reroutes ``print`` in its workers to logging, past any stdout redirect, so ``print`` itself
@@ -27,18 +28,29 @@ def quiet() -> Iterator[None]:
 
 with quiet():
     import pysteps  # noqa: F401
-    from pysteps import extrapolation, motion, nowcasts, verification
+    from pysteps import (
+        cascade,
+        extrapolation,
+        motion,
+        nowcasts,
+        postprocessing,
+        timeseries,
+        verification,
+    )
     from pysteps.io import importers
     from pysteps.utils import cleansing, interpolate, transformation
 
 __all__ = [
+    "cascade",
     "cleansing",
     "extrapolation",
     "importers",
     "interpolate",
     "motion",
     "nowcasts",
+    "postprocessing",
     "quiet",
+    "timeseries",
     "verification",
     "transformation",
 ]
