@@ -1,30 +1,31 @@
-"""Forecast skill on the real composites: MotionRNN against S-PROG, extrapolation and persistence.
+"""Forecast skill on every visible real event: the MotionRNN on its S-PROG prior against pysteps.
 
-    .venv/bin/python bench/skill.py [--data DIR] [--pretrain-minutes 20] [--minutes 35]
-                                    [--workers 2] [--ablation] [--out DIR] [--evaluate-only]
+    .venv/bin/python bench/skill.py [--data DIR] [--minutes 60] [--workers 2] [--linda 2]
+                                    [--ablation] [--out DIR] [--evaluate-only]
 
-1. Ingest the KNMI, RMI, MeteoSwiss (two events) and FMI composite series (../shared/data/radar,
-   or $MOTIONCAST_RADAR_DATA) into an archive: domains knmi, rmi, mch and fmi, in mm/h.
-2. Pre-train (optional, --pretrain-minutes 0 skips) on the synthetic storm: 24 h on a 256 x 256,
-   1 km grid, no radar in between.
-3. Train on the real archive from the pre-trained weights (fine-tuning: no warm-up): windows of
-   6 + 12 frames (30 min in, 5-60 min leads), split by the project's rules (a hash of each
-   4-hour block's start and the seed, one window of gap between splits); the registered model
-   is the best validation checkpoint.
-4. Score the held-out test windows on whole domains, every method on the same cells (observed,
-   and valued by every method): CSI at 1, 5 and 10 mm/h (event: > threshold), FSS at 1 and
-   5 mm/h (10 km), MAE, per lead; mean CSI at 1 mm/h per source.
-5. Another time step: the RMI and FMI series (never trained or validated on: training is
-   MeteoSwiss, validation KNMI) taken every 10 minutes, domains rmi-10min and fmi-10min; the
-   same model forecasts 6 steps of 10 minutes from 6 frames, its motion prior and the
-   baselines' in cells per 10 minutes; every complete window scored, per source.
+1. Ingest every event of the real composites ($MOTIONCAST_RADAR_DATA or ../shared/data/radar)
+   into one archive: KNMI 2010, MeteoSwiss 2015 and 2016, RMI 2021, FMI 2016 (5 minutes),
+   OPERA 2018 cut to the Alps (15 minutes), MRMS 2019 cut to the Gulf coast (2 minutes).
+2. Split by event (``training.data.events``): KNMI and MeteoSwiss 2015 train, MeteoSwiss 2016
+   validates, RMI, FMI, OPERA and MRMS test: no event trains and tests, and the test radars
+   are radars the model never saw.
+3. Train with motioncast's own runner (Ray Train, --workers CPU workers) for --minutes in all:
+   the prior's stage on whole domains, then the recurrent stack's on crops; the registered
+   model is the best validation checkpoint, its card holds the paired test against S-PROG.
+4. Score every test window on its whole domain, every method on the same cells (observed, and
+   valued by every method): the trained model ('motionrnn'), its learned prior alone (the
+   stack's head at zero: 'prior-stage'), the untrained model (S-PROG in PyTorch:
+   'untrained'), pysteps S-PROG, extrapolation and persistence. Per event and pooled over the
+   5-minute events, per lead and the mean over the leads up to 60 minutes; ratios to S-PROG;
+   a paired bootstrap of the model against S-PROG over the test windows.
+5. LINDA (pysteps, deterministic), the anchor above S-PROG, on --linda windows of each
+   5-minute test event (about 3 minutes a forecast on two cores), with the others on them.
+6. --ablation: the PredRNN base on the same learned prior, and the old model on the
+   extrapolation prior (output 'advective'), each trained with the same budget.
 
-With ``--ablation`` the same budget also trains the plain PredRNN base (advective output, no
-MotionGRU or highway) and the direct-output MotionRNN (the paper's), scored beside it.
-Both training stages run through ``motioncast train``'s runner with Ray Train (2 CPU workers
-here); the budgets are wall-clock minutes of this machine. Goal: MotionRNN beats persistence
-and extrapolation at every lead at 1 mm/h, reaches 1.10 x extrapolation's mean CSI at 1 mm/h
-and at least matches it at 5 mm/h.
+--out DIR keeps the archive, the runs and the registry there, so that
+``motioncast forecast --registry DIR/registry --method motionrnn`` issues the trained model's
+forecasts on any other archive exactly as the cycle would.
 """
 
 from __future__ import annotations
@@ -38,43 +39,49 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 DATA = Path(
     os.environ.get(
         "MOTIONCAST_RADAR_DATA", Path(__file__).resolve().parents[2] / "shared/data/radar"
     )
 )
-SOURCES = ["composites/KNMI", "composites/rmi", "composites/mch", "composites/fmi"]
-PRETRAIN = [
-    "training.data.block_hours=4",
-    "training.data.crop=96",
-    "training.steps_per_epoch=100",
-    "training.max_steps=100000",
-    "training.validation_windows=12",
-    "training.optimiser.lr=0.001",
+SOURCES = [
+    "composites/KNMI",
+    "composites/mch",
+    "composites/rmi",
+    "composites/fmi",
+    "composites/opera/20180824",
+    "composites/mrms/2019/06/10",
 ]
-# the split seed (shares 0.5 / 0.2 / 0.3, 4-hour blocks) whose test blocks hold three sources:
-# train mch (both events), validation knmi 00-04 h, test knmi 04-08 h, rmi and fmi
-REAL = [
-    "training.data.block_hours=4",
-    "training.data.split=[0.5,0.2,0.3]",
-    "training.data.seed=40",
-    "training.data.crop=96",
-    "training.steps_per_epoch=100",
+REGIONS = [  # OPERA and MRMS cut to a region each (their whole grids are continents)
+    'domains.alps={source: opera, bbox: [5.0, 44.0, 17.0, 49.0], bbox_crs: "EPSG:4326"}',
+    "domains.gulf={source: mrms, bbox: [-92.0, 25.0, -86.0, 30.0]}",
+]
+EVENTS = {  # event -> split; the rest trains
+    "mch@2016-07-11": "validation",
+    "rmi": "test",
+    "fmi": "test",
+    "alps": "test",
+    "gulf": "test",
+}
+FIVE_MINUTE = ("rmi", "fmi")  # the test events pooled lead by lead
+TRAINING = [
+    f"training.data.events={json.dumps(EVENTS)}",
+    "training.data.gap_windows=0",
+    "training.data.crop=128",
+    "training.steps_per_epoch=25",
     "training.max_steps=100000",
     "training.validation_windows=12",
     "training.optimiser.lr=0.0003",
 ]
-VARIANTS = {  # name -> model settings; the first is the benchmark's MotionRNN
+VARIANTS = {  # name -> settings; the first is the benchmark's model
     "motionrnn": [],
     "predrnn": ["training.model.motion=false"],
-    "motionrnn-frame": ["training.model.output=frame", "training.sampling.method=reverse"],
+    "advective": ["training.model.output=advective"],
 }
 BASELINES = ["sprog", "extrapolation", "persistence"]
-COARSER = ("rmi", "fmi")  # sources the benchmark's split keeps out of training and validation
-COARSER_STEP = 10  # minutes
 METRICS = ("csi_1mm", "csi_5mm", "csi_10mm", "fss_1mm_10", "fss_5mm_10", "mae")
+HORIZON_MINUTES = 60
 
 
 def ingest_real(data: Path, store: Path) -> None:
@@ -84,19 +91,9 @@ def ingest_real(data: Path, store: Path) -> None:
     missing = [s for s in SOURCES if not (data / s).is_dir()]
     if missing:
         raise SystemExit(f"{data}: missing {', '.join(missing)} (set MOTIONCAST_RADAR_DATA)")
-    cfg = load_config(None, [f"store.archive={store}"])
+    cfg = load_config(None, [f"store.archive={store}", *REGIONS])
     result = ingest([data / s for s in SOURCES], cfg)
     print(f"ingested {sum(result.added.values())} real frames: {dict(result.added)}")
-
-
-def synthetic_archive(store: Path) -> None:
-    from pipelines.grid import Grid
-    from pipelines.simulate import truth_frames
-    from pipelines.store import Archive
-
-    grid = Grid.from_extent("EPSG:3035", (3.9e6, 3.0e6, 3.9e6 + 256e3, 3.0e6 + 256e3), 1000.0)
-    frames = truth_frames("synthetic", grid, pd.Timestamp("2026-06-01"), 24 * 60, seed=7)
-    Archive(store, create=True).write(list(frames), "synthetic pre-training data")
 
 
 def run(store: Path, root: Path, name: str, minutes: float, workers: int, extra: list[str]):
@@ -109,170 +106,126 @@ def run(store: Path, root: Path, name: str, minutes: float, workers: int, extra:
             f"training.scaling.workers={workers}",
             f"training.scaling.storage={root / 'runs'}",
             f"training.max_minutes={minutes}",
+            *TRAINING,
             *extra,
         ],
     )
     start = time.perf_counter()
     result = train(store, root / "registry", cfg, run_name=name)
     card = result.version.card
+    paired = card["validation"]["model"].get("paired") or {}
+    test = (
+        f"; paired {paired['difference']:+.3f} [{paired['lower']:+.3f}, {paired['upper']:+.3f}]"
+        if paired
+        else ""
+    )
     print(
         f"{name}: {result.state.step} steps in {(time.perf_counter() - start) / 60:.1f} min; "
         f"registered {result.version.version}, the best validation at step {card['best_step']} "
-        f"(CSI 1 mm/h {result.state.best['score']}, extrapolation "
-        f"{card['validation']['extrapolation']['csi_1mm']})"
+        f"(CSI 1 mm/h {result.state.best['score']}, "
+        f"S-PROG {card['validation']['sprog']['csi_1mm']}{test})"
     )
     return result
 
 
-def train_variant(args, root: Path, real: Path, synthetic: Path | None, settings: list[str]):
-    """One model trained with the benchmark's budget: pre-training, then fine-tuning."""
-    name = settings[0]
-    extra = list(REAL) + settings[1:]
-    if synthetic is not None:
-        pre = run(
-            synthetic,
-            root,
-            f"{name}-pretrain",
-            args.pretrain_minutes,
-            args.workers,
-            PRETRAIN + settings[1:],
-        )
-        extra.append(f"training.init_checkpoint={pre.version.checkpoint}")
-    return run(real, root, f"{name}-real", args.minutes, args.workers, extra)
-
-
-def trained(root: Path, chosen: dict) -> dict[str, Path]:
-    """The registered checkpoint of each variant's real run in ``root``'s registry."""
+def trained(root: Path) -> dict[str, Path]:
+    """The registered checkpoint of each run in ``root``'s registry, by run name."""
     from pipelines.registry import Registry
 
-    runs = {v.card["run"]: v.checkpoint for v in Registry(root / "registry").versions()}
-    return {name: runs[f"{name}-real"] for name in chosen}
+    return {v.card["run"]: v.checkpoint for v in Registry(root / "registry").versions()}
 
 
-def evaluate(store: Path, checkpoints: dict[str, Path]) -> tuple[dict, dict]:
-    """Scores of every model and baseline on the test windows: pooled, and by source."""
-    from motionrnn import load_checkpoint
+def models_to_score(checkpoints: dict[str, Path]) -> dict:
+    """The trained models and their ablations: the learned prior alone, the untrained model."""
+    import torch
+
+    from motionrnn import MotionRNN, load_checkpoint
+
+    main = load_checkpoint(checkpoints["motionrnn"])
+    prior_stage = load_checkpoint(checkpoints["motionrnn"])
+    with torch.no_grad():
+        prior_stage.head.weight.zero_()
+    models = {"motionrnn": main, "prior-stage": prior_stage, "untrained": MotionRNN(main.config)}
+    for name in ("predrnn", "advective"):
+        if name in checkpoints:
+            models[name] = load_checkpoint(checkpoints[name])
+    return models
+
+
+def test_windows(store: Path):
     from pipelines.config import load_config
     from pipelines.store.archive import Archive
-    from pipelines.training.evaluate import score_models
     from pipelines.training.run import collect_windows
 
-    t = load_config(None, REAL).training
+    t = load_config(None, TRAINING).training
     archive = Archive(store)
-    test = collect_windows(archive, archive.head(), t)["test"]
-    models = {name: load_checkpoint(path) for name, path in checkpoints.items()}
-    by_source: dict[str, dict] = {}
-    pooled: dict = {}
-    for domain in sorted({w.domain for w in test}):
-        windows = [w for w in test if w.domain == domain]
-        print(f"scoring {len(windows)} test windows of {domain}")
-        scores = score_models(str(store), windows, models, t, baselines=BASELINES)
-        by_source[domain] = {k: s.summary() for k, s in scores.items()}
-        pooled = {k: pooled[k].merge(s) if k in pooled else s for k, s in scores.items()}
-    return {k: s.summary() for k, s in pooled.items()}, by_source
+    return t, collect_windows(archive, archive.head(), t)["test"]
 
 
-def coarser_archive(real: Path, store: Path) -> None:
-    """The COARSER sources on a 10-minute step: their frames at whole 10 minutes."""
-    from pipelines.frame import Frame
-    from pipelines.grid import Grid
-    from pipelines.store import Archive
-    from pipelines.store.archive import open_archive
-
-    frames = []
-    for domain in COARSER:
-        ds = open_archive(str(real), domain)
-        grid = Grid.from_coords(ds.crs.attrs["crs_wkt"], ds.x.values, ds.y.values)
-        for i, stamp in enumerate(pd.DatetimeIndex(ds.time.values)):
-            if ds.present.values[i] and stamp.minute % COARSER_STEP == 0:
-                frames.append(
-                    Frame(
-                        f"{domain}-{COARSER_STEP}min",
-                        stamp,
-                        grid,
-                        ds.precip.isel(time=i).values,
-                        str(ds.source_files.values[i]),
-                        str(ds.source_sha256.values[i]),
-                        "subsampled",
-                        time_step_minutes=COARSER_STEP,
-                    )
-                )
-    Archive(store, create=True).write(frames, f"{COARSER} every {COARSER_STEP} minutes")
-
-
-def evaluate_coarser(store: Path, checkpoint: Path) -> dict:
-    """Scores on every complete 6 + 6 window of the 10-minute series, by source."""
-    from motionrnn import load_checkpoint
-    from pipelines.config import load_config
-    from pipelines.store.archive import Archive
+def evaluate(store: Path, models: dict, baselines: list[str], per_event: int | None = None):
+    """Scores by event (every test window, or ``per_event`` spread over each 5-minute event)
+    and pooled over the 5-minute events, with their per-window counts (the paired test)."""
     from pipelines.training.evaluate import score_models
-    from pipelines.training.run import collect_windows
 
-    settings = [*REAL, "training.data.frames_out=6", "training.data.gap_windows=0"]
-    t = load_config(None, settings).training
-    archive = Archive(store)
-    every = [w for ws in collect_windows(archive, archive.head(), t).values() for w in ws]
-    model = {"motionrnn": load_checkpoint(checkpoint)}
-    out = {}
-    for domain in sorted({w.domain for w in every}):
-        windows = [w for w in every if w.domain == domain]
-        print(f"scoring {len(windows)} windows of {domain}")
-        scores = score_models(str(store), windows, model, t, baselines=BASELINES)
-        out[domain] = {k: s.summary() for k, s in scores.items()}
-    return out
-
-
-def report_coarser(by_source: dict[str, dict]) -> None:
-    for source, scores in by_source.items():
-        leads = len(scores["motionrnn"]["per_lead"]["csi_1mm"])
-        print(f"\n{source}: csi_1mm per lead (minutes)")
-        steps = " ".join(f"{COARSER_STEP * (k + 1):>6d}" for k in range(leads))
-        print(f"method           {steps}    mean")
-        for method, s in scores.items():
-            values = np.array([np.nan if v is None else v for v in s["per_lead"]["csi_1mm"]])
-            row = " ".join(f"{v:6.3f}" for v in values)
-            print(f"{method:<16} {row}  {np.nanmean(values):6.3f}")
+    t, windows = test_windows(store)
+    by_event, pooled, counts = {}, {}, {}
+    for domain in sorted({w.domain for w in windows}):
+        chosen = [w for w in windows if w.domain == domain]
+        if per_event is not None:
+            if domain not in FIVE_MINUTE:
+                continue
+            chosen = chosen[:: max(1, len(chosen) // per_event)][:per_event]
+        print(f"scoring {len(chosen)} test windows of {domain}", flush=True)
+        found: dict[str, np.ndarray] = {}
+        scores = score_models(str(store), chosen, models, t, baselines=baselines, counts=found)
+        by_event[domain] = scores
+        if domain in FIVE_MINUTE:
+            pooled = {k: pooled[k].merge(s) if k in pooled else s for k, s in scores.items()}
+            counts = {
+                k: np.concatenate([counts[k], c]) if k in counts else c for k, c in found.items()
+            }
+    return by_event, pooled, counts
 
 
-def report(scores: dict[str, dict], by_source: dict[str, dict], main: str) -> None:
-    leads = len(scores[main]["per_lead"]["mae"])
+def mean_over_leads(summary: dict, metric: str, step_minutes: int) -> float:
+    leads = int(HORIZON_MINUTES // step_minutes)
+    values = np.array([np.nan if v is None else v for v in summary["per_lead"][metric]], float)
+    return float(np.nanmean(values[:leads]))
+
+
+def report(title: str, scores: dict, step_minutes: int) -> dict:
+    """Per-lead rows of every metric and the mean over leads; returns the means."""
+    summaries = {k: s.summary() for k, s in scores.items()}
+    leads = min(len(next(iter(summaries.values()))["per_lead"]["mae"]), 60 // step_minutes)
+    means = {
+        m: {k: mean_over_leads(s, m, step_minutes) for k, s in summaries.items()} for m in METRICS
+    }
+    print(f"\n=== {title} (leads {step_minutes}-{leads * step_minutes} min)")
     for metric in METRICS:
-        print(f"\n{metric} per lead (minutes)")
         print(
-            "method           " + " ".join(f"{5 * (k + 1):>6d}" for k in range(leads)) + "    mean"
+            f"{metric:<16}"
+            + " ".join(f"{step_minutes * (k + 1):>6d}" for k in range(leads))
+            + "    mean  / S-PROG"
         )
-        for method, s in scores.items():
-            values = np.array([np.nan if v is None else v for v in s["per_lead"][metric]])
-            row = " ".join(f"{v:6.3f}" for v in values)
-            print(f"{method:<16} {row}  {np.nanmean(values):6.3f}")
-    print("\nmean CSI 1 mm/h over the leads, by source")
-    methods = list(scores)
-    print("source   " + " ".join(f"{m:>16}" for m in methods))
-    for source, s in by_source.items():
-        means = [np.nanmean(np.array(s[m]["per_lead"]["csi_1mm"], float)) for m in methods]
-        print(f"{source:<8} " + " ".join(f"{v:16.3f}" for v in means))
-
-    def curve(method: str, metric: str) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in scores[method]["per_lead"][metric]])
-
-    model, ext, per = (curve(m, "csi_1mm") for m in (main, "extrapolation", "persistence"))
-    print(
-        f"\n{main} > persistence at every lead (CSI 1 mm/h): {bool(np.all(model > per))}; "
-        f"> extrapolation at every lead: {bool(np.all(model > ext))}"
-    )
-    for metric in ("csi_1mm", "csi_5mm"):
-        m, e = np.nanmean(curve(main, metric)), np.nanmean(curve("extrapolation", metric))
-        print(f"mean {metric}: {main} {m:.3f}, extrapolation {e:.3f}, ratio {m / e:.2f}")
+        for method, s in summaries.items():
+            values = np.array([np.nan if v is None else v for v in s["per_lead"][metric]], float)
+            mean, base = means[metric][method], means[metric]["sprog"]
+            print(
+                f"  {method:<14}"
+                + " ".join(f"{v:6.3f}" for v in values[:leads])
+                + f"  {mean:6.3f}  {mean / base if base else np.nan:6.3f}"
+            )
+    return means
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--pretrain-minutes", type=float, default=20.0)
-    parser.add_argument("--minutes", type=float, default=35.0, help="training on real data")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training budget in all")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--ablation", action="store_true", help="also the two ablation models")
-    parser.add_argument("--out", type=Path, help="keep archives, runs, registry, scores here")
+    parser.add_argument("--linda", type=int, default=2, help="windows a 5-minute event; 0: none")
+    parser.add_argument("--ablation", action="store_true", help="also PredRNN and the old model")
+    parser.add_argument("--out", type=Path, help="keep archive, runs, registry and scores here")
     parser.add_argument(
         "--evaluate-only", action="store_true", help="score the models already trained in --out"
     )
@@ -283,39 +236,61 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
+    from pipelines.verification.bootstrap import paired_bootstrap
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-skill-") as tmp:
         root = args.out or Path(tmp)
         real = root / "real-archive"
-        chosen = VARIANTS if args.ablation else dict(list(VARIANTS.items())[:1])
-        if args.evaluate_only:
-            checkpoints = trained(root, chosen)
-        else:
+        if not args.evaluate_only:
             ingest_real(args.data, real)
-            synthetic = None
-            if args.pretrain_minutes > 0:
-                synthetic = root / "synthetic-archive"
-                synthetic_archive(synthetic)
             ray.init(num_cpus=args.workers, log_to_driver=False)
-            checkpoints = {
-                name: train_variant(args, root, real, synthetic, [name, *s]).version.checkpoint
-                for name, s in chosen.items()
-            }
-            ray.shutdown()
-        scores, by_source = evaluate(real, checkpoints)
-        coarser = root / f"archive-{COARSER_STEP}min"
-        if not coarser.exists():
-            coarser_archive(real, coarser)
-        other_step = evaluate_coarser(coarser, checkpoints["motionrnn"])
-        if args.out:
-            (args.out / "scores.json").write_text(
-                json.dumps(
-                    {"pooled": scores, "by_source": by_source, "coarser": other_step}, indent=1
+            main_run = run(real, root, "motionrnn", args.minutes, args.workers, [])
+            if args.ablation:
+                # the stack's stage again on the same learned prior, without MotionGRU
+                run(
+                    real,
+                    root,
+                    "predrnn",
+                    args.minutes * 0.7,
+                    args.workers,
+                    [
+                        *VARIANTS["predrnn"],
+                        "training.prior_share=0",
+                        f"training.init_checkpoint={main_run.version.checkpoint}",
+                    ],
                 )
+                run(real, root, "advective", args.minutes, args.workers, VARIANTS["advective"])
+            ray.shutdown()
+        models = models_to_score(trained(root))
+        by_event, pooled, counts = evaluate(real, models, BASELINES)
+        steps = {"rmi": 5, "fmi": 5, "alps": 15, "gulf": 2}
+        means = {"pooled 5-minute events": report("pooled: RMI and FMI", pooled, 5)}
+        for event, scores in by_event.items():
+            means[event] = report(event, scores, steps[event])
+        if args.linda:
+            _, anchor, _ = evaluate(
+                real, {"motionrnn": models["motionrnn"]}, [*BASELINES, "linda"], args.linda
             )
-    report(scores, by_source, "motionrnn")
-    report_coarser(other_step)
-    print(f"\nwhole benchmark: {(time.perf_counter() - started) / 60:.1f} min wall clock")
+            means["linda subsample"] = report("LINDA subsample (5-minute events)", anchor, 5)
+        for name in [n for n in models if n != "untrained"]:
+            test = paired_bootstrap(counts[name], counts["sprog"])
+            means["pooled 5-minute events"][f"paired {name} - sprog"] = test
+            print(
+                f"paired bootstrap over {test['windows']} test windows, mean CSI 1 mm/h, "
+                f"{name} - S-PROG: {test['difference']:+.4f} "
+                f"[{test['lower']:+.4f}, {test['upper']:+.4f}]"
+            )
+        if args.out:
+            (args.out / "scores.json").write_text(json.dumps(means, indent=1))
+    pooled_means = means["pooled 5-minute events"]
+    m = {k: pooled_means[k]["motionrnn"] / pooled_means[k]["sprog"] for k in METRICS}
+    print(
+        f"\nmotionrnn / S-PROG, pooled 5-minute test events: CSI 1 mm/h {m['csi_1mm']:.3f} "
+        f"(goal >= 1.00), CSI 5 mm/h {m['csi_5mm']:.3f} (goal >= 1.05), FSS 1 mm/h "
+        f"{m['fss_1mm_10']:.3f}, FSS 5 mm/h {m['fss_5mm_10']:.3f} (goal >= 1.00)"
+    )
+    print(f"whole benchmark: {(time.perf_counter() - started) / 60:.1f} min wall clock")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     )
     from motionrnn.training import (
         event_loss,
+        fss_loss,
         intensity_weights,
         motion_smoothness,
         next_frame_loss,
@@ -39,6 +40,7 @@ _LAZY = {
     "TeacherProbabilities": "sampling",
     "checkpoint_metadata": "checkpoint",
     "event_loss": "training",
+    "fss_loss": "training",
     "from_patches": "patching",
     "intensity_weights": "training",
     "load_checkpoint": "checkpoint",
@@ -62,6 +64,7 @@ __all__ = [
     "checkpoint_metadata",
     "event_loss",
     "from_patches",
+    "fss_loss",
     "intensity_weights",
     "load_checkpoint",
     "motion_smoothness",

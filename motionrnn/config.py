@@ -8,9 +8,10 @@ from typing import Literal
 
 Base = Literal["predrnn", "convlstm"]
 BASES: tuple[str, ...] = ("predrnn", "convlstm")
-Output = Literal["frame", "advective"]
-OUTPUTS: tuple[str, ...] = ("frame", "advective")
+Output = Literal["frame", "advective", "sprog"]
+OUTPUTS: tuple[str, ...] = ("frame", "advective", "sprog")
 CONTEXT_CHANNELS = 3  # coverage, and the motion prior's x and y
+PRIOR_CHANNELS = 2  # sprog: the prior frame at the step's target lead, and the lead
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,24 @@ class MotionRNNConfig:
     alpha: float = 0.5  # step of the motion trend: D_t = D_{t-1} + alpha (F_{t-1} - D_{t-1})
     neighbours: int = 3  # side k of the sampling neighbourhood: k^2 offsets per point (odd)
     forget_bias: float = 1.0  # constant added to the forget-gate pre-activations
-    output: Output = "advective"  # advective: motion + source, the frame advected; frame: direct
+    output: Output = "sprog"  # sprog: S-PROG prior, refined; advective: the last frame advected,
+    # with motion and source learned; frame: the next frame directly (the paper)
     context: bool = True  # coverage and the motion prior as input channels at every step
     motion_scale: float = 4.0  # pixels per step that the motion channels are divided by
+    # the sprog output's prior (motionrnn.prior), on the model's scale (the training
+    # configuration sets these from its rain transform)
+    sprog_levels: int = 6  # cascade levels (pysteps' default)
+    wet_level: float = 5.0 / 38.0  # rain: 0.1 mm/h with pysteps' dB, -15 dB dry, 23 dB at 1
+    heavy_level: float = 25.0 / 38.0  # heavy rain, where the prior blends in extrapolation: 10 mm/h
+    heavy_width: float = 2.0 / 38.0  # width of that step: 2 dB
 
     def __post_init__(self) -> None:
         if self.base not in BASES:
             raise ValueError(f"base must be one of {BASES}, got {self.base!r}")
         if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.output == "sprog" and not (self.context and self.frames_in >= 3):
+            raise ValueError("the sprog output needs context and at least 3 input frames")
         if self.motion_scale <= 0:
             raise ValueError(f"motion_scale must be > 0, got {self.motion_scale}")
         for name in ("layers", "hidden", "filter_size", "patch", "channels", "frames_in"):
@@ -83,8 +93,12 @@ class MotionRNNConfig:
 
     @property
     def input_channels(self) -> int:
-        """Channels of a patched step input: the frame and, with context, coverage and motion."""
-        return (self.channels + (CONTEXT_CHANNELS if self.context else 0)) * self.patch**2
+        """Channels of a patched step input: the frame and, with context, coverage and motion
+        (and with the sprog output the prior frame at the target lead and the lead)."""
+        context = (CONTEXT_CHANNELS if self.context else 0) + (
+            PRIOR_CHANNELS if self.output == "sprog" else 0
+        )
+        return (self.channels + context) * self.patch**2
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -14,6 +14,8 @@ from motionrnn.cells import ConvLSTMCell, SpatioTemporalLSTMCell
 from motionrnn.config import MotionRNNConfig
 from motionrnn.motion_gru import MotionGRU
 from motionrnn.patching import from_patches, to_patches
+from motionrnn.prior import SprogPrior
+from motionrnn.sprog import Sprog, match_distribution
 
 CELLS: dict[str, type[nn.Module]] = {
     "predrnn": SpatioTemporalLSTMCell,
@@ -37,11 +39,13 @@ KNOWN = 0.999  # a forecast value read at least this much from known cells is kn
 class Prediction(NamedTuple):
     """What ``MotionRNN.forward`` returns."""
 
-    frames: torch.Tensor  # (B, T, c, H, W) next-frame predictions x^_1 .. x^_T
+    frames: torch.Tensor  # (B, T, c, H, W) predictions of frames start .. start + T - 1
     motion: torch.Tensor | None  # (B, T, 2, h, w) learned motion corrections (advective only)
     known: torch.Tensor | None  # (B, T, 1, H, W) share of each value read from known cells
     # (advective only: the coverage advected like the frame; 0 where it comes from outside the
     # map or from cells no radar saw, whose value the forecast cannot know)
+    start: int = 1  # index of the first predicted frame among inputs + targets: 1 (next-frame
+    # predictions from the second input on), T_in for the sprog output (the leads only)
 
 
 class Advection(NamedTuple):
@@ -114,7 +118,18 @@ class MotionRNN(nn.Module):
         self.highway_in = (
             nn.Conv2d(c_in, hidden, kernel_size=1, bias=False) if config.motion else None
         )
-        self.advective = config.output == "advective"
+        self.advective = config.output in ("advective", "sprog")
+        self.prior = (
+            SprogPrior(
+                config.frames_out,
+                config.sprog_levels,
+                config.wet_level,
+                config.heavy_level,
+                config.heavy_width,
+            )
+            if config.output == "sprog"
+            else None
+        )
         # advective: 2 channels of motion correction (at the patched resolution), then the source
         self.head = nn.Conv2d(hidden, cp + (2 if self.advective else 0), kernel_size=1, bias=False)
         if self.advective:
@@ -166,6 +181,8 @@ class MotionRNN(nn.Module):
         motion: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
         teacher: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
+        prior: Sprog | None = None,
     ) -> Prediction:
         """Next-frame predictions x^_1 .. x^_{T_in + n_out - 1}, each from the frames before it.
 
@@ -178,7 +195,14 @@ class MotionRNN(nn.Module):
         teacher: (B, T_in + n_out - 2) weights in [0, 1] of the true frame x_t against the model's
             own x^_t as the input of step t = 1 .. T_in + n_out - 2 (scheduled sampling, see
             ``motionrnn.sampling``). None: observed frames while there are, then own forecasts.
+        seen: (B, T_in, 1, H, W) where each input frame is known (sprog; default: coverage).
+        prior: the prior at leads 1 .. n_out (sprog; default: ``self.prior`` of these inputs;
+            training passes one computed on the whole domain and cut like the inputs).
         """
+        if self.prior is not None:
+            if teacher is not None:
+                raise ValueError("the sprog output trains on its own rollouts: no teacher")
+            return self._refine(inputs, n_out, coverage, motion, seen, prior)
         t_in, p = inputs.shape[1], self.config.patch
         steps = t_in + n_out - 1
         if steps < 1:
@@ -240,6 +264,76 @@ class MotionRNN(nn.Module):
             torch.stack(frames, dim=1), torch.stack(corrections, dim=1), torch.stack(known, dim=1)
         )
 
+    def _refine(
+        self,
+        inputs: torch.Tensor,
+        n_out: int,
+        coverage: torch.Tensor | None,
+        motion: torch.Tensor | None,
+        seen: torch.Tensor | None,
+        prior: Sprog | None,
+    ) -> Prediction:
+        """The sprog output: the prior P_k (``motionrnn.prior``) refined by the recurrent stack.
+
+        Every step reads its frame, the context, the prior frame at the lead it forecasts and
+        that lead (k / frames_out; 0 on the input steps, whose outputs are not used). At lead k:
+
+            v_k  = upsample(y_k[:2])                     motion correction (residual)
+            D_k  = D_{k-1} traced back along v_k         ``motionrnn.advection``, D_0 = 0
+            s_k  = depth-to-space(y_k[2:])               source
+            x_k  = match(P_k(x + D_k) + s_k, P_k)        on the cells known at lead k
+
+        The match (``motionrnn.sprog.match_distribution``) gives x_k the distribution of P_k:
+        the stack moves rain and reorders it, the prior decides how much there is. With the
+        head at zero (the start) x_k = P_k.
+        """
+        b, t_in, _, height, width = inputs.shape
+        if coverage is None or motion is None:
+            raise ValueError("the sprog output needs the coverage and the motion prior")
+        if t_in < 3:
+            raise ValueError(f"the sprog output needs at least 3 input frames, got {t_in}")
+        if prior is None:  # S-PROG in float32 whatever the autocast
+            known = coverage[:, None].expand(-1, t_in, -1, -1, -1) if seen is None else seen
+            with torch.autocast(inputs.device.type, enabled=False):
+                prior = self.prior(
+                    inputs[:, :, 0].float(), known[:, :, 0] > 0, motion.float(), n_out
+                )
+        p, scale = self.config.patch, self.config.motion_scale
+        context = torch.cat([coverage, motion / scale], dim=1)
+        displacement = inputs.new_zeros(b, 2, height, width)
+        state: State | None = None
+        frames: list[torch.Tensor] = []
+        corrections: list[torch.Tensor] = []
+        known: list[torch.Tensor] = []
+        for t in range(t_in + n_out - 1):
+            lead = t - t_in + 2  # the lead this step forecasts; < 1 on the input steps
+            x = inputs[:, t] if t < t_in else frames[-1]
+            guide = inputs[:, t] if lead < 1 else prior.frames[:, lead - 1, None]
+            flag = torch.full_like(x, max(lead, 0) / self.config.frames_out)
+            step_in = to_patches(torch.cat([x, context, guide, flag], dim=1).contiguous(), p)
+            if state is None:
+                state = self.initial_state(step_in)
+            y, state = self.step(step_in, state)
+            if lead < 1:
+                continue
+            correction, source = y[:, :2], from_patches(y[:, 2:], p)
+            velocity = F.interpolate(
+                correction, scale_factor=p, mode="bilinear", align_corners=False
+            )
+            displacement = trace_back(displacement, velocity)
+            valid = prior.known[:, lead - 1, None].to(inputs.dtype)
+            valid = sample(valid, displacement.detach()) >= KNOWN
+            moved = sample(guide, displacement) + source
+            frames.append(_match_where(moved, guide, valid))
+            corrections.append(correction)
+            known.append(valid.to(inputs.dtype))
+        return Prediction(
+            torch.stack(frames, dim=1),
+            torch.stack(corrections, dim=1),
+            torch.stack(known, dim=1),
+            start=t_in,
+        )
+
     @torch.inference_mode()
     def generate(
         self,
@@ -247,8 +341,19 @@ class MotionRNN(nn.Module):
         n_out: int | None = None,
         coverage: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Forecast (B, n_out, c, H, W) from inputs (B, T_in, c, H, W); n_out: config.frames_out."""
         n_out = self.config.frames_out if n_out is None else n_out
-        out = self(inputs, n_out, coverage=coverage, motion=motion)
-        return out.frames[:, inputs.shape[1] - 1 :]
+        out = self(inputs, n_out, coverage=coverage, motion=motion, seen=seen)
+        return out.frames[:, inputs.shape[1] - out.start :]
+
+
+def _match_where(field: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """field (B, 1, H, W) matched to the distribution of target over the cells of ``valid``;
+    elsewhere the field's value stays (it is unknown)."""
+    b = field.shape[0]
+    below = torch.minimum(field.detach().amin(), target.detach().amin()) - 1.0
+    f = torch.where(valid, field, below).view(b, -1)
+    g = torch.where(valid, target, below).view(b, -1)
+    return torch.where(valid, match_distribution(f, g).view_as(field), field)

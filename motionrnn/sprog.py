@@ -115,10 +115,21 @@ def ar2_coefficients(levels: torch.Tensor) -> torch.Tensor:
     return torch.stack([phi1, phi2], dim=-1)
 
 
+def inside(displacement: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) True where x + displacement lies on the map, between the outer cells'
+    centres: scipy's ``map_coordinates`` (mode "constant", which pysteps advects with) gives
+    the constant beyond them, without blending it in."""
+    _, _, height, width = displacement.shape
+    cols = torch.arange(width, device=displacement.device, dtype=displacement.dtype)
+    rows = torch.arange(height, device=displacement.device, dtype=displacement.dtype)
+    x = cols.view(1, 1, width) + displacement[:, 0]
+    y = rows.view(1, height, 1) + displacement[:, 1]
+    return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1))[:, None]
+
+
 def advect(field: torch.Tensor, displacement: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
-    """field (B, c, H, W) read at x + displacement, ``outside`` (B, 1, 1, 1) beyond the map
-    (blended bilinearly at the edge, as scipy's ``map_coordinates`` with a constant does)."""
-    return sample(field - outside, displacement) + outside
+    """field (B, c, H, W) read at x + displacement, ``outside`` (B, 1, 1, 1) beyond the map."""
+    return torch.where(inside(displacement), sample(field, displacement), outside)
 
 
 def displacements(motion: torch.Tensor, steps: int) -> torch.Tensor:
@@ -247,6 +258,56 @@ def cascade_forecast(
     return CascadeForecast(torch.stack(forecasts, dim=1), last, floor, war, known.all(dim=1))
 
 
+def match_leads(
+    lagrangian: torch.Tensor, target: torch.Tensor, war: torch.Tensor, floor: torch.Tensor
+) -> torch.Tensor:
+    """S-PROG's step 4 before the advection: each lead's field (B, n, H, W) with the cells below
+    its (1 - war) percentile set to ``floor`` (B,), then matched to ``target`` (B, n, N) (the
+    distribution at each lead); war (B, n) float64."""
+    b, n, height, width = lagrangian.shape
+    flat = lagrangian.reshape(b * n, -1)
+    low = floor.repeat_interleave(n)[:, None].to(flat.dtype)
+    masked = torch.where(wet_area_mask(flat, war.reshape(-1)), flat, low)
+    return match_distribution(masked, target.reshape(b * n, -1)).view(b, n, height, width)
+
+
+def advect_leads(
+    fields: torch.Tensor, cover: torch.Tensor, motion: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lead k's field of (B, n, H, W) advected k steps along ``motion``, and (B, n, H, W) bool
+    where it is known: read from cells of ``cover`` (B, H, W) bool only, none from outside."""
+    back = displacements(motion, fields.shape[1])  # (B, n, 2, H, W)
+    known = cover[:, None].to(fields.dtype)
+    values, seen = [], []
+    for lead in range(fields.shape[1]):
+        d = back[:, lead]
+        values.append(sample(fields[:, lead : lead + 1], d)[:, 0])
+        seen.append((inside(d) & (sample(known, d) >= KNOWN))[:, 0])
+    return torch.stack(values, dim=1), torch.stack(seen, dim=1)
+
+
+def finish(
+    cf: CascadeForecast,
+    lagrangian: torch.Tensor,
+    target: torch.Tensor,
+    war: torch.Tensor,
+    frames: torch.Tensor,
+    known: torch.Tensor,
+    motion: torch.Tensor,
+    wet_threshold: float,
+) -> Sprog:
+    """S-PROG's step 4 from the recomposed fields (B, n, H, W) on: the wet-area mask (war
+    (B, n) float64), the match to ``target`` (B, n, N), the advection; a sample whose three last
+    frames have no cell above ``wet_threshold`` is its minimum everywhere (pysteps'
+    ``check_norain``)."""
+    matched = match_leads(lagrangian, target, war, cf.floor)
+    values, seen = advect_leads(matched, cf.known, motion)
+    last, last_known = frames[:, -(AR_ORDER + 1) :], known[:, -(AR_ORDER + 1) :]
+    dry = ~((last > wet_threshold) & last_known).flatten(1).any(dim=1)
+    values = torch.where(dry[:, None, None, None], cf.floor[:, None, None, None], values)
+    return Sprog(values, seen)
+
+
 def sprog_forecast(
     frames: torch.Tensor,
     known: torch.Tensor,
@@ -258,25 +319,9 @@ def sprog_forecast(
     """pysteps' S-PROG nowcast (``conditional=False``, ``probmatching_method="cdf"``, no noise)
     of n_out steps from frames (B, >= 3, H, W) on a dB-like scale (any affine map of dB: the
     forecast is the same map of pysteps'), known (B, >= 3, H, W) bool, motion (B, 2, H, W) in
-    cells per step, x first. A sample with no cell at or above ``wet_threshold`` in the three
+    cells per step, x first. A sample with no cell above ``wet_threshold`` in the three
     frames is dry (its minimum) everywhere."""
     cf = cascade_forecast(frames, known, motion, n_out, wet_threshold, levels)
-    b, _, height, width = cf.lagrangian.shape
-    flat = cf.lagrangian.reshape(b * n_out, -1)
-    war = cf.war.repeat_interleave(n_out)
-    floor = cf.floor.repeat_interleave(n_out)[:, None]
-    masked = torch.where(wet_area_mask(flat, war), flat, floor)
-    target = cf.target.repeat_interleave(n_out, dim=0)
-    matched = match_distribution(masked, target).view(b, n_out, height, width)
-    back = displacements(motion, n_out)  # (B, n_out, 2, H, W)
-    cover = cf.known[:, None].to(frames.dtype)
-    values, seen = [], []
-    for lead in range(n_out):
-        d = back[:, lead]
-        values.append(sample(matched[:, lead : lead + 1], d)[:, 0])
-        seen.append(sample(cover, d)[:, 0] >= KNOWN)
-    out = torch.stack(values, dim=1)
-    rain = (frames[:, -(AR_ORDER + 1) :] > wet_threshold) & known[:, -(AR_ORDER + 1) :]
-    dry = ~rain.flatten(1).any(dim=1)
-    out = torch.where(dry[:, None, None, None], cf.floor[:, None, None, None], out)
-    return Sprog(out, torch.stack(seen, dim=1))
+    target = cf.target[:, None].expand(-1, n_out, -1)
+    war = cf.war[:, None].expand(-1, n_out)
+    return finish(cf, cf.lagrangian, target, war, frames, known, motion, wet_threshold)

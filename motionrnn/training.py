@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 
 from motionrnn.model import MotionRNN
 
@@ -14,23 +17,25 @@ def next_frame_loss(
     weights: torch.Tensor | None = None,
     mse: float = 1.0,
     mae: float = 0.0,
+    start: int = 1,
 ) -> torch.Tensor:
-    """Error of ``MotionRNN.forward``'s next-frame predictions x^_1 .. x^_{T-1} (B, T-1, ...)
-    against frames x_1 .. x_{T-1} of ``frames`` (B, T, ...), over the cells where ``seen``
+    """Error of ``MotionRNN.forward``'s predictions x^_start .. x^_{T-1} (B, T - start, ...)
+    against frames x_start .. x_{T-1} of ``frames`` (B, T, ...) (``Prediction.start``: 1 for
+    next-frame predictions, T_in for the leads only), over the cells where ``seen``
     (B, T, ...) is True (all without it):
 
         sum_seen w (mse e^2 + mae |e|) / number of seen cells
 
     with per-cell weights w (B, T, ...) (1 without them; ``intensity_weights`` for the balanced
     B-MSE / B-MAE). Unseen cells add nothing and do not dilute the mean."""
-    target = frames[:, 1:]
+    target = frames[:, start:]
     error = predictions - target
     per_cell = mse * error**2 + mae * error.abs()
     if weights is not None:
-        per_cell = per_cell * weights[:, 1:]
+        per_cell = per_cell * weights[:, start:]
     if seen is None:
         return per_cell.mean()
-    mask = seen[:, 1:].to(per_cell.dtype)
+    mask = seen[:, start:].to(per_cell.dtype)
     return (per_cell * mask).sum() / mask.sum().clamp(min=1.0)
 
 
@@ -48,6 +53,7 @@ def event_loss(
     thresholds: torch.Tensor,
     softness: float,
     seen: torch.Tensor | None = None,
+    start: int = 1,
 ) -> torch.Tensor:
     """1 - soft CSI of the events "value > threshold", averaged over ``thresholds`` (on the
     frames' scale), for the same predictions and frames as ``next_frame_loss``:
@@ -61,12 +67,44 @@ def event_loss(
     with the lead time; this term pays for the events themselves."""
     levels = thresholds.view(1, 1, -1, *([1] * (predictions.dim() - 2)))  # (1, 1, K, 1, ...)
     forecast = torch.sigmoid((predictions[:, :, None] - levels) / softness)
-    observed = (frames[:, 1:, None] > levels).to(forecast.dtype)
-    mask = 1.0 if seen is None else seen[:, 1:, None].to(forecast.dtype)
+    observed = (frames[:, start:, None] > levels).to(forecast.dtype)
+    mask = 1.0 if seen is None else seen[:, start:, None].to(forecast.dtype)
     dims = [d for d in range(forecast.dim()) if d != 2]
     hits = (forecast * observed * mask).sum(dims)
     total = ((forecast + observed) * mask).sum(dims)
     return (1 - hits / (total - hits).clamp(min=1e-6)).mean()
+
+
+def fss_loss(
+    predictions: torch.Tensor,
+    frames: torch.Tensor,
+    thresholds: Sequence[float],
+    softness: float,
+    window: int,
+    seen: torch.Tensor | None = None,
+    start: int = 1,
+) -> torch.Tensor:
+    """1 - fractions skill score of the events "value > threshold" in ``window`` x ``window``
+    neighbourhoods (Roberts and Lean 2008), averaged over ``thresholds``, for predictions
+    (B, T - start, 1, H, W) of frames (B, T, 1, H, W) (as ``next_frame_loss``); the forecast
+    event soft (sigmoid of (x^ - threshold) / softness), as Lagerquist and Ebert-Uphoff (2022):
+
+        f = mean over the window of the forecast events, o = of the observed ones
+        FSS = 1 - sum (f - o)^2 / (sum f^2 + sum o^2)       pooled over the batch and leads
+
+    Unseen cells are no event in either field, as pysteps' FSS counts them."""
+    mask = 1.0 if seen is None else seen[:, start:].to(predictions.dtype)
+    target = frames[:, start:]
+    losses = []
+    for level in thresholds:
+        forecast = torch.sigmoid((predictions - level) / softness) * mask
+        observed = (target > level).to(predictions.dtype) * mask
+        f, o = (
+            F.avg_pool2d(x.flatten(0, 2)[:, None], window, stride=1, padding=window // 2)
+            for x in (forecast, observed)
+        )
+        losses.append(((f - o) ** 2).sum() / ((f**2).sum() + (o**2).sum()).clamp(min=1e-6))
+    return torch.stack(losses).mean()
 
 
 def motion_smoothness(motion: torch.Tensor) -> torch.Tensor:
@@ -77,17 +115,24 @@ def motion_smoothness(motion: torch.Tensor) -> torch.Tensor:
 
 
 def parameter_groups(
-    model: MotionRNN, lr: float, offset_lr_scale: float = 0.1
+    model: MotionRNN, lr: float, offset_lr_scale: float = 0.1, prior_lr: float | None = None
 ) -> list[dict[str, object]]:
-    """Optimiser groups: the MotionGRU offset and mask gates learn at lr * offset_lr_scale.
+    """Optimiser groups: the MotionGRU offset and mask gates learn at lr * offset_lr_scale, the
+    sprog prior's few parameters (if any) at ``prior_lr`` (lr without it).
 
     The reference code meant to slow the learning of the motion offsets by scaling their
     gradients by 0.1 in backward hooks, which have no effect (and gradient scaling would do little
     under Adam anyway); a learning-rate scale does what was meant. offset_lr_scale=1.0 is what the
     reference code effectively trained with.
     """
-    slow, rest = [], []
+    slow, prior, rest = [], [], []
     for name, param in model.named_parameters():
         is_gate = any(f".{g}." in name for g in ("update_reset", "candidate", "mask"))
-        (slow if name.startswith("motion_grus.") and is_gate else rest).append(param)
-    return [{"params": rest, "lr": lr}, {"params": slow, "lr": lr * offset_lr_scale}]
+        if name.startswith("prior."):
+            prior.append(param)
+        else:
+            (slow if name.startswith("motion_grus.") and is_gate else rest).append(param)
+    groups = [{"params": rest, "lr": lr}, {"params": slow, "lr": lr * offset_lr_scale}]
+    if prior:
+        groups.append({"params": prior, "lr": lr if prior_lr is None else prior_lr})
+    return groups

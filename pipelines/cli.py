@@ -459,10 +459,10 @@ class _TrainingDisplay:
 
     def __call__(self, event) -> None:  # a pipelines.training.progress.StepEvent
         if event.validation is not None:
-            model, extrapolation, persistence = (
-                _score(event.score(m)) for m in ("model", "extrapolation", "persistence")
+            model, sprog, extrapolation = (
+                _score(event.score(m)) for m in ("model", "sprog", "extrapolation")
             )
-            self.csi = f"model {model}, extrap. {extrapolation}, persist. {persistence}"
+            self.csi = f"model {model}, S-PROG {sprog}, extrap. {extrapolation}"
         left = event.time_left_s
         fields = {
             "step": event.step,
@@ -565,10 +565,12 @@ def models_list(registry: RegistryOpt) -> None:
     reg = _registry(registry)
     promoted = reg.promoted()
     table = Table(title=f"models in {registry}")
-    for col in ("", "version", "registered", "run", "CSI 1 mm/h", "MAE", "extrapolation CSI"):
+    columns = ("", "version", "registered", "run", "CSI 1 mm/h", "MAE", "S-PROG CSI", "- S-PROG")
+    for col in columns:
         table.add_column(col)
     for v in reg.versions():
-        csi, mae, ext = v.score(), v.score(metric="mae"), v.score("extrapolation")
+        csi, mae, base = v.score(), v.score(metric="mae"), v.score("sprog")
+        test = v.card.get("validation", {}).get("model", {}).get("paired")
         table.add_row(
             "*" if promoted and promoted.version == v.version else "",
             v.version,
@@ -576,7 +578,10 @@ def models_list(registry: RegistryOpt) -> None:
             str(v.card.get("run", "")),
             "-" if csi is None else f"{csi:.3f}",
             "-" if mae is None else f"{mae:.3f}",
-            "-" if ext is None else f"{ext:.3f}",
+            "-" if base is None else f"{base:.3f}",
+            "-"
+            if not test
+            else f"{test['difference']:+.3f} [{test['lower']:+.3f}, {test['upper']:+.3f}]",
         )
     out.print(table)
 
@@ -608,14 +613,16 @@ def models_promote(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Promote even if it loses to extrapolation or the current one.")
+        bool, typer.Option(help="Promote even if it does not beat S-PROG or the current one.")
     ] = False,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Put a version in service. Refused if it does not beat pysteps extrapolation on its
-    validation windows, or scores below the version in service on the same windows."""
+    """Put a version in service. Refused unless it beats pysteps S-PROG on its validation
+    windows (a paired bootstrap over them: the lower end of the 95 % interval of its mean CSI
+    at 1 mm/h minus S-PROG's above zero), or if it scores below the version in service on the
+    same windows."""
     from pipelines.registry import RegistryError
 
     cfg = _setup(config, overrides, verbose)

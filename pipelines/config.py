@@ -7,7 +7,9 @@ two identical). A user YAML overrides any subset, and the CLI overrides both (sp
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -313,6 +315,12 @@ class DataConfig(_Section):
         (0.8, 0.1, 0.1), description="Shares of blocks for train, validation, test."
     )
     seed: int = 0
+    events: dict[str, Literal["train", "validation", "test"]] = Field(
+        {},
+        description="Split by event instead of by time block: 'domain@YYYY-MM-DD' (a domain's "
+        "frames of that UTC day) or 'domain' -> its split; events not named train. Empty: the "
+        "hash split of time blocks (block_hours, split, seed).",
+    )
     transform: TransformConfig = TransformConfig()
     motion_cache: int = Field(
         128, ge=0, description="Windows whose motion prior each process keeps (2 bytes a cell)."
@@ -322,6 +330,12 @@ class DataConfig(_Section):
         ge=0,
         description="Decoded frames each process keeps (4 bytes a cell): windows overlap, so "
         "most frames of a window were read for another.",
+    )
+    prior_cache: int = Field(
+        64,
+        ge=0,
+        description="Windows whose sprog prior each process keeps (4 x frames_out bytes a "
+        "cell): computing one on a whole domain takes about a second.",
     )
 
 
@@ -333,6 +347,9 @@ class OptimiserConfig(_Section):
     offset_lr_scale: float = Field(
         0.1, gt=0, description="Learning-rate factor of the MotionGRU offset and mask gates."
     )
+    prior_lr: float = Field(
+        0.01, gt=0, description="Peak learning rate of the sprog prior's few parameters."
+    )
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="Share of the budget warming up.")
     min_lr_fraction: float = Field(0.05, ge=0, le=1, description="Final lr as a share of lr.")
     clip_norm: float = Field(1.0, gt=0, description="Gradient norm clipping threshold.")
@@ -341,7 +358,8 @@ class OptimiserConfig(_Section):
 class LossConfig(_Section):
     """The training loss over covered cells (unknown cells never count), on the model scale:
     mse * B-MSE + mae * B-MAE, each cell weighted by the observed rain rate (TrajGRU's balanced
-    losses, Shi et al. 2017), plus a smoothness penalty on the learned motion corrections."""
+    losses, Shi et al. 2017), plus fss * (1 - soft FSS) at fss_mm_h (and optionally a soft-CSI
+    event term), plus a smoothness penalty on the learned motion corrections."""
 
     mse: float = Field(1.0, ge=0, description="Weight of the (balanced) squared error.")
     mae: float = Field(1.0, ge=0, description="Weight of the (balanced) absolute error.")
@@ -361,6 +379,18 @@ class LossConfig(_Section):
     events_softness_db: float = Field(
         1.0, gt=0, description="Width of the soft event step around each threshold (dB)."
     )
+    fss: float = Field(
+        0.5, ge=0, description="Weight of the fractions-skill term: 1 - soft FSS at fss_mm_h."
+    )
+    fss_mm_h: list[float] = Field([1.0, 5.0], description="Thresholds of the FSS term (mm/h).")
+    fss_window: int = Field(
+        15,
+        ge=1,
+        description="Edge of the FSS term's neighbourhood (cells, odd: 15 = 15 km at 1 km).",
+    )
+    fss_softness_db: float = Field(
+        2.0, gt=0, description="Width of the FSS term's soft event step (dB)."
+    )
     motion_smoothness: float = Field(
         0.01, ge=0, description="Weight of the squared gradient of the learned motion correction."
     )
@@ -371,6 +401,8 @@ class LossConfig(_Section):
             raise ValueError("intensity_weights needs one weight more than intensity_mm_h")
         if sorted(self.intensity_mm_h) != self.intensity_mm_h:
             raise ValueError("intensity_mm_h must increase")
+        if self.fss_window % 2 == 0:
+            raise ValueError(f"fss_window must be odd, got {self.fss_window}")
         return self
 
 
@@ -472,6 +504,19 @@ class TrainingConfig(_Section):
     fss_thresholds_mm_h: list[float] = Field([1.0, 5.0], description="FSS thresholds scored.")
     fss_scales: list[int] = Field([10], description="FSS neighbourhood edges scored (cells).")
     amp: bool = Field(True, description="bf16 autocast on GPU (CPU always trains in float32).")
+    prior_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="The sprog model: the epochs that start before this share of the budget "
+        "train its prior alone, on whole domains (prior_batch windows a step); the rest train "
+        "the recurrent stack on crops, the prior frozen.",
+    )
+    prior_batch: int = Field(4, ge=1, description="Whole-domain windows per prior step per worker.")
+    heavy_rain_mm_h: float = Field(
+        10.0, gt=0, description="The sprog model's prior blends in extrapolation above this rate."
+    )
+    heavy_rain_width_db: float = Field(2.0, gt=0, description="Width of that blend's step (dB).")
 
     @model_validator(mode="before")
     @classmethod
@@ -486,6 +531,23 @@ class TrainingConfig(_Section):
                         model.setdefault(key, values["data"][key])
                 values = {**values, "model": model}
         return values
+
+    @model_validator(mode="after")
+    def _model_scale_from_transform(self) -> TrainingConfig:
+        """The sprog model's rain levels on its scale, from the data's transform."""
+        t = self.data.transform
+        span = t.max_db - t.zerovalue_db
+
+        def level(db: float) -> float:
+            return (db - t.zerovalue_db) / span
+
+        self.model = dataclasses.replace(
+            self.model,
+            wet_level=level(10.0 * math.log10(t.threshold_mm_h)),
+            heavy_level=level(10.0 * math.log10(self.heavy_rain_mm_h)),
+            heavy_width=self.heavy_rain_width_db / span,
+        )
+        return self
 
     @model_validator(mode="after")
     def _frames_agree(self) -> TrainingConfig:

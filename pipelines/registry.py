@@ -16,8 +16,10 @@ is raised as a one-line ``RegistryError`` naming the path and the reason.
 Promotion compares scores on ``PROMOTION_METRIC`` (CSI at 1 mm/h, higher is better), always on the
 same validation windows and cells, and refuses (unless forced) a model that
 
-- does not beat pysteps extrapolation, the system's own fallback, on its validation windows
-  (its card holds both, scored together), or
+- does not beat PROMOTION_BASELINE (pysteps S-PROG, the best forecast the cycle can issue
+  without a model) on its validation windows: the lower end of the 95 % interval of a paired
+  bootstrap over those windows (``pipelines.verification.bootstrap``: mean CSI at 1 mm/h over
+  the leads, the model's minus S-PROG's) must lie above zero; its card records the test, or
 - scores below the model in service on the candidate's validation windows: taken from the cards
   when both were scored on the same windows, else from ``rescored`` (both models scored again
   on the candidate's windows, ``pipelines.training.evaluate.score_models``); without it the
@@ -41,6 +43,8 @@ import pandas as pd
 from pipelines.localfiles import LockBusy, exclusive, write_json
 
 PROMOTION_METRIC = "csi_1mm"
+PROMOTION_THRESHOLD_MM_H = 1.0  # the event of PROMOTION_METRIC
+PROMOTION_BASELINE = "sprog"  # the best method the cycle can issue without a model
 CHECKPOINT = "model.safetensors"
 CARD = "card.json"
 LOCK = ".lock"
@@ -167,7 +171,7 @@ class Registry:
         force: bool = False,
         rescored: dict[str, float | None] | None = None,
     ) -> ModelVersion:
-        """Put ``version`` in service, unless it loses to extrapolation or to the current one
+        """Put ``version`` in service, unless it does not beat S-PROG or loses to the current one
         (see the module docstring); ``rescored``: version -> score on the candidate's windows."""
         try:
             candidate = self.get(version)
@@ -175,7 +179,7 @@ class Registry:
                 record = self._promotions()
                 current = self.get(record["version"]) if record["version"] else None
                 if not force:
-                    _check_beats_extrapolation(candidate)
+                    _check_beats_baseline(candidate)
                     if current is not None and current.version != version:
                         _check_beats_current(candidate, current, rescored)
                 record["history"].append(
@@ -194,18 +198,20 @@ class Registry:
         return candidate
 
 
-def _check_beats_extrapolation(candidate: ModelVersion) -> None:
-    new, fallback = candidate.score(), candidate.score("extrapolation")
-    if new is None or fallback is None:
+def _check_beats_baseline(candidate: ModelVersion) -> None:
+    test = candidate.card.get("validation", {}).get("model", {}).get("paired")
+    if not test or test.get("baseline") != PROMOTION_BASELINE:
         raise RegistryError(
-            f"{candidate.version} has no validation {PROMOTION_METRIC} of its own and of "
-            "extrapolation: refused (use --force)"
+            f"{candidate.version} has no paired test against {PROMOTION_BASELINE} on its card "
+            "(trained before the test existed): refused (use --force)"
         )
-    if new <= fallback:
+    if not test["lower"] > 0:
         raise RegistryError(
-            f"{candidate.version} scores {PROMOTION_METRIC} {new:.3f}, not above pysteps "
-            f"extrapolation's {fallback:.3f} on the same windows: refused, the forecast cycle "
-            "would do better with its fallback (use --force to promote anyway)"
+            f"{candidate.version} scores mean {PROMOTION_METRIC} {test['difference']:+.3f} against "
+            f"pysteps {PROMOTION_BASELINE} on its {test['windows']} validation windows, "
+            f"{test['confidence']:.0%} interval [{test['lower']:+.3f}, {test['upper']:+.3f}]: "
+            f"not surely above it, refused: the forecast cycle does as well without the model "
+            "(use --force to promote anyway)"
         )
 
 

@@ -112,6 +112,22 @@ class ModelForecaster:
     def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
         return self.batch([frames], n_out)[0], self.version
 
+    def _prior(self, inputs, known, motion, n_out: int, height: int, width: int):
+        """The sprog model's prior on the unpadded grid (as S-PROG runs on the domain itself),
+        padded with unknown cells; None for the other outputs."""
+        if self.model.prior is None:
+            return None
+        import torch.nn.functional as F
+
+        from motionrnn.sprog import Sprog
+
+        region = (..., slice(0, height), slice(0, width))
+        prior = self.model.prior(
+            inputs[:, :, 0][region], known[:, :, 0][region] > 0, motion[region], n_out
+        )
+        pad = (0, inputs.shape[-1] - width, 0, inputs.shape[-2] - height)
+        return Sprog(F.pad(prior.frames, pad), F.pad(prior.known, pad))
+
     def batch(self, frames: Sequence[np.ndarray], n_out: int) -> list[np.ndarray]:
         """Several forecasts of one grid size in one model call: [(T, H, W)] -> [(n_out, H, W)]
         mm/h; each from its last ``frames_in`` frames."""
@@ -132,20 +148,24 @@ class ModelForecaster:
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
+        inputs = tensor(np.nan_to_num(scaled, nan=0.0))[:, :, None]
+        known_in, velocity = tensor(seen)[:, :, None].float(), tensor(np.pad(motion, pad))
         bf16 = self.precision == "bfloat16"
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16),
-        ):
-            out = self.model(
-                tensor(np.nan_to_num(scaled, nan=0.0))[:, :, None],
-                n_out,
-                coverage=tensor(seen[:, -1:].astype(np.float32)),
-                motion=tensor(np.pad(motion, pad)),
-            )
-        values = self.scale.inverse(out.frames[:, t_in - 1 :, 0].float().clamp(0, 1).cpu().numpy())
+        with torch.inference_mode():
+            prior = self._prior(inputs, known_in, velocity, n_out, height, width)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = self.model(
+                    inputs,
+                    n_out,
+                    coverage=known_in[:, -1],
+                    motion=velocity,
+                    seen=known_in,
+                    prior=prior,
+                )
+        lead0 = t_in - out.start
+        values = self.scale.inverse(out.frames[:, lead0:, 0].float().clamp(0, 1).cpu().numpy())
         if out.known is not None:
-            known = out.known[:, t_in - 1 :, 0].float().cpu().numpy()
+            known = out.known[:, lead0:, 0].float().cpu().numpy()
             values = np.where(known >= KNOWN, values, np.nan)
         return [v[:, :height, :width].astype(np.float32) for v in values]
 

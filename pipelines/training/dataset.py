@@ -33,6 +33,18 @@ class Sample(NamedTuple):
     frames: torch.Tensor  # (T, 1, h, w) float32, unknown cells 0
     seen: torch.Tensor  # (T, 1, h, w) bool, False where the value is unknown
     motion: torch.Tensor  # (2, h, w) float32 motion prior, cells per step, x first
+    prior: torch.Tensor | None = None  # (T_out, 2, h, w) float32: the sprog model's prior at
+    # each lead computed on the whole domain, and where it is known (1) (``WindowDataset``'s
+    # ``prior``); an empty tensor when the dataset computes none
+
+
+def prior_of(batch: Sample):
+    """The ``motionrnn.sprog.Sprog`` prior of a batch (B, T_out, 2, h, w), or None."""
+    from motionrnn.sprog import Sprog
+
+    if batch.prior is None or batch.prior.numel() == 0:
+        return None
+    return Sprog(batch.prior[:, :, 0], batch.prior[:, :, 1] > 0)
 
 
 def rotate_motion(motion: np.ndarray, quarter_turns: int, flip: bool) -> np.ndarray:
@@ -78,7 +90,10 @@ class WindowDataset(torch.utils.data.Dataset):
     The motion prior is computed on the whole domain (as a forecast would) and kept for the
     ``motion_cache`` most recent windows of this process; the ``frame_cache`` most recent
     decoded frames are kept too (a window shares all but one frame with its neighbour: reading
-    them was a third of a training step).
+    them was a third of a training step). With ``prior`` (a frozen ``motionrnn.prior.SprogPrior``)
+    the sprog model's prior is computed on the whole domain too, then cut and turned like the
+    frames, so that a crop's long leads keep the rain advected into it from outside; it is kept
+    for the ``prior_cache`` most recent windows.
     """
 
     def __init__(
@@ -90,11 +105,13 @@ class WindowDataset(torch.utils.data.Dataset):
         snapshot: str | None = None,
         whole_domain_multiple: int | None = None,
         storage: ObjectStorageConfig | None = None,
+        prior: torch.nn.Module | None = None,
     ):
         self.store, self.windows, self.cfg, self.augment = str(store), windows, cfg, augment
         self.snapshot = snapshot
         self.storage = storage
         self.whole = whole_domain_multiple
+        self.prior = prior
         if self.whole is not None and augment:
             raise ValueError("whole-domain samples are not augmented")
         self.transform = RainTransform(cfg.transform)
@@ -103,6 +120,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self._coverage: dict[str, np.ndarray] = {}
         self._motion = _Recent(cfg.motion_cache)  # (domain, start) -> float16 motion
         self._frames = _Recent(cfg.frame_cache)  # (domain, time index) -> mm/h
+        self._priors = _Recent(cfg.prior_cache)  # (domain, start) -> (T_out, 2, Y, X) float16
 
     def __getstate__(self) -> dict:
         """Workers get the recipe, not open stores: each opens its own on first use."""
@@ -112,6 +130,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "_coverage": {},
             "_motion": _Recent(self.cfg.motion_cache),
             "_frames": _Recent(self.cfg.frame_cache),
+            "_priors": _Recent(self.cfg.prior_cache),
         }
 
     def set_epoch(self, epoch: int) -> None:
@@ -144,6 +163,24 @@ class WindowDataset(torch.utils.data.Dataset):
             motion = motion_field(frames, self.cfg.transform).astype(np.float16)
             self._motion.put(key, motion)
         return motion.astype(np.float32)
+
+    def _prior(self, w: Window, scaled: np.ndarray, motion: np.ndarray) -> np.ndarray:
+        """(T_out, 2, Y, X) float32: the prior of the window's input frames (scaled, NaN
+        unknown) on the whole domain and where it is known; kept for the last windows."""
+        key = (w.domain, w.start)
+        prior = self._priors.get(key)
+        if prior is None:
+            with torch.no_grad():
+                out = self.prior(
+                    torch.from_numpy(np.nan_to_num(scaled, nan=0.0))[None],
+                    torch.from_numpy(np.isfinite(scaled))[None],
+                    torch.from_numpy(motion)[None],
+                    self.cfg.frames_out,
+                )
+            prior = torch.stack([out.frames[0], out.known[0].float()], dim=1).numpy()
+            prior = prior.astype(np.float16)
+            self._priors.put(key, prior)
+        return prior.astype(np.float32)
 
     def _rates(self, w: Window, length: int) -> np.ndarray:
         """(length, Y, X) mm/h of the window's frames; those not kept are read in one slice."""
@@ -186,19 +223,26 @@ class WindowDataset(torch.utils.data.Dataset):
             y0, x0 = self._crop(w, rates[n_in - 1], rng)
             hy = hx = self.cfg.crop
         region = (slice(y0, y0 + hy), slice(x0, x0 + hx))
+        prior = np.zeros(0, dtype=np.float32)
+        if self.prior is not None:
+            whole = self.transform.forward(rates[:n_in])
+            prior = self._prior(w, whole, motion)[(slice(None), slice(None), *region)]
         scaled = self.transform.forward(rates[(slice(None), *region)])
         motion = motion[(slice(None), *region)]
         if self.augment:
             turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-            scaled = np.rot90(scaled, k=turns, axes=(1, 2))
+            scaled = np.rot90(scaled, k=turns, axes=(-2, -1))
+            if prior.size:
+                prior = np.rot90(prior, k=turns, axes=(-2, -1))
             if flip:
-                scaled = scaled[:, :, ::-1]
+                scaled, prior = scaled[..., ::-1], prior[..., ::-1] if prior.size else prior
             motion = rotate_motion(motion, turns, flip)
         seen = np.isfinite(scaled)
         return Sample(
             torch.from_numpy(np.ascontiguousarray(np.nan_to_num(scaled, nan=0.0)))[:, None],
             torch.from_numpy(np.ascontiguousarray(seen))[:, None],
             torch.from_numpy(np.ascontiguousarray(motion, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(prior)),
         )
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from motionrnn import MotionRNN
@@ -28,9 +29,12 @@ def score_models(
     snapshot: str | None = None,
     baselines: Sequence[str] | None = None,
     storage: ObjectStorageConfig | None = None,
+    counts: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Scores]:
     """Scores by name: each model's and each baseline's, every one on the same windows (whole
-    domains, as validation scores them) and the same cells; they merge with other windows'."""
+    domains, as validation scores them) and the same cells; they merge with other windows'.
+    ``counts``, when given, gets each method's per-window events at the promotion threshold
+    (windows, leads, 3), for ``pipelines.verification.bootstrap.paired_bootstrap``."""
     if not windows:
         raise ValueError("no windows to score on")
     data = WindowDataset(
@@ -50,4 +54,7 @@ def score_models(
         evaluation = validator.run(model, torch.device("cpu"), amp=False)
         out[name] = evaluation.scores[MODEL]
         out.update({k: s for k, s in evaluation.scores.items() if k != MODEL})
+        if counts is not None:
+            counts[name] = evaluation.counts[MODEL]
+            counts.update({k: c for k, c in evaluation.counts.items() if k != MODEL})
     return out

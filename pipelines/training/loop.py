@@ -37,6 +37,7 @@ from motionrnn import (
     KNOWN,
     MotionRNN,
     event_loss,
+    fss_loss,
     intensity_weights,
     load_checkpoint,
     motion_smoothness,
@@ -47,12 +48,13 @@ from motionrnn import (
 )
 from pipelines.config import ObjectStorageConfig, TrainingConfig
 from pipelines.registry import PROMOTION_METRIC
-from pipelines.training.dataset import LOADER_CONTEXT, Sample, WindowDataset
+from pipelines.training.dataset import LOADER_CONTEXT, Sample, WindowDataset, prior_of
+from pipelines.training.prior_stage import frozen_prior, groups_of, prior_step
 from pipelines.training.progress import StepEvent, StepHook, pooled
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
 from pipelines.training.transform import RainTransform
-from pipelines.training.validation import Evaluation, Validator, model_inputs
+from pipelines.training.validation import PAIRED, Evaluation, Validator, model_inputs
 from pipelines.training.windows import Window
 
 log = logging.getLogger(__name__)
@@ -126,25 +128,33 @@ class Loss:
         levels = transform.forward(np.array(cfg.loss.events_mm_h))
         self.levels = torch.as_tensor(levels, device=device)
         self.softness = cfg.loss.events_softness_db / transform.span_db
+        self.fss_levels = [float(v) for v in transform.forward(np.array(cfg.loss.fss_mm_h))]
+        self.fss_softness = cfg.loss.fss_softness_db / transform.span_db
         self.cfg = cfg.loss
 
     def __call__(self, prediction: Any, batch: Sample) -> torch.Tensor:
         weights = intensity_weights(batch.frames, self.edges, self.weights)
-        seen = batch.seen
+        seen, start = batch.seen, prediction.start
         if prediction.known is not None:  # an advected value read from unknown cells: unknown
             seen = seen.clone()
-            seen[:, 1:] &= prediction.known >= KNOWN
+            seen[:, start:] &= prediction.known >= KNOWN
+        frames = prediction.frames.float()
         loss = next_frame_loss(
-            prediction.frames.float(),
-            batch.frames,
-            seen,
-            weights,
-            mse=self.cfg.mse,
-            mae=self.cfg.mae,
+            frames, batch.frames, seen, weights, mse=self.cfg.mse, mae=self.cfg.mae, start=start
         )
         if self.cfg.events:
             loss = loss + self.cfg.events * event_loss(
-                prediction.frames.float(), batch.frames, self.levels, self.softness, seen
+                frames, batch.frames, self.levels, self.softness, seen, start=start
+            )
+        if self.cfg.fss:
+            loss = loss + self.cfg.fss * fss_loss(
+                frames,
+                batch.frames,
+                self.fss_levels,
+                self.fss_softness,
+                self.cfg.fss_window,
+                seen,
+                start=start,
             )
         if prediction.motion is not None and self.cfg.motion_smoothness:
             loss = loss + self.cfg.motion_smoothness * motion_smoothness(prediction.motion.float())
@@ -187,7 +197,7 @@ def _report(
     flat = {
         "step": state.step,
         "epoch": state.epoch,
-        **{k: v for k, v in model_scores.items() if k != "per_lead"},
+        **{k: v for k, v in model_scores.items() if k not in ("per_lead", PAIRED)},
         **metrics,
     }
     if rank != 0:
@@ -211,7 +221,9 @@ def make_optimiser(
     holds the learning rates of the step it was saved at, already decayed (reading the peaks
     after loading shrank the schedule again at every resume)."""
     optimiser = torch.optim.AdamW(
-        parameter_groups(model, cfg.optimiser.lr, cfg.optimiser.offset_lr_scale),
+        parameter_groups(
+            model, cfg.optimiser.lr, cfg.optimiser.offset_lr_scale, cfg.optimiser.prior_lr
+        ),
         weight_decay=cfg.optimiser.weight_decay,
     )
     peak_lrs = [g["lr"] for g in optimiser.param_groups]
@@ -246,23 +258,42 @@ def train_worker(job: TrainJob) -> None:
         if cfg.init_checkpoint is not None:
             model.load_state_dict(load_checkpoint(cfg.init_checkpoint).state_dict())
         best = copy.deepcopy(model)  # on the CPU: a copy of the weights that scored best
-    ddp_model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
+    model.to(device)  # wrapped in DDP (when world > 1) by the stage that trains the stack
     optimiser, peak_lrs = make_optimiser(model, cfg, optimiser_state)
 
-    train_set = WindowDataset(
-        job.store, job.train, cfg.data, augment=True, snapshot=job.snapshot, storage=job.storage
-    )
-    sampler = WeightedWindowSampler(
-        [w.weight for w in job.train], cfg.steps_per_epoch * cfg.batch_size, cfg.data.seed, rank
-    )
-    loader = torch.utils.data.DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.scaling.loader_workers,
-        multiprocessing_context=LOADER_CONTEXT if cfg.scaling.loader_workers else None,
-        pin_memory=device.type == "cuda",
-    )
+    def loader(
+        dataset: WindowDataset, batch_size: int, per_step: int
+    ) -> torch.utils.data.DataLoader:
+        """The worker's windows of an epoch (per_step a step), drawn by wet area."""
+        sampler = WeightedWindowSampler(
+            [w.weight for w in job.train], cfg.steps_per_epoch * per_step, cfg.data.seed, rank
+        )
+        sampler.set_epoch(state.epoch)
+        dataset.set_epoch(state.epoch)
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=cfg.scaling.loader_workers,
+            multiprocessing_context=LOADER_CONTEXT if cfg.scaling.loader_workers else None,
+            pin_memory=device.type == "cuda",
+        )
+
+    def train_windows(prior: torch.nn.Module | None = None, whole: bool = False) -> WindowDataset:
+        return WindowDataset(
+            job.store,
+            job.train,
+            cfg.data,
+            augment=not whole,
+            snapshot=job.snapshot,
+            storage=job.storage,
+            whole_domain_multiple=1 if whole else None,
+            prior=prior,
+        )
+
+    prior_stage = model.prior is not None and cfg.prior_share > 0
+    whole_set = train_windows(whole=True) if prior_stage else None
+    train_set: WindowDataset | None = None  # the recurrent stack's crops, made when needed
     val_set = WindowDataset(
         job.store,
         job.validation,
@@ -311,42 +342,66 @@ def train_worker(job: TrainJob) -> None:
         state.elapsed_s = float(_all_reduce(np.array([elapsed]), dist.ReduceOp.MAX, device)[0])
         return progress(state.step, state.elapsed_s, cfg.max_steps, cfg.max_minutes)
 
+    def set_lr(p: float) -> None:
+        factor = lr_factor(p, cfg.optimiser, warm_up=cfg.init_checkpoint is None)
+        for group, peak in zip(optimiser.param_groups, peak_lrs, strict=True):
+            group["lr"] = peak * factor
+
+    def after_step(loss_sum: float, steps: int, loss: float) -> tuple[float, int]:
+        state.step += 1
+        loss_sum, steps = loss_sum + loss, steps + 1
+        emit(train_loss=loss_sum / steps, lr=optimiser.param_groups[0]["lr"])
+        return loss_sum, steps
+
     while budget_spent() < 1.0:
-        sampler.set_epoch(state.epoch)
-        train_set.set_epoch(state.epoch)
         loss_sum, steps = 0.0, 0
-        for batch in loader:
-            p = budget_spent()
-            if p >= 1.0:
-                break
-            factor = lr_factor(p, cfg.optimiser, warm_up=cfg.init_checkpoint is None)
-            for group, peak in zip(optimiser.param_groups, peak_lrs, strict=True):
-                group["lr"] = peak * factor
-            batch = Sample(*(t.to(device, non_blocking=True) for t in batch))
-            inputs, coverage, motion = model_inputs(batch, n_in)
-            probabilities = teacher_probabilities(p, cfg.sampling)
-            teacher = None
-            if probabilities is not None:
-                teacher = teacher_mask(
-                    probabilities, len(inputs), n_in, n_out, generator, device=device
-                )
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                prediction = ddp_model(
-                    inputs,
-                    n_out,
-                    coverage=coverage,
-                    motion=motion,
-                    targets=batch.frames[:, n_in:],
-                    teacher=teacher,
-                )
-            loss = loss_of(prediction, batch)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), cfg.optimiser.clip_norm)
-            optimiser.step()
-            state.step += 1
-            loss_sum, steps = loss_sum + loss.item(), steps + 1
-            emit(train_loss=loss_sum / steps, lr=optimiser.param_groups[0]["lr"])
+        if prior_stage and budget_spent() < cfg.prior_share:  # stage 1, by whole epochs
+            windows = loader(whole_set, 1, cfg.prior_batch)
+            for samples in groups_of(windows, cfg.prior_batch):
+                p = budget_spent()
+                if p >= 1.0:
+                    break
+                set_lr(p)
+                optimiser.zero_grad(set_to_none=True)
+                loss = prior_step(model, samples, loss_of, n_in, n_out, device)
+                torch.nn.utils.clip_grad_norm_(model.prior.parameters(), cfg.optimiser.clip_norm)
+                optimiser.step()
+                loss_sum, steps = after_step(loss_sum, steps, loss)
+        else:
+            if train_set is None:  # stage 2 (or the only one): the stack on crops
+                prior = frozen_prior(model) if model.prior is not None else None
+                ddp_model = ray.train.torch.prepare_model(model)  # DDP over what learns
+                train_set = train_windows(prior)
+            for batch in loader(train_set, cfg.batch_size, cfg.batch_size):
+                p = budget_spent()
+                if p >= 1.0:
+                    break
+                set_lr(p)
+                batch = Sample(*(t.to(device, non_blocking=True) for t in batch))
+                inputs, coverage, motion = model_inputs(batch, n_in)
+                probabilities = teacher_probabilities(p, cfg.sampling)
+                teacher = None
+                if probabilities is not None:
+                    teacher = teacher_mask(
+                        probabilities, len(inputs), n_in, n_out, generator, device=device
+                    )
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    prediction = ddp_model(
+                        inputs,
+                        n_out,
+                        coverage=coverage,
+                        motion=motion,
+                        targets=batch.frames[:, n_in:],
+                        teacher=teacher,
+                        seen=batch.seen[:, :n_in].float(),
+                        prior=prior_of(batch),
+                    )
+                loss = loss_of(prediction, batch)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(ddp_model.parameters(), cfg.optimiser.clip_norm)
+                optimiser.step()
+                loss_sum, steps = after_step(loss_sum, steps, loss.item())
         state.epoch += 1
         budget_spent()
         state.validation = _validate(validator, model, device, amp)

@@ -19,10 +19,14 @@ import torch
 from motionrnn import MotionRNN
 from pipelines import baselines
 from pipelines.config import TrainingConfig
+from pipelines.registry import PROMOTION_BASELINE, PROMOTION_THRESHOLD_MM_H
 from pipelines.scores import Scores, ScoreSpec
 from pipelines.training.dataset import Sample, WindowDataset
+from pipelines.verification.bootstrap import event_counts, paired_bootstrap
 
 MODEL = "model"
+PAIRED = "paired"  # the model's summary: its paired bootstrap against PROMOTION_BASELINE
+NOT_METRICS = ("per_lead", "val_loss", PAIRED)  # the keys of a summary that are no pooled score
 
 
 def model_inputs(batch: Sample, frames_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -45,36 +49,49 @@ class Evaluation:
     scores: dict[str, Scores]  # by method: "model" and each baseline
     loss_sum: float  # squared error on the model scale over seen cells (the validation loss)
     loss_n: float
+    counts: dict[str, np.ndarray]  # by method: (windows, leads, 3) events at the promotion
+    # threshold of each window of the dataset, zero for windows another worker scores
 
     def vector(self) -> np.ndarray:
         parts = [s.vector() for s in self.scores.values()]
-        return np.concatenate([*parts, [self.loss_sum, self.loss_n]])
+        counts = [c.ravel() for c in self.counts.values()]
+        return np.concatenate([*parts, *counts, [self.loss_sum, self.loss_n]])
 
     def from_vector(self, values: np.ndarray) -> Evaluation:
-        scores, offset = {}, 0
+        scores, counts, offset = {}, {}, 0
         for k, s in self.scores.items():
             size = s.vector().size
             scores[k] = s.from_vector(values[offset : offset + size])
             offset += size
-        return Evaluation(scores, float(values[offset]), float(values[offset + 1]))
+        for k, c in self.counts.items():
+            counts[k] = values[offset : offset + c.size].reshape(c.shape)
+            offset += c.size
+        return Evaluation(scores, float(values[offset]), float(values[offset + 1]), counts)
 
     def merge(self, other: Evaluation) -> Evaluation:
         return Evaluation(
             {k: s.merge(other.scores[k]) for k, s in self.scores.items()},
             self.loss_sum + other.loss_sum,
             self.loss_n + other.loss_n,
+            {k: c + other.counts[k] for k, c in self.counts.items()},
         )
 
     def summary(self) -> dict[str, dict]:
         out = {k: s.summary() for k, s in self.scores.items()}
         out[MODEL]["val_loss"] = self.loss_sum / self.loss_n if self.loss_n else None
+        if PROMOTION_BASELINE in self.counts:
+            out[MODEL][PAIRED] = {
+                "baseline": PROMOTION_BASELINE,
+                "threshold_mm_h": PROMOTION_THRESHOLD_MM_H,
+                **paired_bootstrap(self.counts[MODEL], self.counts[PROMOTION_BASELINE]),
+            }
         return out
 
 
 def score_table(validation: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """The pooled metrics of a validation summary (column names) and one row per method
     (its name, then each metric to 3 decimals, '-' where undefined): for tables and reports."""
-    metrics = [k for k in validation[MODEL] if k not in ("per_lead", "val_loss")]
+    metrics = [k for k in validation[MODEL] if k not in NOT_METRICS]
     rows = [
         [method, *("-" if scores.get(m) is None else f"{scores[m]:.3f}" for m in metrics)]
         for method, scores in validation.items()
@@ -95,9 +112,14 @@ class Validator:
         self.transform = dataset.transform
         self.frames_in, self.leads = dataset.cfg.frames_in, dataset.cfg.frames_out
         self.spec = score_spec(cfg)
-        self.methods = list(methods) if methods is not None else baselines.names()
+        self.methods = list(methods) if methods is not None else list(baselines.VALIDATION)
         self._baselines: dict[str, Scores] | None = None
+        self._baseline_counts: dict[str, np.ndarray] = {}
         self._cells: dict[int, np.ndarray] = {}  # window -> cells scored (T_out, H, W)
+
+    def _counts(self) -> np.ndarray:
+        """Zero per-window counts (windows of the dataset, leads, 3)."""
+        return np.zeros((len(self.dataset), self.leads, 3))
 
     def rates(self, sample: Sample) -> np.ndarray:
         """(T, H, W) mm/h of a sample, NaN where unknown."""
@@ -116,6 +138,9 @@ class Validator:
         self._cells[i] = cells
         for name, f in forecasts.items():
             self._baselines[name].add(f, observed, cells)
+            self._baseline_counts[name][i] = event_counts(
+                f, observed, cells, PROMOTION_THRESHOLD_MM_H
+            )
 
     def _batches(self) -> list[list[int]]:
         """Consecutive windows of one domain (frames of one size), batch_size at most."""
@@ -137,7 +162,8 @@ class Validator:
         first = self._baselines is None
         if first:
             self._baselines = {n: Scores(self.spec) for n in self.methods}
-        scores = Scores(self.spec)
+            self._baseline_counts = {n: self._counts() for n in self.methods}
+        scores, counts = Scores(self.spec), self._counts()
         loss_sum = loss_n = 0.0
         model.eval()
         for batch in self._batches():
@@ -145,7 +171,8 @@ class Validator:
             stacked = Sample(*(torch.stack(parts).to(device) for parts in zip(*items, strict=True)))
             inputs, coverage, motion = model_inputs(stacked, self.frames_in)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model.generate(inputs, self.leads, coverage, motion)
+                seen = stacked.seen[:, : self.frames_in].float()
+                out = model.generate(inputs, self.leads, coverage, motion, seen)
             out = out.float().clamp(0.0, 1.0).cpu()
             for k, (i, sample) in enumerate(zip(batch, items, strict=True)):
                 y, seen = sample.frames[self.frames_in :], sample.seen[self.frames_in :]
@@ -155,6 +182,15 @@ class Validator:
                 if first:
                     self._score_baselines(i, rates, sample.motion.numpy())
                 forecast = self.transform.inverse(out[k, :, 0].numpy())
-                scores.add(forecast, rates[self.frames_in :], self._cells[i])
+                observed = rates[self.frames_in :]
+                scores.add(forecast, observed, self._cells[i])
+                counts[i] = event_counts(
+                    forecast, observed, self._cells[i], PROMOTION_THRESHOLD_MM_H
+                )
         model.train()
-        return Evaluation({MODEL: scores, **self._baselines}, loss_sum, loss_n)
+        return Evaluation(
+            {MODEL: scores, **self._baselines},
+            loss_sum,
+            loss_n,
+            {MODEL: counts, **self._baseline_counts},
+        )

@@ -3,10 +3,12 @@
 Time is cut into blocks of ``block_hours`` on a fixed grid (from the Unix epoch); each block goes
 to train, validation or test by a draw that depends only on the block's start time and the seed
 (a hash, cut in the configured shares), so adding data never moves a block to another split and
-a retrained model is never tested on what it trained on. A window belongs to the split of the
-block its first frame is in, and is kept only if its frames and the ``gap_windows`` window
-lengths after it lie in blocks of that split: windows of different splits share no frame and
-lie at least that gap apart (radar fields stay correlated for an hour or more).
+a retrained model is never tested on what it trained on. Or the split is by event (``events``:
+a domain's frames of one UTC day, named 'domain@YYYY-MM-DD' or by its domain alone): what a
+benchmark needs to score on radars and storms never trained on. A window belongs to the split
+of the slot its first frame is in, and is kept only if its frames and the ``gap_windows``
+window lengths after it lie in slots of that split: windows of different splits share no frame
+and lie at least that gap apart (radar fields stay correlated for an hour or more).
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ def block_split(block: int, hours: float, shares: tuple[float, float, float], se
     return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
 
 
+def event_split(domain: str, day: pd.Timestamp, events: dict[str, str]) -> str:
+    """The split of a domain's event (its frames of one UTC day) in ``events``: by
+    'domain@YYYY-MM-DD', else by 'domain', else train."""
+    return events.get(f"{domain}@{day:%Y-%m-%d}", events.get(domain, "train"))
+
+
+def slot_splits(domain: str, times: pd.DatetimeIndex, cfg: DataConfig) -> list[str]:
+    """The split of each time slot: by event when ``cfg.events`` names any, else by the hash
+    of its time block."""
+    if cfg.events:
+        days = times.normalize()
+        names = {d: event_split(domain, d, cfg.events) for d in set(days)}
+        return [names[d] for d in days]
+    blocks = block_of(times, cfg.block_hours).tolist()
+    names = {b: block_split(b, cfg.block_hours, cfg.split, cfg.seed) for b in set(blocks)}
+    return [names[b] for b in blocks]
+
+
 def split_windows(
     domain: str, times: pd.DatetimeIndex, present: np.ndarray, wet: np.ndarray, cfg: DataConfig
 ) -> dict[str, list[Window]]:
@@ -76,9 +96,7 @@ def split_windows(
     step = times[1] - times[0]
     # the split of every slot a window or its gap may reach, past the axis' end too
     reach = pd.DatetimeIndex(times[0] + step * np.arange(len(times) + length + gap))
-    blocks = block_of(reach, cfg.block_hours)
-    names = {b: block_split(b, cfg.block_hours, cfg.split, cfg.seed) for b in set(blocks.tolist())}
-    codes = np.array([SPLITS.index(names[b]) for b in blocks.tolist()])
+    codes = np.array([SPLITS.index(name) for name in slot_splits(domain, reach, cfg)])
     changes = np.concatenate([[0], np.cumsum(codes[1:] != codes[:-1])])
     starts = starts[changes[starts + length + gap - 1] == changes[starts]]
     wet_mean = np.convolve(np.nan_to_num(wet), np.ones(length) / length, mode="valid")

@@ -98,7 +98,13 @@ def test_three_cycles_with_frames_arriving_between(service, frames):
     model = ModelForecaster.from_registry(root / "registry")
     inputs = read_inputs(archive, "syn", 6, pd.Timestamp("2026-06-01T01:00"))
     direct, _ = model(inputs.frames, 12)
-    np.testing.assert_allclose(ds.precip.sel(issue_time="2026-06-01T01:00").values, direct)
+    # the same forecast, but for the rounding of another thread count (the service's), which
+    # can swap two nearly equal cells in the sprog output's rank matching (measured: 6 cells
+    # of 49152, by 5e-3 mm/h at most)
+    stored = ds.precip.sel(issue_time="2026-06-01T01:00").values
+    np.testing.assert_array_equal(np.isnan(stored), np.isnan(direct))
+    assert np.isclose(stored, direct, rtol=0, atol=1e-3, equal_nan=True).mean() > 0.999
+    np.testing.assert_allclose(stored, direct, rtol=0, atol=0.05)
 
 
 def test_the_same_cycle_twice_issues_one_forecast_and_stale_input_none(service, frames):

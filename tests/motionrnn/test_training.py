@@ -118,8 +118,11 @@ def test_motion_smoothness_is_zero_for_uniform_motion_only() -> None:
 
 def test_parameter_groups_slow_down_the_offset_and_mask_gates() -> None:
     model = MotionRNN(MotionRNNConfig(layers=3, hidden=8))
-    fast, slow = parameter_groups(model, lr=1e-3)
-    assert slow["lr"] == pytest.approx(1e-4)
+    fast, slow, prior = parameter_groups(model, lr=1e-3, prior_lr=0.01)
+    assert slow["lr"] == pytest.approx(1e-4) and prior["lr"] == 0.01
     assert len(slow["params"]) == 2 * 6  # 2 MotionGRUs x (update_reset, candidate, mask) x w, b
-    ids = [id(p) for p in fast["params"] + slow["params"]]
+    assert len(prior["params"]) == 4  # the sprog prior's gains, blend, trend and damping
+    ids = [id(p) for p in fast["params"] + slow["params"] + prior["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    advective = MotionRNN(MotionRNNConfig(layers=3, hidden=8, output="advective"))
+    assert len(parameter_groups(advective, lr=1e-3)) == 2  # no prior, no third group

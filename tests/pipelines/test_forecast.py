@@ -225,12 +225,11 @@ def storm_frames() -> np.ndarray:
     return frames
 
 
-def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_size(
-    tmp_path: Path,
-):
-    """An untrained advective model is the extrapolation nowcast, on a domain not a multiple of
-    the patch too (padded with unknown cells, cut back); unknown cells stay NaN."""
-    from pipelines.baselines import extrapolation
+def test_the_untrained_model_forecasts_like_sprog_on_a_domain_of_any_size(tmp_path: Path):
+    """An untrained (sprog) model is pysteps' S-PROG nowcast, on a domain not a multiple of the
+    patch too (S-PROG on the domain itself, the stack on it padded with unknown cells, cut
+    back); unknown cells stay NaN."""
+    from pipelines.baselines import sprog
     from pipelines.forecast.methods import get_forecaster
     from pipelines.motion_prior import motion_field
 
@@ -238,17 +237,18 @@ def test_the_untrained_model_forecasts_like_extrapolation_on_a_domain_of_any_siz
     forecaster = get_forecaster("motionrnn", promoted_registry(tmp_path))
     model, version = forecaster(frames, 12)
     assert (forecaster.name, version) == ("motionrnn", "v0001")
-    reference = extrapolation(frames, 12, motion_field(frames, forecaster.transform))
+    reference = sprog(frames, 12, motion_field(frames, forecaster.transform))
     assert model.shape == reference.shape == (12, 59, 61)
-    # unknown where extrapolation is unknown: the strip, and what moves in from it or the edge
+    # unknown where S-PROG is unknown: the strip, and what moves in from it or the edge
     np.testing.assert_array_equal(np.isfinite(model), np.isfinite(reference))
     assert np.isnan(model[:, :, :5]).all() and np.isfinite(model).mean() > 0.4
     both = np.isfinite(model)
     wet = both & (reference > 1.0)
-    # the same field; the model interpolates in dB, pysteps in mm/h (measured: 8 % median)
-    assert np.median(np.abs(model[wet] - reference[wet]) / reference[wet]) < 0.15
+    # the same values (0.3 %: the model's scale ends at 23 dB, 199.5 mm/h, the storm's top),
+    # but for a few near-ties that the match ranks in float32 against pysteps' float64
+    assert np.isclose(model[wet], reference[wet], rtol=3e-3).mean() > 0.99
     events = (model[both] > 1.0) == (reference[both] > 1.0)
-    assert events.mean() > 0.98
+    assert events.mean() > 0.999
 
 
 def test_bfloat16_inference_stays_close_to_float32(tmp_path: Path):

@@ -18,13 +18,27 @@ from tests.conftest import REPO
 WINDOWS = [["simnet", 10, "2026-06-01T01:00:00", 0.1], ["simnet", 40, "2026-06-01T03:30:00", 0.2]]
 
 
-def card(csi: float, extrapolation: float = 0.3, windows: list | None = None) -> dict:
+def card(csi: float, lower: float = 0.01, windows: list | None = None, paired: bool = True) -> dict:
+    """A card whose model scores ``csi``; its paired test against S-PROG has this lower end."""
+    model = {"csi_1mm": csi, "mae": 0.3}
+    if paired:
+        model["paired"] = {
+            "baseline": "sprog",
+            "threshold_mm_h": 1.0,
+            "difference": lower + 0.02,
+            "lower": lower,
+            "upper": lower + 0.04,
+            "confidence": 0.95,
+            "windows": 12,
+            "resamples": 2000,
+        }
     return {
         "run": f"run-{csi}",
         "data": {"store": "a", "domains": ["simnet"]},
         "validation": {
-            "model": {"csi_1mm": csi, "mae": 0.3},
-            "extrapolation": {"csi_1mm": extrapolation},
+            "model": model,
+            "sprog": {"csi_1mm": csi - lower - 0.02},
+            "extrapolation": {"csi_1mm": 0.3},
             "persistence": {"csi_1mm": 0.2},
         },
         "validation_windows": WINDOWS if windows is None else windows,
@@ -73,15 +87,18 @@ def test_promotion_refuses_a_worse_model_unless_forced(tmp_path: Path, checkpoin
     ]
 
 
-def test_promotion_refuses_a_model_that_does_not_beat_extrapolation(tmp_path, checkpoint):
-    """The system never serves a model worse than its own fallback, even with none in
-    service."""
+def test_promotion_refuses_a_model_that_does_not_surely_beat_sprog(tmp_path, checkpoint):
+    """The system never serves a model that does not beat S-PROG, what the cycle issues without
+    one: the paired bootstrap on its card must put S-PROG below it, even with none in service."""
     reg = Registry(tmp_path / "reg")
-    reg.register(checkpoint, card(0.35, extrapolation=0.41))
-    reg.register(checkpoint, card(0.41, extrapolation=0.41))
+    reg.register(checkpoint, card(0.45, lower=-0.004))
+    reg.register(checkpoint, card(0.45, lower=0.0))
+    reg.register(checkpoint, card(0.45, paired=False))  # registered before the test existed
     for version in ("v0001", "v0002"):
-        with pytest.raises(RegistryError, match="not above pysteps extrapolation's 0.410"):
+        with pytest.raises(RegistryError, match="against pysteps sprog on its 12 validation"):
             reg.promote(version)
+    with pytest.raises(RegistryError, match="no paired test against sprog"):
+        reg.promote("v0003")
     assert reg.promoted() is None
     reg.promote("v0001", force=True)
     assert reg.promoted().version == "v0001"
@@ -309,8 +326,8 @@ def test_models_cli(tmp_path: Path, checkpoint: Path):
 @pytest.mark.slow
 def test_promote_scores_both_models_again_on_the_candidates_windows(truth_archive, tmp_path):
     """Two versions validated on different windows: `models promote --store` scores both on
-    the candidate's windows. The untrained advective model is the extrapolation (a zero
-    head), so a model whose head was damaged scores below it there and is refused."""
+    the candidate's windows. The untrained model is S-PROG (a zero head), so a model whose head
+    was damaged scores below it there and is refused."""
     import pandas as pd
     import torch
 
@@ -326,13 +343,14 @@ def test_promote_scores_both_models_again_on_the_candidates_windows(truth_archiv
         "syn", pd.DatetimeIndex(ds.time.values), ds.present.values, ds.wet_fraction.values, t.data
     )
     windows = [w for name in SPLITS for w in split[name]][:6]
+    torch.manual_seed(0)
     good = MotionRNN(t.model)
     bad = MotionRNN(t.model)
     with torch.no_grad():
-        bad.head.weight.normal_(std=0.5)  # a source term of noise
+        bad.head.weight.normal_(std=0.5)  # motion and source of noise (measured: CSI -0.09)
     scores = score_models(str(truth_archive), windows, {"good": good, "bad": bad}, t)
     summary = {k: s.summary()["csi_1mm"] for k, s in scores.items()}
-    assert summary["good"] == pytest.approx(summary["extrapolation"], abs=0.02)
+    assert summary["good"] == pytest.approx(summary["sprog"], abs=0.01)
     assert summary["bad"] < summary["good"] - 0.05
 
     reg = Registry(tmp_path / "reg")
@@ -340,7 +358,7 @@ def test_promote_scores_both_models_again_on_the_candidates_windows(truth_archiv
     for name, model, csi, on in (("good", good, 0.6, windows[:3]), ("bad", bad, 0.9, windows)):
         path = tmp_path / f"{name}.safetensors"
         save_checkpoint(path, model)
-        card_ = card(csi, extrapolation=0.5, windows=[w.to_json() for w in on])
+        card_ = card(csi, windows=[w.to_json() for w in on])
         card_["data"]["snapshot"] = None
         card_.update(training=training, model_config=dataclasses.asdict(t.model))
         reg.register(path, card_)

@@ -185,9 +185,72 @@ def test_validation_never_scores_dryness_advected_from_outside_coverage(small_ar
     assert not sample.seen[:, 0, :, :5].any()  # the strip (cut to 50 x 60: columns 0-4)
     validator = Validator(data, [0], cfg, batch_size=1)
     validator._baselines = {name: Scores(validator.spec) for name in validator.methods}
+    validator._baseline_counts = {name: validator._counts() for name in validator.methods}
     validator._score_baselines(0, validator.rates(sample), sample.motion.numpy())
     cells = validator._cells[0]  # (leads, H, W)
     for k in range(4):
         reach = 5 + 2 * (k + 1)  # columns fed from the strip by lead k + 1
         assert not cells[k][:, :reach].any()
         assert cells[k][:, reach + 1 :].all()
+
+
+def test_crops_carry_the_prior_computed_on_the_whole_domain(tmp_path: Path):
+    """A crop's prior is the whole domain's, cut and turned like its frames: rain advected
+    into the crop from outside it is known there (on a crop of its own it would be unknown)."""
+    from motionrnn.prior import SprogPrior
+
+    grid = Grid.from_extent("EPSG:3035", (0, 0, 64e3, 48e3), 1000.0)  # 48 x 64
+    yy, xx = np.mgrid[0:48, 0:64].astype(np.float32)
+    t0 = pd.Timestamp("2026-06-01T12:00")
+    frames = []
+    for k in range(10):  # rain bands moving 2 cells a step east
+        precip = 3.0 + 2.5 * np.sin((xx - 2 * k) / 5.0) + np.cos(yy / 7.0) + xx * yy / 1000
+        frames.append(
+            Frame(
+                "d",
+                t0 + pd.Timedelta(minutes=5 * k),
+                grid,
+                precip.astype(np.float32),
+                f"f{k}",
+                f"s{k}",
+                "test",
+            )
+        )
+    Archive(tmp_path / "a", create=True).write(frames, "test")
+    cfg = DataConfig(frames_in=3, frames_out=4, crop=32, split=(1, 0, 0))
+    ds = open_archive(tmp_path / "a")
+    windows = split_windows(
+        "d", pd.DatetimeIndex(ds.time.values), ds.present.values, ds.wet_fraction.values, cfg
+    )["train"]
+    prior = SprogPrior(4, 6, 5 / 38, 25 / 38, 2 / 38).eval()
+    cropped = WindowDataset(tmp_path / "a", windows, cfg, augment=True, prior=prior)
+    whole = WindowDataset(tmp_path / "a", windows, cfg, augment=False, whole_domain_multiple=1)
+    sample, full = cropped[2], whole[2]
+    assert sample.prior.shape == (4, 2, 32, 32)
+    with torch.no_grad():
+        expected = prior(full.frames[None, :3, 0], full.seen[None, :3, 0], full.motion[None], 4)
+    # find the crop (and its turn) in the whole domain by its last input frame
+    views = [(turns, flip) for turns in range(4) for flip in (False, True)]
+
+    def view(a: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+        a = torch.rot90(a, turns, dims=(-2, -1))
+        return torch.flip(a, dims=(-1,)) if flip else a
+
+    found = [
+        (turns, flip, y, x)
+        for turns, flip in views
+        for y in range(view(full.frames[2, 0], turns, flip).shape[0] - 31)
+        for x in range(view(full.frames[2, 0], turns, flip).shape[1] - 31)
+        if torch.equal(
+            view(full.frames[2, 0], turns, flip)[y : y + 32, x : x + 32], sample.frames[2, 0]
+        )
+    ]
+    assert len(found) == 1
+    turns, flip, y, x = found[0]
+    torch.testing.assert_close(  # to float16's rounding: the dataset keeps priors so
+        sample.prior[:, 0],
+        view(expected.frames[0], turns, flip)[:, y : y + 32, x : x + 32],
+        atol=1e-3,
+        rtol=1e-3,
+    )
+    assert sample.prior[:, 1].mean() > 0.95  # known almost everywhere: nothing cut off

@@ -224,9 +224,11 @@ def test_two_workers_train_checkpoint_register_and_continue(ray_local, truth_arc
     assert events[-1].budget == 1.0 and events[-1].time_left_s == 0.0
     assert (tmp_path / "e2e" / "ray-logs" / "workers.log").exists()
     assert [h["step"] for h in state.history] == [0, 5, 10, 15, 20]
-    start = validations[0].validation  # the untrained advective model is the extrapolation
-    assert start["model"]["csi_1mm"] == pytest.approx(start["extrapolation"]["csi_1mm"], abs=0.03)
-    assert state.history[-1]["train_loss"] < state.history[1]["train_loss"]  # it learns
+    start = validations[0].validation  # the untrained sprog model is S-PROG
+    assert start["model"]["csi_1mm"] == pytest.approx(start["sprog"]["csi_1mm"], abs=0.01)
+    # it learns (validation: the training losses of the prior's stage, on whole domains, and
+    # of the stack's, on crops, are not comparable)
+    assert state.history[-1]["val_loss"] < state.history[0]["val_loss"]
     assert sorted((tmp_path / "e2e").glob("checkpoint_step*"))  # checkpoints on storage
     card = Registry(tmp_path / "registry").get("v0001").card
     assert set(card["validation"]) == {"model", "extrapolation", "persistence", "sprog"}
