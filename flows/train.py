@@ -2,8 +2,8 @@
 
 The run name is fixed before the training task starts, so that a retry of the task (Prefect
 ``retries``) continues the same run from its last checkpoint instead of starting over. The new
-version (the run's best validation checkpoint) goes into service only if it beats pysteps
-extrapolation on its validation windows and scores at least as well as the one in service on
+version (the run's best validation checkpoint) goes into service only if it surely beats pysteps
+S-PROG on its validation windows (the paired bootstrap on its card) and scores at least as well as the one in service on
 CSI at 1 mm/h (``Registry.promote``); otherwise the flow says why and leaves the service alone.
 """
 
@@ -51,8 +51,8 @@ def train_flow(
     run_name: str | None = None,
     promote: bool = True,
 ) -> dict:
-    """Train on ``store``, register in ``registry``, promote the model if it beats
-    extrapolation and the current one."""
+    """Train on ``store``, register in ``registry``, promote the model if it surely beats
+    S-PROG and the current one."""
     logger = get_run_logger()
     cfg = load_config(Path(config_file) if config_file else None, overrides)
     run_name = run_name or new_run_name()

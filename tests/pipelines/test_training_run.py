@@ -361,7 +361,7 @@ def test_the_train_verb_logs_one_line_per_validation_off_a_terminal(caplog):
     from pipelines.cli import _TrainingDisplay
     from pipelines.training.progress import StepEvent
 
-    scores = {"model": 0.31, "extrapolation": 0.4, "persistence": 0.35}
+    scores = {"model": 0.31, "sprog": 0.42, "extrapolation": 0.4, "persistence": 0.35}
     caplog.set_level(logging.INFO, logger="pipelines.cli")
     with _TrainingDisplay(max_steps=100) as display:  # pytest's stderr is no terminal
         display(StepEvent(0, 19, 0, 0.19, 11.4, train_loss=0.25))
@@ -369,7 +369,7 @@ def test_the_train_verb_logs_one_line_per_validation_off_a_terminal(caplog):
         display(StepEvent(0, 20, 1, 0.2, 12.0, train_loss=0.2, validation=validation))
     assert [r.getMessage() for r in caplog.records] == [
         "step 20/100: training loss 0.2000; validation CSI 1 mm/h: model 0.310, "
-        "extrap. 0.400, persist. 0.350; 0:00:48 left"
+        "S-PROG 0.420, extrap. 0.400; 0:00:48 left"
     ]
 
 
