@@ -3,8 +3,9 @@
 The run name is fixed before the training task starts, so that a retry of the task (Prefect
 ``retries``) continues the same run from its last checkpoint instead of starting over. The new
 version (the run's best validation checkpoint) goes into service only if it surely beats pysteps
-S-PROG on its validation windows (the paired bootstrap on its card) and scores at least as well as the one in service on
-CSI at 1 mm/h (``Registry.promote``); otherwise the flow says why and leaves the service alone.
+S-PROG on its validation windows (the paired bootstrap on its card) and scores at least as well
+as the one in service on CSI at 1 mm/h (``Registry.promote``); otherwise the flow says why and
+leaves the service alone.
 """
 
 from __future__ import annotations
