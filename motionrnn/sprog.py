@@ -34,6 +34,7 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from motionrnn.advection import sample, trace_back
 
@@ -185,9 +186,14 @@ def match_distribution(
     each cell gets the target's value of the same rank; cells at the field's minimum and those
     ranked below its count of cells above the minimum get the target's minimum.
 
-    Forward exact; backward: to ``target`` through the values taken, and to ``field`` with the
-    slope of the piecewise-linear map between ``knots`` detached quantiles of the field and the
-    target's values at the same ranks."""
+    Forward exact; backward: to ``target`` through the values taken, and to ``field`` as a
+    change of ranks: the slope of the piecewise-linear map between ``knots`` detached quantiles
+    of the field and the target's values at the same ranks, applied to each cell's change less
+    the mean change of the cells ranked around it (as many as lie between two knots). A change
+    that keeps the order (a shift, a scaling) changes nothing, as in the forward pass; a cell
+    that rises takes rank from its neighbours, whose values fall. (Without the second term a
+    shared change looked like a change of every value, and a parameter that scales the heavy
+    cells learned as if the match were not there.)"""
     b, n = field.shape
     order = field.detach().argsort(dim=-1)
     ranks = torch.empty_like(order)
@@ -204,7 +210,24 @@ def match_distribution(
     slopes = (y_knots.diff(dim=-1) / x_knots.diff(dim=-1).clamp(min=1e-6)).clamp(max=1e3)
     segment = torch.searchsorted(x_knots[:, 1:-1].contiguous(), field.detach().contiguous())
     slope = slopes.gather(-1, segment)
-    return matched + slope * (field - field.detach())
+    change = field - field.detach()  # zero, with the field's gradient
+    return matched + slope * (change - _rank_window_mean(change, order, n // knots))
+
+
+def _rank_window_mean(values: torch.Tensor, order: torch.Tensor, half: int) -> torch.Tensor:
+    """(B, N): for each cell the mean of ``values`` over the cells ranked within ``half`` of it
+    on both sides (fewer at the ends, so that the window stays centred; ``order``: the cells by
+    rank), differentiable."""
+    b, n = values.shape
+    ranked = values.gather(-1, order)
+    sums = F.pad(ranked.cumsum(dim=-1), (1, 0))  # sums[:, r] = total of ranks < r
+    r = torch.arange(n, device=values.device)
+    width = torch.minimum(
+        torch.minimum(r, n - 1 - r), torch.tensor(half)
+    )  # centred at the ends too
+    lo, hi = r - width, r + width + 1
+    mean = (sums[:, hi] - sums[:, lo]) / (hi - lo).to(values.dtype)
+    return torch.empty_like(mean).scatter_(-1, order, mean)
 
 
 class Sprog(NamedTuple):

@@ -72,14 +72,38 @@ def test_wet_area_mask_and_match_are_pysteps() -> None:
 
 def test_the_match_passes_gradients_to_the_field_and_to_the_target() -> None:
     rng = np.random.default_rng(3)
-    field = torch.tensor(rng.normal(size=(1, 400)), requires_grad=True)
-    target = torch.tensor(np.sort(rng.gamma(2.0, 2.0, (1, 400))), requires_grad=True)
+    field = torch.tensor(rng.normal(size=(1, 4000)), requires_grad=True)
+    target = torch.tensor(np.sort(rng.gamma(2.0, 2.0, (1, 4000))), requires_grad=True)
     out = match_distribution(field, target)
-    out.sum().backward()
-    assert field.grad is not None and target.grad is not None
-    assert (field.grad > 0).float().mean() > 0.9  # a higher value ranks higher: a higher output
-    assert torch.isfinite(field.grad).all()
-    torch.testing.assert_close(target.grad.sum(), torch.tensor(400.0, dtype=torch.float64))
+    weights = torch.zeros(1, 4000, dtype=torch.float64)
+    one = int(field.detach().argsort()[0, 3000])  # a cell ranked 3000th of 4000
+    weights[0, one] = 1.0
+    (out * weights).sum().backward()
+    assert field.grad[0, one] > 0  # it rises: a higher rank, a higher value...
+    neighbours = field.grad[0] < 0  # ...taken from the cells of its rank range, which fall
+    assert 10 < neighbours.sum() < 100 and field.grad[0].sum().abs() < 1e-9
+    assert torch.isfinite(field.grad).all() and target.grad[0].sum() == 1.0
+
+
+def test_a_change_that_keeps_the_ranks_changes_next_to_nothing() -> None:
+    """Regression: a shift of every cell (or a scaling) moves no cell past another, so the
+    matched field stays what it is; a loss has no gradient along a shift (it had, as if every
+    value rose with it) and a small one along a scaling (the ranks' windows are finite), a
+    fraction of that along a change of the same size that reorders the cells."""
+    rng = np.random.default_rng(4)
+    field = torch.tensor(rng.normal(size=(1, 3000)))
+    target = torch.tensor(rng.gamma(2.0, 2.0, (1, 3000)))
+    observed = torch.tensor(rng.gamma(2.0, 2.0, (1, 3000)))
+    reorder = torch.tensor(rng.normal(size=(1, 3000)))
+
+    def gradient(direction: torch.Tensor) -> float:
+        t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        out = match_distribution(field + t * direction, target)
+        ((out - observed) ** 2).sum().backward()
+        return abs(float(t.grad))
+
+    assert gradient(torch.ones_like(field)) < 1e-9
+    assert gradient(field) < 0.3 * gradient(reorder)  # measured: 317 against 1326
 
 
 def test_a_dry_window_forecasts_its_minimum_everywhere() -> None:
