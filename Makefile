@@ -66,7 +66,7 @@ demo: setup
 	  $(VENV)/bin/motioncast archive info --store $(DEMO)/composites; \
 	else echo "real OPERA and MRMS samples absent below $$data (MOTIONCAST_RADAR_DATA): skipped"; fi
 	$(VENV)/bin/motioncast train --store $(DEMO)/archive --registry $(DEMO)/registry --workers 2 --max-minutes 3 $(DEMO_TRAINING)
-	@echo "--- promotion: refused unless the model beats pysteps extrapolation on its validation windows"
+	@echo "--- promotion: refused unless a paired bootstrap puts the model above pysteps S-PROG on its validation windows"
 	-$(VENV)/bin/motioncast models promote v0001 --registry $(DEMO)/registry
 	$(VENV)/bin/motioncast models list --registry $(DEMO)/registry
 	@echo "--- forecasts into the forecast store: the promoted model, else (as the cycle does) pysteps"
