@@ -164,12 +164,13 @@ class WindowDataset(torch.utils.data.Dataset):
             self._motion.put(key, motion)
         return motion.astype(np.float32)
 
-    def _prior(self, w: Window, scaled: np.ndarray, motion: np.ndarray) -> np.ndarray:
-        """(T_out, 2, Y, X) float32: the prior of the window's input frames (scaled, NaN
+    def _prior(self, w: Window, rates: np.ndarray, motion: np.ndarray) -> np.ndarray:
+        """(T_out, 2, Y, X) float32: the prior of the window's input frames (mm/h, NaN
         unknown) on the whole domain and where it is known; kept for the last windows."""
         key = (w.domain, w.start)
         prior = self._priors.get(key)
         if prior is None:
+            scaled = self.transform.forward(rates)
             with torch.no_grad():
                 out = self.prior(
                     torch.from_numpy(np.nan_to_num(scaled, nan=0.0))[None],
@@ -225,8 +226,7 @@ class WindowDataset(torch.utils.data.Dataset):
         region = (slice(y0, y0 + hy), slice(x0, x0 + hx))
         prior = np.zeros(0, dtype=np.float32)
         if self.prior is not None:
-            whole = self.transform.forward(rates[:n_in])
-            prior = self._prior(w, whole, motion)[(slice(None), slice(None), *region)]
+            prior = self._prior(w, rates[:n_in], motion)[(slice(None), slice(None), *region)]
         scaled = self.transform.forward(rates[(slice(None), *region)])
         motion = motion[(slice(None), *region)]
         if self.augment:
