@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from motionrnn import (
     MotionRNN,
@@ -13,6 +15,7 @@ from motionrnn import (
     scheduled_sampling,
     teacher_mask,
 )
+from motionrnn.training import box_mean, fss_loss
 
 
 def test_scheduled_sampling() -> None:
@@ -98,6 +101,37 @@ def test_event_loss_is_one_minus_the_csi_of_sharp_forecasts() -> None:
     assert event_loss(predictions, garbage, levels, 1e-5, seen).item() == pytest.approx(
         loss.item(), abs=1e-6
     )
+
+
+@pytest.mark.parametrize("window", [1, 4, 15])
+def test_box_mean_is_the_square_pool(window: int) -> None:
+    x = torch.rand(3, 1, 40, 33, generator=torch.Generator().manual_seed(window))
+    expected = F.avg_pool2d(x, window, stride=1, padding=window // 2)
+    torch.testing.assert_close(box_mean(x, window), expected, rtol=0, atol=1e-6)
+
+
+def test_fss_loss_of_sharp_forecasts_is_one_minus_pysteps_fss() -> None:
+    """Pooled over the batch and the leads like pysteps' accumulated FSS, events "> threshold",
+    zeros beyond the edges (its uniform filter's "constant" mode), unseen cells no event."""
+    from pysteps.verification.spatialscores import fss_accum, fss_compute, fss_init
+
+    gen = torch.Generator().manual_seed(5)
+    frames = torch.rand(2, 4, 1, 30, 27, generator=gen)
+    predictions = torch.rand(2, 3, 1, 30, 27, generator=gen)
+    seen = torch.rand(2, 4, 1, 30, 27, generator=gen) > 0.2
+    window, losses = 7, []
+    for level in (0.4, 0.8):
+        score = fss_init(level, window)
+        for b in range(2):
+            for t in range(3):
+                keep = seen[b, t + 1, 0].numpy()
+                forecast = np.where(keep, predictions[b, t, 0].numpy(), 0.0)
+                observed = np.where(keep, frames[b, t + 1, 0].numpy(), 0.0)
+                fss_accum(score, forecast, observed)
+        losses.append(1 - fss_compute(score))
+    loss = fss_loss(predictions, frames, [0.4, 0.8], 1e-6, window, seen)
+    assert loss.item() == pytest.approx(np.mean(losses), abs=1e-4)
+    assert loss.item() > 0.01  # independent random fields: not a perfect forecast
 
 
 def test_event_loss_pulls_a_missed_event_up_and_a_false_alarm_down() -> None:
