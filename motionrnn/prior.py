@@ -19,6 +19,8 @@ a = 0, w = 0, b = 0 at the start: P_k is S-PROG's forecast (``sprog_forecast``),
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,7 @@ from torch import nn
 from motionrnn.sprog import Sprog, cascade_forecast, finish
 
 TREND_KNOTS = 64  # ranks at which the quantile trend is estimated (then interpolated)
+PARTS = {"gains": ("log_gain",), "blend": ("blend",), "trend": ("trend", "damping")}
 
 
 def quantile_trend(frames: torch.Tensor) -> torch.Tensor:
@@ -60,6 +63,15 @@ class SprogPrior(nn.Module):
         self.blend = nn.Parameter(torch.zeros(leads))  # w_k
         self.trend = nn.Parameter(torch.zeros(()))  # b
         self.damping = nn.Parameter(torch.zeros(()))  # rho = sigmoid(damping)
+
+    def learn(self, parts: Iterable[str]) -> None:
+        """Only the parameters of these ``PARTS`` learn; the others keep their values."""
+        parts = set(parts)
+        if unknown := parts - PARTS.keys():
+            raise ValueError(f"unknown prior parts {sorted(unknown)}; known: {sorted(PARTS)}")
+        for part, names in PARTS.items():
+            for name in names:
+                getattr(self, name).requires_grad_(part in parts)
 
     def _per_lead(self, values: torch.Tensor, n_out: int) -> torch.Tensor:
         """The first n_out rows of per-lead parameters, the last one repeated beyond them."""

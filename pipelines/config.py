@@ -513,6 +513,12 @@ class TrainingConfig(_Section):
         "the recurrent stack on crops, the prior frozen.",
     )
     prior_batch: int = Field(4, ge=1, description="Whole-domain windows per prior step per worker.")
+    prior_learns: list[Literal["gains", "blend", "trend"]] = Field(
+        ["gains", "blend", "trend"],
+        description="What the prior's stage trains (motionrnn.prior.PARTS): the per-level, "
+        "per-lead gains, the heavy-rain blend, the distribution's trend; the rest stays at its "
+        "start (S-PROG's).",
+    )
     heavy_rain_mm_h: float = Field(
         10.0, gt=0, description="The sprog model's prior blends in extrapolation above this rate."
     )

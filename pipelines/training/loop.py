@@ -244,6 +244,8 @@ def train_worker(job: TrainJob) -> None:
     amp = cfg.amp and device.type == "cuda"
 
     model = MotionRNN(cfg.model)
+    if model.prior is not None:
+        model.prior.learn(cfg.prior_learns)
     state = RunState()
     optimiser_state = None
     checkpoint = ray.train.get_checkpoint()

@@ -70,6 +70,20 @@ def test_the_prior_learns_through_gains_blend_and_trend() -> None:
         assert p.grad.abs().sum() > 0, name
 
 
+def test_the_prior_learns_only_the_parts_it_is_told() -> None:
+    s = storm()
+    prior = SprogPrior(5, 6, CONFIG.wet_level, CONFIG.heavy_level, CONFIG.heavy_width)
+    prior.learn(["blend", "trend"])
+    with torch.no_grad():
+        prior.trend.fill_(0.5)
+    out = prior(s["frames"], s["seen"], s["motion"], 5)
+    (out.frames * out.known).square().mean().backward()
+    learned = {n for n, p in prior.named_parameters() if p.grad is not None}
+    assert learned == {"blend", "trend", "damping"}
+    with pytest.raises(ValueError, match="unknown prior parts \\['gain'\\]"):
+        prior.learn(["gain"])
+
+
 def test_a_growing_trend_grows_the_rain_it_matches() -> None:
     s = storm()
     prior = SprogPrior(5, 6, CONFIG.wet_level, CONFIG.heavy_level, CONFIG.heavy_width)
