@@ -1,7 +1,7 @@
 """Forecast skill on every visible real event: the MotionRNN on its S-PROG prior against pysteps.
 
-    .venv/bin/python bench/skill.py [--data DIR] [--minutes 60] [--workers 2] [--linda 2]
-                                    [--ablation] [--out DIR] [--evaluate-only]
+    PYTHONPATH=. .venv/bin/python bench/skill.py [--data DIR] [--minutes 60] [--workers 2]
+        [--linda 2] [--ablation] [--ablation-minutes M] [--out DIR] [--evaluate-only]
 
 1. Ingest every event of the real composites ($MOTIONCAST_RADAR_DATA or ../shared/data/radar)
    into one archive: KNMI 2010, MeteoSwiss 2015 and 2016, RMI 2021, FMI 2016 (5 minutes),
@@ -23,7 +23,8 @@
 6. --ablation: the PredRNN base on the same learned prior, and the old model on the
    extrapolation prior (output 'advective'), each trained with the same budget.
 
---out DIR keeps the archive, the runs and the registry there, so that
+--out DIR keeps the archive, the runs and the registry there (a run already registered there is
+not trained again: --ablation can follow a first run), so that
 ``motioncast forecast --registry DIR/registry --method motionrnn`` issues the trained model's
 forecasts on any other archive exactly as the cycle would.
 """
@@ -225,6 +226,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--linda", type=int, default=2, help="windows a 5-minute event; 0: none")
     parser.add_argument("--ablation", action="store_true", help="also PredRNN and the old model")
+    parser.add_argument(
+        "--ablation-minutes", type=float, help="each ablation's budget (default: --minutes)"
+    )
     parser.add_argument("--out", type=Path, help="keep archive, runs, registry and scores here")
     parser.add_argument(
         "--evaluate-only", action="store_true", help="score the models already trained in --out"
@@ -243,24 +247,29 @@ def main() -> None:
         root = args.out or Path(tmp)
         real = root / "real-archive"
         if not args.evaluate_only:
-            ingest_real(args.data, real)
+            if not real.exists():
+                ingest_real(args.data, real)
+            done = trained(root)  # runs already in --out's registry are not trained again
             ray.init(num_cpus=args.workers, log_to_driver=False)
-            main_run = run(real, root, "motionrnn", args.minutes, args.workers, [])
+            if "motionrnn" not in done:
+                run(real, root, "motionrnn", args.minutes, args.workers, [])
             if args.ablation:
-                # the stack's stage again on the same learned prior, without MotionGRU
-                run(
-                    real,
-                    root,
-                    "predrnn",
-                    args.minutes * 0.7,
-                    args.workers,
-                    [
-                        *VARIANTS["predrnn"],
-                        "training.prior_share=0",
-                        f"training.init_checkpoint={main_run.version.checkpoint}",
-                    ],
-                )
-                run(real, root, "advective", args.minutes, args.workers, VARIANTS["advective"])
+                minutes = args.ablation_minutes or args.minutes
+                if "predrnn" not in done:  # the stack's stage again on the same learned prior
+                    run(
+                        real,
+                        root,
+                        "predrnn",
+                        minutes * 0.7,
+                        args.workers,
+                        [
+                            *VARIANTS["predrnn"],
+                            "training.prior_share=0",
+                            f"training.init_checkpoint={trained(root)['motionrnn']}",
+                        ],
+                    )
+                if "advective" not in done:
+                    run(real, root, "advective", minutes, args.workers, VARIANTS["advective"])
             ray.shutdown()
         models = models_to_score(trained(root))
         by_event, pooled, counts = evaluate(real, models, BASELINES)
