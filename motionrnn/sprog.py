@@ -222,9 +222,7 @@ def _rank_window_mean(values: torch.Tensor, order: torch.Tensor, half: int) -> t
     ranked = values.gather(-1, order)
     sums = F.pad(ranked.cumsum(dim=-1), (1, 0))  # sums[:, r] = total of ranks < r
     r = torch.arange(n, device=values.device)
-    width = torch.minimum(
-        torch.minimum(r, n - 1 - r), torch.tensor(half)
-    )  # centred at the ends too
+    width = torch.minimum(r, n - 1 - r).clamp(max=half)  # centred at the ends too
     lo, hi = r - width, r + width + 1
     mean = (sums[:, hi] - sums[:, lo]) / (hi - lo).to(values.dtype)
     return torch.empty_like(mean).scatter_(-1, order, mean)
