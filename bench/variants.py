@@ -62,10 +62,9 @@ def train_prior(store: Path, settings: list[str], steps: int) -> tuple[MotionRNN
     while step < steps:
         items = (Sample(*(t[None] for t in data[i])) for i in order.permutation(len(data)))
         for samples in groups_of(items, cfg.prior_batch):
-            optimiser.zero_grad(set_to_none=True)
-            prior_step(model, samples, loss_of, n_in, n_out, CPU)
-            torch.nn.utils.clip_grad_norm_(model.prior.parameters(), cfg.optimiser.clip_norm)
-            optimiser.step()
+            prior_step(
+                model, optimiser, samples, loss_of, n_in, n_out, CPU, cfg.optimiser.clip_norm
+            )
             step += 1
             if step == steps:
                 break

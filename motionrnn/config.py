@@ -11,6 +11,7 @@ BASES: tuple[str, ...] = ("predrnn", "convlstm")
 Output = Literal["frame", "advective", "sprog"]
 OUTPUTS: tuple[str, ...] = ("frame", "advective", "sprog")
 CONTEXT_CHANNELS = 3  # coverage, and the motion prior's x and y
+PriorPart = Literal["gains", "blend", "trend"]  # what the sprog prior learns (prior.PARTS)
 PRIOR_CHANNELS = 2  # sprog: the prior frame at the step's target lead, and the lead
 
 

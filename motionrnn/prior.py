@@ -25,10 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motionrnn.config import PriorPart
 from motionrnn.sprog import Sprog, cascade_forecast, finish
 
 TREND_KNOTS = 64  # ranks at which the quantile trend is estimated (then interpolated)
-PARTS = {"gains": ("log_gain",), "blend": ("blend",), "trend": ("trend", "damping")}
+PARTS: dict[PriorPart, tuple[str, ...]] = {  # the parameters of each part
+    "gains": ("log_gain",),
+    "blend": ("blend",),
+    "trend": ("trend", "damping"),
+}
 
 
 def quantile_trend(frames: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from motionrnn.config import MotionRNNConfig
+from motionrnn.config import MotionRNNConfig, PriorPart
 from pipelines.grid import Grid
 
 log = logging.getLogger(__name__)
@@ -513,7 +513,7 @@ class TrainingConfig(_Section):
         "the recurrent stack on crops, the prior frozen.",
     )
     prior_batch: int = Field(4, ge=1, description="Whole-domain windows per prior step per worker.")
-    prior_learns: list[Literal["gains", "blend", "trend"]] = Field(
+    prior_learns: list[PriorPart] = Field(
         ["gains", "blend", "trend"],
         description="What the prior's stage trains (motionrnn.prior.PARTS): the per-level, "
         "per-lead gains, the heavy-rain blend, the distribution's trend; the rest stays at its "

@@ -364,10 +364,9 @@ def train_worker(job: TrainJob) -> None:
                 if p >= 1.0:
                     break
                 set_lr(p)
-                optimiser.zero_grad(set_to_none=True)
-                loss = prior_step(model, samples, loss_of, n_in, n_out, device)
-                torch.nn.utils.clip_grad_norm_(model.prior.parameters(), cfg.optimiser.clip_norm)
-                optimiser.step()
+                loss = prior_step(
+                    model, optimiser, samples, loss_of, n_in, n_out, device, cfg.optimiser.clip_norm
+                )
                 loss_sum, steps = after_step(loss_sum, steps, loss)
         else:
             if train_set is None:  # stage 2 (or the only one): the stack on crops

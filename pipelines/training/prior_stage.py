@@ -63,14 +63,17 @@ def groups_of(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
 
 def prior_step(
     model: MotionRNN,
+    optimiser: torch.optim.Optimizer,
     samples: list[Sample],
     loss_of,
     frames_in: int,
     n_out: int,
     device: torch.device,
+    clip_norm: float,
 ) -> float:
-    """Gradients of the mean loss over whole-domain windows (one at a time: their sizes
-    differ), averaged over ranks; returns the loss."""
+    """One update of the prior: gradients of the mean loss over whole-domain windows (one at a
+    time: their sizes differ), averaged over ranks and clipped; returns the loss."""
+    optimiser.zero_grad(set_to_none=True)
     total = 0.0
     for sample in samples:
         sample = Sample(*(t.to(device) for t in sample))
@@ -78,4 +81,6 @@ def prior_step(
         loss.backward()
         total += loss.item()
     average_gradients(model.prior.parameters())
+    torch.nn.utils.clip_grad_norm_(model.prior.parameters(), clip_norm)
+    optimiser.step()
     return total

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import get_args
 
 import numpy as np
 import pytest
 import torch
 
 from motionrnn import MotionRNN, MotionRNNConfig
-from motionrnn.prior import SprogPrior, quantile_trend
+from motionrnn.config import PriorPart
+from motionrnn.prior import PARTS, SprogPrior, quantile_trend
 from motionrnn.sprog import sprog_forecast
 
 CONFIG = MotionRNNConfig(hidden=8, frames_in=4, frames_out=5)
@@ -82,6 +84,7 @@ def test_the_prior_learns_only_the_parts_it_is_told() -> None:
     assert learned == {"blend", "trend", "damping"}
     with pytest.raises(ValueError, match="unknown prior parts \\['gain'\\]"):
         prior.learn(["gain"])
+    assert set(get_args(PriorPart)) == set(PARTS)  # the configuration's names are the parts
 
 
 def test_a_growing_trend_grows_the_rain_it_matches() -> None:
