@@ -20,8 +20,9 @@
    a paired bootstrap of the model against S-PROG over the test windows.
 5. LINDA (pysteps, deterministic), the anchor above S-PROG, on --linda windows of each
    5-minute test event (about 3 minutes a forecast on two cores), with the others on them.
-6. --ablation: the PredRNN base on the same learned prior, and the old model on the
-   extrapolation prior (output 'advective'), each trained with the same budget.
+6. --ablation: the PredRNN base (no MotionGRU) on the same S-PROG prior, trained the same way
+   (the prior's stage, then the stack's), and the old model on the extrapolation prior (output
+   'advective'), each with the same budget (or --ablation-minutes).
 
 --out DIR keeps the archive, the runs and the registry there (a run already registered there is
 not trained again: --ablation can follow a first run), so that
@@ -255,21 +256,9 @@ def main() -> None:
                 run(real, root, "motionrnn", args.minutes, args.workers, [])
             if args.ablation:
                 minutes = args.ablation_minutes or args.minutes
-                if "predrnn" not in done:  # the stack's stage again on the same learned prior
-                    run(
-                        real,
-                        root,
-                        "predrnn",
-                        minutes * 0.7,
-                        args.workers,
-                        [
-                            *VARIANTS["predrnn"],
-                            "training.prior_share=0",
-                            f"training.init_checkpoint={trained(root)['motionrnn']}",
-                        ],
-                    )
-                if "advective" not in done:
-                    run(real, root, "advective", minutes, args.workers, VARIANTS["advective"])
+                for name in ("predrnn", "advective"):
+                    if name not in done:
+                        run(real, root, name, minutes, args.workers, VARIANTS[name])
             ray.shutdown()
         models = models_to_score(trained(root))
         by_event, pooled, counts = evaluate(real, models, BASELINES)
