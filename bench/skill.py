@@ -1,7 +1,7 @@
 """Forecast skill on every visible real event: the MotionRNN on its S-PROG prior against pysteps.
 
     PYTHONPATH=. .venv/bin/python bench/skill.py [--data DIR] [--minutes 60] [--workers 2]
-        [--linda 2] [--ablation] [--ablation-minutes M] [--out DIR] [--evaluate-only]
+        [--linda 2] [--ablation] [--ablation-minutes M] [--out DIR] [--train-only | --evaluate-only]
 
 1. Ingest every event of the real composites ($MOTIONCAST_RADAR_DATA or ../shared/data/radar)
    into one archive: KNMI 2010, MeteoSwiss 2015 and 2016, RMI 2021, FMI 2016 (5 minutes),
@@ -27,7 +27,8 @@
 --out DIR keeps the archive, the runs and the registry there (a run already registered there is
 not trained again: --ablation can follow a first run), so that
 ``motioncast forecast --registry DIR/registry --method motionrnn`` issues the trained model's
-forecasts on any other archive exactly as the cycle would.
+forecasts on any other archive exactly as the cycle would. Training and scoring take about an
+hour each on two cores: --train-only and --evaluate-only split them.
 """
 
 from __future__ import annotations
@@ -234,9 +235,12 @@ def main() -> None:
     parser.add_argument(
         "--evaluate-only", action="store_true", help="score the models already trained in --out"
     )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train into --out, score later (--evaluate-only)"
+    )
     args = parser.parse_args()
-    if args.evaluate_only and args.out is None:
-        parser.error("--evaluate-only needs --out")
+    if (args.evaluate_only or args.train_only) and args.out is None:
+        parser.error("--evaluate-only and --train-only need --out")
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -260,6 +264,8 @@ def main() -> None:
                     if name not in done:
                         run(real, root, name, minutes, args.workers, VARIANTS[name])
             ray.shutdown()
+            if args.train_only:
+                return
         models = models_to_score(trained(root))
         by_event, pooled, counts = evaluate(real, models, BASELINES)
         steps = {"rmi": 5, "fmi": 5, "alps": 15, "gulf": 2}
