@@ -232,10 +232,11 @@ def main() -> None:
         "--ablation-minutes", type=float, help="each ablation's budget (default: --minutes)"
     )
     parser.add_argument("--out", type=Path, help="keep archive, runs, registry and scores here")
-    parser.add_argument(
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument(
         "--evaluate-only", action="store_true", help="score the models already trained in --out"
     )
-    parser.add_argument(
+    only.add_argument(
         "--train-only", action="store_true", help="train into --out, score later (--evaluate-only)"
     )
     args = parser.parse_args()
