@@ -5,7 +5,7 @@ At lead k (1 .. n), on the last frame's grid (Lagrangian), with c_l(k) S-PROG's 
 cascade level l, sigma_l and mu_l the last frame's level statistics and x_0 the last frame:
 
     R_k  = sum_l exp(a_kl) sigma_l c_l(k) + mu_l               per level and lead gains
-    R'_k = R_k + w_k h(x_0) (x_0 - R_k)                        blend with extrapolation where
+    R'_k = R_k + w_k h(x_0) (x_0 - R_k),  0 <= w_k <= 1       blend with extrapolation where
            h(x) = sigmoid((x - heavy) / width)                 the last frame rains heavily
     q_k  = q_0 + beta_k dq,  beta_k = b (1 + rho + .. + rho^(k-1))
                                                                the distribution to match: the
@@ -14,7 +14,10 @@ cascade level l, sigma_l and mu_l the last frame's level statistics and x_0 the 
                                                                the input frames, damped
     P_k  = advect_k(match(mask(R'_k, war(q_k)), q_k))          S-PROG's mask, match, advection
 
-a = 0, w = 0, b = 0 at the start: P_k is S-PROG's forecast (``sprog_forecast``), exactly.
+a = 0, w = 0, b = 0 at the start: P_k is S-PROG's forecast (``sprog_forecast``), exactly. The
+blend stays a weight between S-PROG and extrapolation (``SprogPrior.bound`` after each step):
+unbounded, it grew past 1 at long leads (the heavy cores pushed beyond the last frame) and below
+0 at lead 1, and CSI at 1 mm/h fell as it did (bench/RESULTS.md, the prior's stage screened).
 """
 
 from __future__ import annotations
@@ -77,6 +80,11 @@ class SprogPrior(nn.Module):
         for part, names in PARTS.items():
             for name in names:
                 getattr(self, name).requires_grad_(part in parts)
+
+    @torch.no_grad()
+    def bound(self) -> None:
+        """Project the blend back onto its range, 0 <= w_k <= 1 (after each optimiser step)."""
+        self.blend.clamp_(0.0, 1.0)
 
     def _per_lead(self, values: torch.Tensor, n_out: int) -> torch.Tensor:
         """The first n_out rows of per-lead parameters, the last one repeated beyond them."""

@@ -72,7 +72,8 @@ def prior_step(
     clip_norm: float,
 ) -> float:
     """One update of the prior: gradients of the mean loss over whole-domain windows (one at a
-    time: their sizes differ), averaged over ranks and clipped; returns the loss."""
+    time: their sizes differ), averaged over ranks and clipped; then the prior's parameters are
+    kept in their ranges (the blend between 0 and 1). Returns the loss."""
     optimiser.zero_grad(set_to_none=True)
     total = 0.0
     for sample in samples:
@@ -83,4 +84,5 @@ def prior_step(
     average_gradients(model.prior.parameters())
     torch.nn.utils.clip_grad_norm_(model.prior.parameters(), clip_norm)
     optimiser.step()
+    model.prior.bound()
     return total
