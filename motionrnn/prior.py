@@ -5,7 +5,7 @@ At lead k (1 .. n), on the last frame's grid (Lagrangian), with c_l(k) S-PROG's 
 cascade level l, sigma_l and mu_l the last frame's level statistics and x_0 the last frame:
 
     R_k  = sum_l exp(a_kl) sigma_l c_l(k) + mu_l               per level and lead gains
-    R'_k = R_k + w_k h(x_0) (x_0 - R_k),  0 <= w_k <= 1       blend with extrapolation where
+    R'_k = R_k + w_k h(x_0) (x_0 - R_k),  0 <= w_k <= 1        blend with extrapolation where
            h(x) = sigmoid((x - heavy) / width)                 the last frame rains heavily
     q_k  = q_0 + beta_k dq,  beta_k = b (1 + rho + .. + rho^(k-1))
                                                                the distribution to match: the
