@@ -28,7 +28,9 @@
 not trained again: --ablation can follow a first run), so that
 ``motioncast forecast --registry DIR/registry --method motionrnn`` issues the trained model's
 forecasts on any other archive exactly as the cycle would. Training and scoring take about an
-hour each on two cores: --train-only and --evaluate-only split them.
+hour and a half each on two cores: --train-only and --evaluate-only split them, and each test
+event's scores are kept in DIR/scores-by-event once scored (a scoring cut short resumes at the
+next event; the scores of other checkpoints or windows are not reused).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import argparse
 import json
 import logging
 import os
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -165,9 +168,19 @@ def test_windows(store: Path):
     return t, collect_windows(archive, archive.head(), t)["test"]
 
 
-def evaluate(store: Path, models: dict, baselines: list[str], per_event: int | None = None):
+def evaluate(
+    store: Path,
+    models: dict,
+    baselines: list[str],
+    per_event: int | None = None,
+    cache: Path | None = None,
+    origin: dict[str, str] | None = None,
+):
     """Scores by event (every test window, or ``per_event`` spread over each 5-minute event)
-    and pooled over the 5-minute events, with their per-window counts (the paired test)."""
+    and pooled over the 5-minute events, with their per-window counts (the paired test).
+    ``cache``: each event's scores are kept there once scored, under the methods and the
+    checkpoints they came from (``origin``), so that an evaluation cut short resumes at the
+    next event."""
     from pipelines.training.evaluate import score_models
 
     t, windows = test_windows(store)
@@ -178,9 +191,25 @@ def evaluate(store: Path, models: dict, baselines: list[str], per_event: int | N
             if domain not in FIVE_MINUTE:
                 continue
             chosen = chosen[:: max(1, len(chosen) // per_event)][:per_event]
-        print(f"scoring {len(chosen)} test windows of {domain}", flush=True)
-        found: dict[str, np.ndarray] = {}
-        scores = score_models(str(store), chosen, models, t, baselines=baselines, counts=found)
+        key = {
+            "windows": [w.time.isoformat() for w in chosen],
+            "models": sorted(models),
+            "origin": origin,
+            "baselines": baselines,
+        }
+        kept = cache / f"{domain}-{len(chosen)}.pkl" if cache else None
+        if kept and kept.exists() and (held := pickle.loads(kept.read_bytes()))["key"] == key:
+            print(f"{len(chosen)} test windows of {domain}: scores kept in {kept}", flush=True)
+            scores, found = held["scores"], held["counts"]
+        else:
+            print(f"scoring {len(chosen)} test windows of {domain}", flush=True)
+            found = {}
+            scores = score_models(str(store), chosen, models, t, baselines=baselines, counts=found)
+            if kept:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                partial = kept.with_suffix(".partial")  # whole or absent, if cut while writing
+                partial.write_bytes(pickle.dumps({"key": key, "scores": scores, "counts": found}))
+                partial.replace(kept)
         by_event[domain] = scores
         if domain in FIVE_MINUTE:
             pooled = {k: pooled[k].merge(s) if k in pooled else s for k, s in scores.items()}
@@ -267,15 +296,20 @@ def main() -> None:
             ray.shutdown()
             if args.train_only:
                 return
-        models = models_to_score(trained(root))
-        by_event, pooled, counts = evaluate(real, models, BASELINES)
+        checkpoints = trained(root)
+        models = models_to_score(checkpoints)
+        kept = {
+            "cache": root / "scores-by-event",
+            "origin": {k: str(v) for k, v in checkpoints.items()},
+        }
+        by_event, pooled, counts = evaluate(real, models, BASELINES, **kept)
         steps = {"rmi": 5, "fmi": 5, "alps": 15, "gulf": 2}
         means = {"pooled 5-minute events": report("pooled: RMI and FMI", pooled, 5)}
         for event, scores in by_event.items():
             means[event] = report(event, scores, steps[event])
         if args.linda:
             _, anchor, _ = evaluate(
-                real, {"motionrnn": models["motionrnn"]}, [*BASELINES, "linda"], args.linda
+                real, {"motionrnn": models["motionrnn"]}, [*BASELINES, "linda"], args.linda, **kept
             )
             means["linda subsample"] = report("LINDA subsample (5-minute events)", anchor, 5)
         for name in [n for n in models if n != "untrained"]:
