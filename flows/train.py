@@ -4,8 +4,9 @@ The run name is fixed before the training task starts, so that a retry of the ta
 ``retries``) continues the same run from its last checkpoint instead of starting over. The new
 version (the run's best validation checkpoint) goes into service only if it surely beats pysteps
 S-PROG on its validation windows (the paired bootstrap on its card) and scores at least as well
-as the one in service on CSI at 1 mm/h (``Registry.promote``); otherwise the flow says why and
-leaves the service alone.
+as the one in service on CSI at 1 mm/h, both scored again on the new version's validation
+windows when the one in service was validated on others (``pipelines.training.promotion``);
+otherwise the flow says why and leaves the service alone.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from prefect.cache_policies import NONE
 
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.registry import Registry, RegistryError
+from pipelines.training.promotion import promote as promote_version
 from pipelines.training.run import TrainResult, new_run_name, train
-from pipelines.training.validation import score_table
+from pipelines.training.validation import validation_table
 
 
 @task(name="train", cache_policy=NONE, retries=1)
@@ -28,15 +30,15 @@ def train_task(store: str, registry: str, cfg: MotioncastConfig, run_name: str) 
 
 
 def _scores_markdown(result: TrainResult, promoted: bool, note: str) -> str:
-    metrics, rows = score_table(result.version.card["validation"])
+    methods, rows = validation_table(result.version.card["validation"])
     lines = [
         f"# {result.version.version} from run `{result.run_name}`",
         "",
         f"{result.state.step} steps, {result.state.elapsed_s / 60:.1f} min; the registered "
         f"weights are step {result.version.card['best_step']}'s, the best validation. {note}",
         "",
-        "| method | " + " | ".join(metrics) + " |",
-        "|---" * (len(metrics) + 1) + "|",
+        "| metric | " + " | ".join(methods) + " |",
+        "|---" * (len(methods) + 1) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"promoted: {'yes' if promoted else 'no'}"]
@@ -61,7 +63,12 @@ def train_flow(
     promoted, note = False, "Not promoted (promote=False)."
     if promote:
         try:
-            Registry(registry).promote(result.version.version)
+            promote_version(
+                Registry(registry),
+                result.version.version,
+                store=store,
+                storage=cfg.store.object_storage,
+            )
             promoted, note = True, f"{result.version.version} is in service."
         except RegistryError as exc:
             note = f"Not promoted: {exc}."

@@ -22,8 +22,12 @@ same validation windows and cells, and refuses (unless forced) a model that
   the leads, the model's minus S-PROG's) must lie above zero; its card records the test, or
 - scores below the model in service on the candidate's validation windows: taken from the cards
   when both were scored on the same windows, else from ``rescored`` (both models scored again
-  on the candidate's windows, ``pipelines.training.evaluate.score_models``); without it the
-  promotion is refused.
+  on the candidate's windows, ``pipelines.training.promotion``); without it the promotion is
+  refused.
+
+A refusal is a ``PromotionRefused``: the caller knows how its user overrides the rules (the
+CLI's ``--force``) and says so. ``promotion()`` reads what is in service without ever failing
+(the forecast service polls it while a registry may be copied or restored).
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from pipelines.errors import error_line
 from pipelines.localfiles import LockBusy, exclusive, write_json
 
 PROMOTION_METRIC = "csi_1mm"
@@ -47,6 +52,7 @@ PROMOTION_THRESHOLD_MM_H = 1.0  # the event of PROMOTION_METRIC
 PROMOTION_BASELINE = "sprog"  # the best method the cycle can issue without a model
 CHECKPOINT = "model.safetensors"
 CARD = "card.json"
+PROMOTED = "promoted.json"
 LOCK = ".lock"
 LOCK_TIMEOUT_S = 30.0  # the longest a writer waits for another one's lock
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -54,6 +60,19 @@ _VERSION = re.compile(r"^v(\d{4,})$")
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot be done; the message says why."""
+
+
+class PromotionRefused(RegistryError):
+    """A promotion the rules refuse (a forced one would go ahead); ``rescore``: refused only
+    because the two versions were validated on different windows, which scoring both on the
+    candidate's windows would settle."""
+
+    def __init__(self, message: str, rescore: bool = False):
+        super().__init__(message)
+        self.rescore = rescore
+
+
+Promotion = tuple[Literal["version", "withdrawn", "unknown"], str | None]
 
 
 @dataclass(frozen=True)
@@ -158,8 +177,25 @@ class Registry:
         return self.get(version)
 
     def _promotions(self) -> dict[str, Any]:
-        path = self.root / "promoted.json"
+        path = self.root / PROMOTED
         return json.loads(path.read_text()) if path.exists() else {"version": None, "history": []}
+
+    def promotion(self) -> Promotion:
+        """What ``promoted.json`` says, never raising: ('version', name), ('withdrawn', None),
+        or ('unknown', None when it is missing, else why it cannot be read)."""
+        path = self.root / PROMOTED
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return "unknown", None
+        except (OSError, ValueError) as exc:
+            return "unknown", f"{path} unreadable ({error_line(exc)})"
+        version = record.get("version", False) if isinstance(record, dict) else False
+        if version is None:
+            return "withdrawn", None
+        if not isinstance(version, str) or not version:
+            return "unknown", f"{path} unreadable (no version in it)"
+        return "version", version
 
     def promoted(self) -> ModelVersion | None:
         version = self._promotions()["version"]
@@ -192,7 +228,7 @@ class Registry:
                     }
                 )
                 record["version"] = version
-                write_json(self.root / "promoted.json", record)
+                write_json(self.root / PROMOTED, record)
         except OSError as exc:
             raise _os_failure(f"promote {version}", exc, self.root) from None
         return candidate
@@ -201,17 +237,16 @@ class Registry:
 def _check_beats_baseline(candidate: ModelVersion) -> None:
     test = candidate.card.get("validation", {}).get("model", {}).get("paired")
     if not test or test.get("baseline") != PROMOTION_BASELINE:
-        raise RegistryError(
+        raise PromotionRefused(
             f"{candidate.version} has no paired test against {PROMOTION_BASELINE} on its card "
-            "(trained before the test existed): refused (use --force)"
+            "(trained before the test existed): refused"
         )
     if not test["lower"] > 0:
-        raise RegistryError(
+        raise PromotionRefused(
             f"{candidate.version} scores mean {PROMOTION_METRIC} {test['difference']:+.3f} against "
             f"pysteps {PROMOTION_BASELINE} on its {test['windows']} validation windows, "
             f"{test['confidence']:.0%} interval [{test['lower']:+.3f}, {test['upper']:+.3f}]: "
-            f"not surely above it, refused: the forecast cycle does as well without the model "
-            "(use --force to promote anyway)"
+            f"not surely above it, refused: the forecast cycle does as well without the model"
         )
 
 
@@ -228,15 +263,15 @@ def _check_beats_current(
         new, old = rescored.get(candidate.version), rescored.get(current.version)
         where = f"both scored again on {candidate.version}'s validation windows"
     else:
-        raise RegistryError(
+        raise PromotionRefused(
             f"{candidate.version} and {current.version} in service were scored on different "
-            "windows: score both on the same ones (motioncast models promote --store STORE) "
-            "or use --force"
+            "windows: refused until both are scored on the same ones",
+            rescore=True,
         )
     if new is None or old is None:
-        raise RegistryError(f"no {PROMOTION_METRIC} to compare ({where}): use --force")
+        raise PromotionRefused(f"no {PROMOTION_METRIC} to compare ({where}): refused")
     if new < old:
-        raise RegistryError(
+        raise PromotionRefused(
             f"{candidate.version} scores {PROMOTION_METRIC} {new:.3f} < {old:.3f} of "
-            f"{current.version} in service ({where}): refused (use --force to promote anyway)"
+            f"{current.version} in service ({where}): refused"
         )

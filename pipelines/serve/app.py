@@ -21,7 +21,6 @@
 
 import asyncio
 import itertools
-import json
 import logging
 import secrets
 import threading
@@ -44,27 +43,21 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.config import MotioncastConfig
+from pipelines.errors import error_line
 from pipelines.forecast.issue import DeadlineExceeded, ForecastError, issue
 from pipelines.forecast.methods import MODEL, NoModelError, get_forecaster
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.frame_select import naive_utc
 from pipelines.plots import Site
+from pipelines.registry import Registry
 from pipelines.serve.latest import LatestForecasts, NoForecasts, NoSuchLead
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096  # a forecast request is a few fields: anything larger is refused (413)
-PROMOTED = "promoted.json"
 OPEN_PATHS = frozenset({"/healthz"})  # the routes that take no token
 RECEIVED = "motioncast.received"  # scope key: time.monotonic() when the request came in
 MAX_ERRORS = 10  # validation errors shown in a 422 (each cut short: no request input echoed)
-
-
-def _line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message``, cut at ``limit`` characters."""
-    text = str(exc).strip().splitlines()
-    text = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ForecastRequest(BaseModel):
@@ -91,7 +84,7 @@ class ForecastRequest(BaseModel):
 class PromotedModel:
     """The model in service and how it follows the registry (``refresh``, every poll).
 
-    What is in service follows what ``promoted.json`` names (not its file time):
+    What is in service follows what the registry's ``promotion()`` names (not a file time):
 
     - the version in service: nothing to do (an earlier failure of another version is over);
     - another version: it is loaded (``load``, beside the one in service) and swapped in with
@@ -137,26 +130,9 @@ class PromotedModel:
             return f"no model in service: {self.error}"
         return f"{self.registry}: no model is promoted"
 
-    def promotion(self) -> tuple[Literal["version", "withdrawn", "unknown"], str | None]:
-        """What promoted.json says: ('version', name), ('withdrawn', None), or ('unknown',
-        None when it is missing, else why it cannot be read)."""
-        path = self.registry / PROMOTED
-        try:
-            record = json.loads(path.read_text())
-        except FileNotFoundError:
-            return "unknown", None
-        except (OSError, ValueError) as exc:
-            return "unknown", f"{path} unreadable ({_line(exc)})"
-        version = record.get("version", False) if isinstance(record, dict) else False
-        if version is None:
-            return "withdrawn", None
-        if not isinstance(version, str) or not version:
-            return "unknown", f"{path} unreadable (no version in it)"
-        return "version", version
-
     def refresh(self) -> str | None:
-        """Follow promoted.json (the rule in the class docstring); the version in service."""
-        state, value = self.promotion()
+        """Follow the promotion (the rule in the class docstring); the version in service."""
+        state, value = Registry(self.registry).promotion()
         current = self.version()
         if state == "unknown":
             if value is not None and value != self.error:
@@ -180,11 +156,11 @@ class PromotedModel:
             again = value == self._failed
             self._delay = min(2 * self._delay, self.max_retry) if again else self.first_retry
             self._failed, self._retry_at = value, now + self._delay
-            self.error = f"{value} failed to load ({_line(exc)})"
+            self.error = f"{value} failed to load ({error_line(exc)})"
             log.warning(
                 "model %s failed to load (%s); keeping %s, next try in %g s",
                 value,
-                _line(exc),
+                error_line(exc),
                 current or "none",
                 self._delay,
             )
@@ -233,7 +209,7 @@ class ModelServer:
         try:
             self.promoted.refresh()
         except Exception as exc:  # not loading (that is caught there): keep serving
-            log.warning("looking for a promoted model failed (%s)", _line(exc))
+            log.warning("looking for a promoted model failed (%s)", error_line(exc))
 
     def _warm_up(self, forecaster) -> None:
         """One forecast on each archive domain's grid before the model serves: the first

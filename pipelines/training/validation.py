@@ -88,15 +88,17 @@ class Evaluation:
         return out
 
 
-def score_table(validation: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
-    """The pooled metrics of a validation summary (column names) and one row per method
-    (its name, then each metric to 3 decimals, '-' where undefined): for tables and reports."""
+def validation_table(validation: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """A validation summary as a table a terminal shows at 80 columns: the methods (column
+    names) and one row per pooled metric (its name, then each method's value to 3 decimals,
+    '-' where undefined)."""
+    methods = list(validation)
     metrics = [k for k in validation[MODEL] if k not in NOT_METRICS]
     rows = [
-        [method, *("-" if scores.get(m) is None else f"{scores[m]:.3f}" for m in metrics)]
-        for method, scores in validation.items()
+        [m, *("-" if validation[k].get(m) is None else f"{validation[k][m]:.3f}" for k in methods)]
+        for m in metrics
     ]
-    return metrics, rows
+    return methods, rows
 
 
 class Validator:

@@ -1,6 +1,6 @@
 """The verification report of a period: a table for the terminal and skill plots (PNG).
 
-    table = score_table(pooled_by_domain)            # rich Table, one row per domain and method
+    table = period_table(pooled_by_domain)           # rich Table, one row per domain and method
     paths = skill_plots(pooled, out_dir, step_minutes)
 
 Plots, one line per method: CSI against lead time per threshold, FSS against scale per
@@ -30,7 +30,7 @@ def _value(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def score_table(pooled: list[Pooled]) -> Table:
+def period_table(pooled: list[Pooled]) -> Table:
     """Scores pooled over the period and every lead, one row per domain and method."""
     table = Table(title="Verification (pooled over the period and leads 1..n)")
     if not pooled or not pooled[0].scores:

@@ -358,12 +358,12 @@ def test_step_events_know_the_time_left_and_their_scores():
 
 
 def test_the_train_verb_logs_one_line_per_validation_off_a_terminal(caplog):
-    from pipelines.cli import _TrainingDisplay
+    from pipelines.cli.train import TrainingDisplay
     from pipelines.training.progress import StepEvent
 
     scores = {"model": 0.31, "sprog": 0.42, "extrapolation": 0.4, "persistence": 0.35}
     caplog.set_level(logging.INFO, logger="pipelines.cli")
-    with _TrainingDisplay(max_steps=100) as display:  # pytest's stderr is no terminal
+    with TrainingDisplay(max_steps=100) as display:  # pytest's stderr is no terminal
         display(StepEvent(0, 19, 0, 0.19, 11.4, train_loss=0.25))
         validation = {m: {"csi_1mm": v} for m, v in scores.items()}
         display(StepEvent(0, 20, 1, 0.2, 12.0, train_loss=0.2, validation=validation))
