@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/fallback.py [--sizes 256 512 1024 1900x2200] [--repeat 3]
 
 Per size, on the synthetic storm (12 leads of 5 minutes, 6 input frames), the whole fallback as
-the cycle runs it (``pipelines.forecast.methods.Baseline``: the LK motion prior, then the
+the cycle runs it (``pipelines.nowcast.baselines.PystepsNowcaster``: the LK motion prior, then the
 nowcast): median seconds of --repeat runs, peak memory added, and S-PROG / extrapolation as a
 ratio. ``forecast.sprog_max_cells`` (the ``auto`` fallback's limit) is chosen from this table so
 that S-PROG fits the cycle's budget after its deadline (``forecast.deadline_seconds``) within
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipelines.forecast.methods import get_forecaster
 from pipelines.grid import Grid
+from pipelines.nowcast import get_method
 from pipelines.simulate import truth_frames
 
 LEADS = 12
@@ -37,7 +37,7 @@ def _frames(ny: int, nx: int) -> np.ndarray:
 
 
 def _time(method: str, frames: np.ndarray, repeat: int) -> float:
-    forecaster = get_forecaster(method)
+    forecaster = get_method(method)
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -45,8 +45,8 @@ from motionrnn import (
     teacher_mask,
 )
 from pipelines.config import TransformConfig
-from pipelines.motion_prior import motion_field
-from pipelines.training.transform import RainTransform
+from pipelines.nowcast.motion import motion_field
+from pipelines.nowcast.transform import RainTransform
 
 FRAMES_IN, FRAMES_OUT = 6, 12
 RADAR = {"channels": 1, "frames_in": FRAMES_IN, "frames_out": FRAMES_OUT}

@@ -84,15 +84,15 @@ def n_in_archive(cfg, cycles: int) -> int:
 
 def cycle_latency(cfg, archive, frames, overrides, cycles: int) -> None:
     from flows.forecast import forecast_flow
-    from pipelines.forecast.methods import Baseline
     from pipelines.forecast.store import ForecastStore
+    from pipelines.nowcast.baselines import PystepsNowcaster
 
     n_in = cfg.forecast.frames_in
     first = n_in_archive(cfg, 0)  # frames in the archive before the timed cycles (one warm-up)
     now = (frames[first - 1].time + pd.Timedelta(minutes=1)).isoformat()
     forecast_flow(overrides=overrides, now=now)  # warm-up: Prefect's server, model, caches
     store = ForecastStore(cfg.forecast.store)
-    extrapolation = Baseline("extrapolation", cfg.training.data.transform)
+    extrapolation = PystepsNowcaster("extrapolation", cfg.training.data.transform)
     extrapolation(np.stack([f.precip for f in frames[:n_in]]), 12)  # warm-up: imports, caches
     rows = []
     for k in range(cycles):

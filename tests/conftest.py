@@ -175,9 +175,9 @@ def issued(tmp_path: Path):
     and the frames."""
     from pipelines.config import load_config
     from pipelines.forecast.issue import issue
-    from pipelines.forecast.methods import get_forecaster
     from pipelines.forecast.store import ForecastStore
     from pipelines.grid import Grid
+    from pipelines.nowcast import get_method
     from pipelines.simulate import truth_frames
     from pipelines.store import Archive
 
@@ -198,7 +198,7 @@ def issued(tmp_path: Path):
     )
     archive = Archive(tmp_path / "archive")
     forecasts = ForecastStore(tmp_path / "forecasts", create=True)
-    extrapolation = get_forecaster("extrapolation")
+    extrapolation = get_method("extrapolation")
     for minutes in range(25, 150, 15):
         issue(archive, forecasts, extrapolation, "v", 6, 60, t0 + pd.Timedelta(minutes=minutes))
     return cfg, frames

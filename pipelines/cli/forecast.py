@@ -68,9 +68,9 @@ def forecast(
     model to use (the cycle falls back to extrapolation instead); exit 2 on bad input.
     """
     from pipelines.forecast.issue import ForecastError, issue
-    from pipelines.forecast.methods import NoModelError, get_forecaster
     from pipelines.forecast.store import ForecastStore, ForecastStoreError
     from pipelines.frame_select import FrameSelectError, parse_time
+    from pipelines.nowcast import NoModelError, get_method
 
     cfg = setup(
         config,
@@ -90,7 +90,7 @@ def forecast(
         fail(exc)
     archive = open_archive(cfg.store.archive, cfg)
     try:
-        forecaster = get_forecaster(
+        forecaster = get_method(
             f.method, f.registry, cfg.training.data.transform, precision=f.precision
         )
     except NoModelError as exc:

@@ -33,9 +33,9 @@ import pandas as pd
 
 from pipelines.config import MotioncastConfig
 from pipelines.forecast.issue import complete_windows, issue
-from pipelines.forecast.methods import get_forecaster
 from pipelines.forecast.store import ForecastStore
 from pipelines.frame_select import naive_utc
+from pipelines.nowcast import get_method
 from pipelines.store.archive import Archive
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def _fall_back(
         method, why = fallback_method(cfg, cells)
         reason = f"{reason}; fallback {method}" + (f" ({why})" if why else "")
         log.warning("%s %s: %s", domain, issue_time, reason)
-        forecaster = get_forecaster(method, transform=cfg.training.data.transform)
+        forecaster = get_method(method, transform=cfg.training.data.transform)
         done = issue(
             archive,
             forecasts,

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipelines.forecast.methods import Forecaster
 from pipelines.forecast.store import Forecast, ForecastStore, WriteResult, summarise
 from pipelines.grid import Grid
+from pipelines.nowcast import Nowcaster
 from pipelines.store.archive import Archive, ArchiveError
 from pipelines.store.timeaxis import slot_of
 from pipelines.training.windows import complete_starts
@@ -119,7 +119,7 @@ def lead_count(lead_minutes: int, step_minutes: int) -> int:
 
 
 def make_forecast(
-    inputs: Inputs, forecaster: Forecaster, lead_minutes: int, reason: str = ""
+    inputs: Inputs, forecaster: Nowcaster, lead_minutes: int, reason: str = ""
 ) -> Forecast:
     """The forecast of ``inputs`` by ``forecaster``, every step of the domain to lead_minutes."""
     try:
@@ -173,7 +173,7 @@ class Issued:
 def issue(
     archive: Archive,
     forecasts: ForecastStore,
-    forecaster: Forecaster,
+    forecaster: Nowcaster,
     domain: str,
     frames_in: int,
     lead_minutes: int,

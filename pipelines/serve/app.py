@@ -45,9 +45,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipelines.config import MotioncastConfig
 from pipelines.errors import error_line
 from pipelines.forecast.issue import DeadlineExceeded, ForecastError, issue
-from pipelines.forecast.methods import MODEL, NoModelError, get_forecaster
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.frame_select import naive_utc
+from pipelines.nowcast import MODEL, NoModelError, get_method
 from pipelines.plots import Site
 from pipelines.registry import Registry
 from pipelines.serve.latest import LatestForecasts, NoForecasts, NoSuchLead
@@ -195,9 +195,9 @@ class ModelServer:
 
     def _load(self):
         """The promoted version, loaded and warmed up (not yet in service)."""
-        from pipelines.forecast.methods import ModelForecaster
+        from pipelines.nowcast.model import ModelNowcaster
 
-        loaded = ModelForecaster.from_registry(
+        loaded = ModelNowcaster.from_registry(
             self.registry, compile_step=self.compile, precision=self.precision
         )
         self._warm_up(loaded)
@@ -277,7 +277,7 @@ class ModelTimeout(TimeoutError):
 
 
 class ServedModel:
-    """The model deployment as a forecaster (``pipelines.forecast.methods.Forecaster``), for
+    """The model deployment as a forecaster (``pipelines.nowcast.Nowcaster``), for
     code that runs in a worker thread of the ingress; with a ``deadline``
     (``time.monotonic()``) it waits for the model until then, then cancels the call."""
 
@@ -287,7 +287,11 @@ class ServedModel:
         self.handle = handle
         self.deadline = deadline
 
-    def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
+    def __call__(
+        self, frames: np.ndarray, n_out: int, velocity: np.ndarray | None = None
+    ) -> tuple[np.ndarray, str]:
+        """The deployment's forecast and the version in service that made it (it computes
+        the motion prior itself: ``velocity`` is not sent)."""
         response = self.handle.forecast.remote((frames, n_out))
         if self.deadline is None:
             values, version = response.result()
@@ -469,7 +473,7 @@ class ForecastService:
     def forecaster(self, method: str, deadline: float | None):
         if method == MODEL:
             return ServedModel(self.model, deadline)
-        return get_forecaster(method, transform=self.cfg.training.data.transform)
+        return get_method(method, transform=self.cfg.training.data.transform)
 
     async def health(self) -> dict:
         status = await self.model.model_status.remote()

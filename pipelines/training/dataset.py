@@ -18,9 +18,9 @@ import xarray as xr
 from scipy.ndimage import uniform_filter
 
 from pipelines.config import DataConfig, ObjectStorageConfig
-from pipelines.motion_prior import motion_field
+from pipelines.nowcast.motion import motion_field
+from pipelines.nowcast.transform import RainTransform
 from pipelines.store.archive import open_archive
-from pipelines.training.transform import RainTransform
 from pipelines.training.windows import Window
 
 LOADER_CONTEXT = "spawn"

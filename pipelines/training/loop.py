@@ -47,13 +47,13 @@ from motionrnn import (
     teacher_mask,
 )
 from pipelines.config import ObjectStorageConfig, TrainingConfig
+from pipelines.nowcast.transform import RainTransform
 from pipelines.registry import PROMOTION_METRIC
 from pipelines.training.dataset import LOADER_CONTEXT, Sample, WindowDataset, prior_of
 from pipelines.training.prior_stage import frozen_prior, groups_of, prior_step
 from pipelines.training.progress import StepEvent, StepHook, pooled
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
-from pipelines.training.transform import RainTransform
 from pipelines.training.validation import PAIRED, Evaluation, Validator, model_inputs
 from pipelines.training.windows import Window
 

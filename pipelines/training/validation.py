@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from motionrnn import MotionRNN
-from pipelines import baselines
+from pipelines import nowcast
 from pipelines.config import TrainingConfig
 from pipelines.registry import PROMOTION_BASELINE, PROMOTION_THRESHOLD_MM_H
 from pipelines.scores import Scores, ScoreSpec
@@ -114,7 +114,7 @@ class Validator:
         self.transform = dataset.transform
         self.frames_in, self.leads = dataset.cfg.frames_in, dataset.cfg.frames_out
         self.spec = score_spec(cfg)
-        self.methods = list(methods) if methods is not None else list(baselines.VALIDATION)
+        self.methods = list(methods) if methods is not None else list(nowcast.VALIDATION)
         self._baselines: dict[str, Scores] | None = None
         self._baseline_counts: dict[str, np.ndarray] = {}
         self._cells: dict[int, np.ndarray] = {}  # window -> cells scored (T_out, H, W)
@@ -132,7 +132,7 @@ class Validator:
         """Score every baseline on window i's rates (``rates``), keep the cells scored."""
         inputs, observed = rates[: self.frames_in], rates[self.frames_in :]
         forecasts = {
-            name: baselines.get_method(name)(inputs, self.leads, velocity) for name in self.methods
+            name: nowcast.get_method(name)(inputs, self.leads, velocity)[0] for name in self.methods
         }
         cells = np.isfinite(observed)
         for f in forecasts.values():

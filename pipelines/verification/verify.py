@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipelines import baselines
 from pipelines.config import MotioncastConfig, VerifyConfig
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
-from pipelines.motion_prior import motion_field
+from pipelines.nowcast import get_method
+from pipelines.nowcast.motion import motion_field
 from pipelines.scores import Scores, ScoreSpec
 from pipelines.store.archive import Archive
 from pipelines.store.repository import StoreError
@@ -94,7 +94,7 @@ def verify_issue(
     velocity = motion_field(inputs, cfg.training.data.transform)
     values = {ISSUED: f.values}
     for name in cfg.verify.baselines:
-        values[name] = baselines.get_method(name)(inputs, leads, velocity)
+        values[name], _ = get_method(name)(inputs, leads, velocity)
     cells = np.isfinite(observed)
     for v in values.values():
         cells &= np.isfinite(v)

@@ -59,7 +59,7 @@ def test_three_cycles_with_frames_arriving_between(service, frames):
 
     from flows.forecast import forecast_flow
     from pipelines.forecast.issue import read_inputs
-    from pipelines.forecast.methods import ModelForecaster
+    from pipelines.nowcast.model import ModelNowcaster
     from pipelines.store import Archive
 
     overrides, root = service
@@ -95,7 +95,7 @@ def test_three_cycles_with_frames_arriving_between(service, frames):
         pd.Timestamp("2026-06-01T01:10"),
         pd.Timestamp("2026-06-01T02:05"),
     )
-    model = ModelForecaster.from_registry(root / "registry")
+    model = ModelNowcaster.from_registry(root / "registry")
     inputs = read_inputs(archive, "syn", 6, pd.Timestamp("2026-06-01T01:00"))
     direct, _ = model(inputs.frames, 12)
     # the same forecast, but for the rounding of another thread count (the service's), which
@@ -134,10 +134,10 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 def test_with_the_service_down_or_late_the_cycle_issues_its_fallback_with_the_reason(
     service, frames
 ):
-    from pipelines.baselines import extrapolation
     from pipelines.config import load_config
     from pipelines.forecast.cycle import ServiceClient, run_cycle
-    from pipelines.motion_prior import motion_field
+    from pipelines.nowcast.baselines import extrapolation
+    from pipelines.nowcast.motion import motion_field
     from pipelines.store import Archive
 
     overrides, root = service

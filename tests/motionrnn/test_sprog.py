@@ -145,9 +145,9 @@ def test_sprog_forecast_on_real_frames_is_pysteps_sprog(event: str) -> None:
     half-dBZ steps tie most, 0.09 % of its cells); in float32 (what the model runs in) the
     events at 1 and 5 mm/h over 12 leads agree on 99 % of the cells that either has
     (intersection over union), which keeps CSI against any observation within about 1 %."""
-    from pipelines import baselines
     from pipelines.config import TransformConfig
-    from pipelines.motion_prior import motion_field, to_db
+    from pipelines.nowcast import baselines
+    from pipelines.nowcast.motion import motion_field, to_db
 
     frames = _real_window(*REAL[event])
     transform = TransformConfig()

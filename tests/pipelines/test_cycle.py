@@ -139,14 +139,14 @@ def test_one_domains_fault_leaves_the_others_their_forecast(two_domains):
     fallback (its group holds another grid): 'north' is issued, 'south' reported failed."""
     root, settings = two_domains
     from pipelines.forecast.issue import make_forecast, read_inputs
-    from pipelines.forecast.methods import get_forecaster
+    from pipelines.nowcast import get_method
     from pipelines.store import Archive
 
     small = Archive(root / "other", create=True)
     small.write(_frames("south", 30, size=16), "a smaller south")
     inputs = read_inputs(small, "south", 6)
     ForecastStore(root / "forecasts", create=True).write(
-        make_forecast(inputs, get_forecaster("persistence"), 60)
+        make_forecast(inputs, get_method("persistence"), 60)
     )
 
     def behave(body):
@@ -172,10 +172,10 @@ def test_a_late_commit_by_the_service_is_reported_as_what_the_store_holds(
     root, settings = two_domains
     import pipelines.forecast.cycle as cycle
     from pipelines.forecast.issue import issue
-    from pipelines.forecast.methods import get_forecaster
+    from pipelines.nowcast import get_method
     from pipelines.store import Archive
 
-    real = cycle.get_forecaster
+    real = cycle.get_method
 
     class LateCommit:
         """The fallback's forecaster, during whose run the service's forecast is committed."""
@@ -187,11 +187,11 @@ def test_a_late_commit_by_the_service_is_reported_as_what_the_store_holds(
             archive = Archive(root / "archive")
             store = ForecastStore(root / "forecasts", create=True)
             for domain in ("north", "south"):
-                persistence = get_forecaster("persistence")  # the "model" of this service
+                persistence = get_method("persistence")  # the "model" of this service
                 issue(archive, store, persistence, domain, 6, 60, pd.Timestamp("2026-06-01T00:40"))
             return self.inner(frames, n_out)
 
-    monkeypatch.setattr(cycle, "get_forecaster", lambda *a, **k: LateCommit(real(*a, **k)))
+    monkeypatch.setattr(cycle, "get_method", lambda *a, **k: LateCommit(real(*a, **k)))
     service = _Service(lambda body: (5.0, 200, b"{}"))
     done = _cycle(settings, service, "2026-06-01T00:41", domains=["north"])
     (outcome,) = done

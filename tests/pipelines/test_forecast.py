@@ -229,12 +229,12 @@ def test_the_untrained_model_forecasts_like_sprog_on_a_domain_of_any_size(tmp_pa
     """An untrained (sprog) model is pysteps' S-PROG nowcast, on a domain not a multiple of the
     patch too (S-PROG on the domain itself, the stack on it padded with unknown cells, cut
     back); unknown cells stay NaN."""
-    from pipelines.baselines import sprog
-    from pipelines.forecast.methods import get_forecaster
-    from pipelines.motion_prior import motion_field
+    from pipelines.nowcast import get_method
+    from pipelines.nowcast.baselines import sprog
+    from pipelines.nowcast.motion import motion_field
 
     frames = storm_frames()
-    forecaster = get_forecaster("motionrnn", promoted_registry(tmp_path))
+    forecaster = get_method("motionrnn", promoted_registry(tmp_path))
     model, version = forecaster(frames, 12)
     assert (forecaster.name, version) == ("motionrnn", "v0001")
     reference = sprog(frames, 12, motion_field(frames, forecaster.transform))
@@ -254,12 +254,12 @@ def test_the_untrained_model_forecasts_like_sprog_on_a_domain_of_any_size(tmp_pa
 def test_bfloat16_inference_stays_close_to_float32(tmp_path: Path):
     import torch
 
-    from pipelines.forecast.methods import get_forecaster
+    from pipelines.nowcast import get_method
 
     frames, registry = storm_frames(), promoted_registry(tmp_path)
     torch.manual_seed(0)
-    exact = get_forecaster("motionrnn", registry)
-    fast = get_forecaster("motionrnn", registry, precision="bfloat16")
+    exact = get_method("motionrnn", registry)
+    fast = get_method("motionrnn", registry, precision="bfloat16")
     with torch.no_grad():  # a model that changes the advected field: bfloat16 then shows
         for p in fast.model.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -273,16 +273,16 @@ def test_bfloat16_inference_stays_close_to_float32(tmp_path: Path):
 
 
 def test_no_promoted_model_is_one_line_and_exit_1(tmp_path: Path):
-    from pipelines.forecast.methods import NoModelError, get_forecaster
+    from pipelines.nowcast import NoModelError, get_method
     from pipelines.registry import Registry
 
     Registry(tmp_path / "empty").versions_dir.mkdir(parents=True)
     with pytest.raises(NoModelError, match="no model is promoted"):
-        get_forecaster("motionrnn", tmp_path / "empty")
+        get_method("motionrnn", tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown baseline 'nope'"):
-        get_forecaster("nope")
+        get_method("nope")
     with pytest.raises(ValueError, match="needs 6 input frames"):
-        get_forecaster("motionrnn", promoted_registry(tmp_path))(np.zeros((4, 8, 8)), 3)
+        get_method("motionrnn", promoted_registry(tmp_path))(np.zeros((4, 8, 8)), 3)
 
 
 # ---- motioncast forecast ---------------------------------------------------------------
@@ -291,8 +291,8 @@ def test_no_promoted_model_is_one_line_and_exit_1(tmp_path: Path):
 def test_cli_forecasts_equal_the_method_run_directly_and_bad_input_is_one_line(
     truth_archive: Path, tmp_path: Path
 ):
-    from pipelines.baselines import extrapolation
-    from pipelines.motion_prior import motion_field
+    from pipelines.nowcast.baselines import extrapolation
+    from pipelines.nowcast.motion import motion_field
     from pipelines.store import open_archive
 
     fstore = tmp_path / "forecasts"

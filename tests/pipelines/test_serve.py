@@ -452,7 +452,7 @@ def promote(registry: Path, version: str | None) -> None:
 
 
 def test_a_model_that_fails_to_load_is_tried_again_with_backoff_one_line_each(tmp_path, caplog):
-    from pipelines.forecast.methods import NoModelError
+    from pipelines.nowcast import NoModelError
     from pipelines.serve.app import PromotedModel
 
     now = [0.0]
@@ -600,7 +600,7 @@ def test_a_forecast_whose_write_lost_is_a_200_with_what_the_store_holds(local_se
     """Another writer stores the issue time between this request's check and its write: the
     answer is 200 and the stored forecast's summary, not 201 and the one made here."""
     from pipelines.forecast.issue import issue
-    from pipelines.forecast.methods import get_forecaster
+    from pipelines.nowcast import get_method
     from pipelines.store import Archive
 
     service, app = local_service
@@ -611,7 +611,7 @@ def test_a_forecast_whose_write_lost_is_a_200_with_what_the_store_holds(local_se
         inner = made_here(method, deadline)
 
         def forecaster(frames: np.ndarray, n_out: int):
-            other = get_forecaster("extrapolation")
+            other = get_method("extrapolation")
             f = cfg.forecast
             archive = Archive(cfg.store.archive)
             issue(archive, service.store(), other, "syn", f.frames_in, f.lead_minutes, when)

@@ -10,9 +10,9 @@ import torch
 from pipelines.config import DataConfig, TransformConfig
 from pipelines.frame import Frame
 from pipelines.grid import Grid
+from pipelines.nowcast.transform import RainTransform
 from pipelines.store import Archive, open_archive
 from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
-from pipelines.training.transform import RainTransform
 from pipelines.training.windows import SPLITS, complete_starts, split_windows
 
 

@@ -13,9 +13,9 @@ import cloudpickle
 import numpy as np
 import pytest
 
-from pipelines import baselines
+from pipelines import nowcast
 from pipelines.config import OptimiserConfig, SamplingConfig, TransformConfig, load_config
-from pipelines.motion_prior import motion_field
+from pipelines.nowcast.motion import motion_field
 from pipelines.registry import Registry
 from pipelines.scores import Scores, ScoreSpec
 from pipelines.store import Archive
@@ -171,13 +171,13 @@ def test_extrapolation_moves_rain_with_the_flow_and_persistence_does_not():
     frames, x = _disc_frames()
     velocity = motion_field(frames, TransformConfig())
     assert np.median(velocity[0][frames[-1] > 0]) == pytest.approx(2.0, abs=0.3)
-    forecast = baselines.get_method("extrapolation")(frames, 5, velocity)
+    forecast = nowcast.get_method("extrapolation")(frames, 5, velocity)[0]
     centre = (np.nan_to_num(forecast[4]) * x).sum() / np.nan_to_num(forecast[4]).sum()
     assert centre == pytest.approx(32.0, abs=1.5)  # 5 more steps of 2 cells
-    still = baselines.get_method("persistence")(frames, 3, velocity)
+    still = nowcast.get_method("persistence")(frames, 3, velocity)[0]
     assert still.shape == (3, 64, 64) and np.array_equal(still[2], frames[-1])
     with pytest.raises(ValueError, match="unknown baseline"):
-        baselines.get_method("steps")
+        nowcast.get_method("steps")
 
 
 def test_no_baseline_advects_dryness_in_from_outside_coverage():
@@ -189,10 +189,10 @@ def test_no_baseline_advects_dryness_in_from_outside_coverage():
     velocity = np.zeros((2, 64, 64), dtype=np.float32)
     velocity[0] = 2.0
     for name in ("extrapolation", "sprog"):
-        forecast = baselines.get_method(name)(frames, 3, velocity)
+        forecast = nowcast.get_method(name)(frames, 3, velocity)[0]
         assert np.isnan(forecast[2][:, :11]).all(), name  # 6 + 2 x 3 cells: from the strip
         assert np.isfinite(forecast[2][:, 14:]).all(), name
-    sprog = baselines.get_method("sprog")(frames, 3, velocity)
+    sprog = nowcast.get_method("sprog")(frames, 3, velocity)[0]
     assert np.nanmax(sprog[0]) > 1.0  # the disc is still there
 
 

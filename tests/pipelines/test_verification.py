@@ -13,9 +13,9 @@ from pysteps.verification.detcatscores import det_cat_fct
 
 from pipelines.config import load_config
 from pipelines.forecast.issue import issue
-from pipelines.forecast.methods import get_forecaster
 from pipelines.forecast.store import ForecastStore
 from pipelines.grid import Grid
+from pipelines.nowcast import get_method
 from pipelines.simulate import truth_frames
 from pipelines.store import Archive
 from pipelines.verification.store import ISSUED, ScoresStore
@@ -90,7 +90,7 @@ def test_another_score_layout_is_refused_whole(issued):
     # more forecasts, due now, of a layout the store does not hold
     archive = Archive(cfg.store.archive)
     forecasts = ForecastStore(cfg.forecast.store)
-    issue(archive, forecasts, get_forecaster("persistence"), "v", 6, 60, T0 + pd.Timedelta(hours=1))
+    issue(archive, forecasts, get_method("persistence"), "v", 6, 60, T0 + pd.Timedelta(hours=1))
     (refused,) = verify(other)  # the domain is reported, nothing written
     assert refused.scored == 0 and "another layout" in refused.error
     assert len(ScoresStore(cfg.verify.store).history()) == commits
@@ -191,7 +191,7 @@ def test_a_missing_valid_time_waits_for_the_grace_and_inputs_are_as_issued(tmp_p
     issue(
         archive,
         forecasts,
-        get_forecaster("extrapolation"),
+        get_method("extrapolation"),
         "g",
         6,
         60,

@@ -1,27 +1,20 @@
-"""What a forecast is made with: the promoted MotionRNN or a pysteps method, one interface.
+"""The registered MotionRNN as a nowcaster (``pipelines.nowcast``): whole domains of any size.
 
-    forecaster = get_forecaster("motionrnn", registry="data/registry")   # or a baseline's name
-    values, version = forecaster(frames, n_out)   # (T, H, W) mm/h -> (n_out, H, W) mm/h
-
-A forecaster computes the motion prior of the frames itself (``pipelines.motion_prior``, in its
-own dB transform: a model's is the one it was trained with) and returns the model version that
-made the values ('' for the pysteps methods). NaN marks unknown cells in and out; no method lets
-unknown count as dry.
+nowcaster = ModelNowcaster.from_registry("data/registry")   # the promoted version
+values, version = nowcaster(frames, n_out)   # (T, H, W) mm/h -> (n_out, H, W) mm/h
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
-from pipelines import baselines
 from pipelines.config import TransformConfig
-from pipelines.motion_prior import motion_field
+from pipelines.nowcast.motion import motion_field
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +26,7 @@ class NoModelError(RuntimeError):
     """No model to forecast with (no registry, nothing promoted); the message says which."""
 
 
-class Forecaster(Protocol):
-    name: str  # what the store records as the method
-
-    def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]: ...
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A pysteps nowcast (``pipelines.baselines``) on the motion prior of the frames."""
-
-    name: str
-    transform: TransformConfig = field(default_factory=TransformConfig)
-
-    def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
-        velocity = motion_field(frames, self.transform)
-        return baselines.get_method(self.name)(frames, n_out, velocity), ""
-
-
-class ModelForecaster:
+class ModelNowcaster:
     """A registered MotionRNN on whole domains of any size (padded with unknown cells to a
     multiple of the patch, cut back), values advected from unknown cells NaN
     (``Prediction.known``)."""
@@ -68,7 +43,7 @@ class ModelForecaster:
     ):
         import torch
 
-        from pipelines.training.transform import RainTransform
+        from pipelines.nowcast.transform import RainTransform
 
         self.model = model.eval()
         self.precision = precision
@@ -87,7 +62,7 @@ class ModelForecaster:
         device: str | None = None,
         compile_step: bool = False,
         precision: Precision = "float32",
-    ) -> ModelForecaster:
+    ) -> ModelNowcaster:
         """The promoted version of ``registry`` (on CUDA when there is one)."""
         import torch
 
@@ -109,8 +84,11 @@ class ModelForecaster:
         log.info("loaded model %s from %s on %s", version.version, registry, device)
         return cls(model, transform, version.version, compile_step, precision)
 
-    def __call__(self, frames: np.ndarray, n_out: int) -> tuple[np.ndarray, str]:
-        return self.batch([frames], n_out)[0], self.version
+    def __call__(
+        self, frames: np.ndarray, n_out: int, velocity: np.ndarray | None = None
+    ) -> tuple[np.ndarray, str]:
+        motion = None if velocity is None else [velocity]
+        return self.batch([frames], n_out, motion)[0], self.version
 
     def _prior(self, inputs, known, motion, n_out: int, height: int, width: int):
         """The sprog model's prior on the unpadded grid (as S-PROG runs on the domain itself),
@@ -128,9 +106,15 @@ class ModelForecaster:
         pad = (0, inputs.shape[-1] - width, 0, inputs.shape[-2] - height)
         return Sprog(F.pad(prior.frames, pad), F.pad(prior.known, pad))
 
-    def batch(self, frames: Sequence[np.ndarray], n_out: int) -> list[np.ndarray]:
+    def batch(
+        self,
+        frames: Sequence[np.ndarray],
+        n_out: int,
+        velocities: Sequence[np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
         """Several forecasts of one grid size in one model call: [(T, H, W)] -> [(n_out, H, W)]
-        mm/h; each from its last ``frames_in`` frames."""
+        mm/h; each from its last ``frames_in`` frames, on its motion prior (``velocities``,
+        else computed here in the model's own transform)."""
         import torch
 
         from motionrnn import KNOWN
@@ -141,7 +125,9 @@ class ModelForecaster:
         height, width = frames[0].shape[-2:]
         pad = ((0, 0), (0, 0), (0, -height % patch), (0, -width % patch))
         rates = np.stack([np.asarray(f[-t_in:], dtype=np.float32) for f in frames])
-        motion = np.stack([motion_field(r, self.transform) for r in rates])
+        if velocities is None:
+            velocities = [motion_field(r, self.transform) for r in rates]
+        motion = np.stack(velocities)
         scaled = self.scale.forward(np.pad(rates, pad, constant_values=np.nan))  # NaN unknown
         seen = np.isfinite(scaled)
 
@@ -168,22 +154,3 @@ class ModelForecaster:
             known = out.known[:, lead0:, 0].float().cpu().numpy()
             values = np.where(known >= KNOWN, values, np.nan)
         return [v[:, :height, :width].astype(np.float32) for v in values]
-
-
-def get_forecaster(
-    name: str,
-    registry: str | Path | None = None,
-    transform: TransformConfig | None = None,
-    *,
-    device: str | None = None,
-    compile_step: bool = False,
-    precision: Precision = "float32",
-) -> Forecaster:
-    """The forecaster called ``name``: 'motionrnn' (the registry's promoted model) or a pysteps
-    method ('sprog', 'extrapolation', 'persistence', on the motion prior in ``transform``)."""
-    if name == MODEL:
-        if registry is None:
-            raise NoModelError("motionrnn needs a model registry (--registry)")
-        return ModelForecaster.from_registry(registry, device, compile_step, precision)
-    baselines.get_method(name)  # an unknown name fails here, not at the first forecast
-    return Baseline(name, transform or TransformConfig())

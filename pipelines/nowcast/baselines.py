@@ -1,11 +1,11 @@
-"""Reference nowcasts that a model must beat, one interface (pysteps' habit):
+"""The pysteps nowcasts a model must beat, as functions of the frames and the motion prior:
 
-    nowcast = get_method("extrapolation")
-    forecast = nowcast(frames, n_out, velocity)   # (T_in, H, W) mm/h -> (n_out, H, W) mm/h
+    forecast = extrapolation(frames, n_out, velocity)   # (T_in, H, W) -> (n_out, H, W) mm/h
 
-``velocity`` is the motion prior (``pipelines.motion_prior.motion_field``), computed once per
-forecast and shared with the model. NaN marks unknown cells in and out, and no method lets
-unknown count as dry: a cell whose value would come from an unknown cell is NaN.
+``velocity`` is the motion prior (``pipelines.nowcast.motion.motion_field``). NaN marks unknown
+cells in and out, and no method lets unknown count as dry: a cell whose value would come from an
+unknown cell is NaN. ``PystepsNowcaster`` puts each behind the family's interface
+(``pipelines.nowcast``).
 
 - ``persistence``: the last observed frame at every lead (Eulerian persistence).
 - ``extrapolation``: semi-Lagrangian advection of the last frame along the motion (Lagrangian
@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipelines.config import TransformConfig
-from pipelines.motion_prior import to_db
+from pipelines.nowcast.motion import motion_field, to_db
 
 log = logging.getLogger(__name__)
 
-Nowcast = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
+VelocityNowcast = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
 
 SPROG_CASCADE_LEVELS = 6  # pysteps' default (its issue #385)
 SPROG_AR_ORDER = 2
@@ -104,18 +105,27 @@ def linda(frames: np.ndarray, n_out: int, velocity: np.ndarray) -> np.ndarray:
     return forecast.astype(np.float32)
 
 
-_METHODS: dict[str, Nowcast] = {
+FUNCTIONS: dict[str, VelocityNowcast] = {
     "persistence": persistence,
     "extrapolation": extrapolation,
     "sprog": sprog,
     "linda": linda,
 }
-VALIDATION = ("persistence", "extrapolation", "sprog")  # what every validation scores
 
 
-def get_method(name: str) -> Nowcast:
-    """A baseline nowcast by name: 'persistence', 'extrapolation', 'sprog' or 'linda'."""
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(_METHODS)}") from None
+@dataclass(frozen=True)
+class PystepsNowcaster:
+    """A pysteps method as a nowcaster: on ``velocity`` when given, else on the motion prior
+    of the frames in ``transform``'s dB; the version it returns is ''."""
+
+    name: str
+    transform: TransformConfig = field(default_factory=TransformConfig)
+
+    def __call__(
+        self, frames: np.ndarray, n_out: int, velocity: np.ndarray | None = None
+    ) -> tuple[np.ndarray, str]:
+        if velocity is None:
+            velocity = motion_field(frames, self.transform)
+        if self.name == "sprog":
+            return sprog(frames, n_out, velocity, self.transform), ""
+        return FUNCTIONS[self.name](frames, n_out, velocity), ""
