@@ -36,7 +36,7 @@ DEMO_TRAINING := --set training.data.frames_in=4 --set training.data.frames_out=
 
 # the live system of the demo: its own archive and forecast store, the demo's registry
 DEMO_LIVE := --set system.home=$(DEMO)/home --set system.inbox=$(DEMO)/live/inbox \
-	--set store.archive=$(DEMO)/live/archive --set forecast.store=$(DEMO)/live/forecasts \
+	--set stores.archive.location=$(DEMO)/live/archive --set stores.forecasts.location=$(DEMO)/live/forecasts \
 	--set forecast.registry=$(DEMO)/registry --set forecast.max_input_age_minutes=60
 DEMO_SERVICE := http://127.0.0.1:8000
 DEMO_STORES := --store $(DEMO)/archive --forecasts $(DEMO)/forecasts

@@ -89,8 +89,8 @@ class Drill:
             f"serve.port={_free_port()}",
             "serve.poll_seconds=2",
             "serve.retry_max_seconds=10",
-            f"store.archive={out / 'archive'}",
-            f"forecast.store={out / 'forecasts'}",
+            f"stores.archive.location={out / 'archive'}",
+            f"stores.forecasts.location={out / 'forecasts'}",
             f"forecast.registry={self.registry}",
             # issue times an ingest outage of 30 minutes held back are still worth issuing
             "forecast.max_input_age_minutes=60",

@@ -44,7 +44,8 @@ def ingest_seconds(files: list[Path], workers: int, **ingest: object) -> float:
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
         cfg = load_config(
-            store={"archive": root / "archive"}, ingest={"workers": workers, **ingest}
+            stores={"archive": {"location": root / "archive"}},
+            ingest={"workers": workers, **ingest},
         )
         t0 = time.perf_counter()
         result = run(files, cfg)

@@ -91,7 +91,7 @@ def cycle_latency(cfg, archive, frames, overrides, cycles: int) -> None:
     first = n_in_archive(cfg, 0)  # frames in the archive before the timed cycles (one warm-up)
     now = (frames[first - 1].time + pd.Timedelta(minutes=1)).isoformat()
     forecast_flow(overrides=overrides, now=now)  # warm-up: Prefect's server, model, caches
-    store = ForecastStore(cfg.forecast.store)
+    store = ForecastStore.from_config(cfg.stores)
     extrapolation = PystepsNowcaster("extrapolation", cfg.training.data.transform)
     extrapolation(np.stack([f.precip for f in frames[:n_in]]), 12)  # warm-up: imports, caches
     rows = []
@@ -219,8 +219,8 @@ def main() -> None:
         minutes = n_in_archive(load_config(None, []), args.cycles) * 5
         archive, frames = storm_archive(root / "archive", args.size, minutes)
         overrides = [
-            f"store.archive={root / 'archive'}",
-            f"forecast.store={root / 'forecasts'}",
+            f"stores.archive.location={root / 'archive'}",
+            f"stores.forecasts.location={root / 'forecasts'}",
             f"forecast.registry={registry_with_default_model(root)}",
             "serve.port=8391",
             f"serve.model_cpus={args.model_cpus}",

@@ -97,7 +97,7 @@ def ingest_real(data: Path, store: Path) -> None:
     missing = [s for s in SOURCES if not (data / s).is_dir()]
     if missing:
         raise SystemExit(f"{data}: missing {', '.join(missing)} (set MOTIONCAST_RADAR_DATA)")
-    cfg = load_config(None, [f"store.archive={store}", *REGIONS])
+    cfg = load_config(None, [f"stores.archive.location={store}", *REGIONS])
     result = ingest([data / s for s in SOURCES], cfg)
     print(f"ingested {sum(result.added.values())} real frames: {dict(result.added)}")
 

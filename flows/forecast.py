@@ -6,8 +6,8 @@
   under one deadline for the cycle, or by the fallback (pysteps S-PROG or extrapolation) when
   the service is down, failing or late; a markdown artifact says what it did.
 - ``maintenance_flow``: expires the snapshots of the forecast store and the scores store older
-  than their audit windows (``forecast.audit_days``, ``verify.audit_days``) and deletes the
-  data only they held; a store not made yet is skipped.
+  than their audit windows (``stores.forecasts.audit_days``, ``stores.scores.audit_days``) and
+  deletes the data only they held; a store not made yet is skipped.
 
 ``deployments(cfg)`` gives both on their cron schedules (``forecast.cron``, a minute after each
 5-minute radar time; ``forecast.maintenance_cron``, daily), each with at most one run at a time:
@@ -96,18 +96,17 @@ def maintenance_flow(
     """Expire the forecast and scores stores' snapshots older than their audit windows and
     collect their data; what each store lost, by store."""
     cfg = _config(config_file, overrides)
-    storage = cfg.store.object_storage
-    stores = {
-        "forecasts": (ForecastStore, cfg.forecast.store, cfg.forecast.audit_days),
-        "scores": (ScoresStore, cfg.verify.store, cfg.verify.audit_days),
-    }
     logger = get_run_logger()
     done = {}
-    for name, (kind, location, days) in stores.items():
-        if open_repository(location, create=False, options=storage) is None:
-            logger.info("%s: no store at %s yet, nothing to maintain", name, location)
+    for kind in (ForecastStore, ScoresStore):
+        name, settings = kind.section, getattr(cfg.stores, kind.section)
+        if (
+            open_repository(settings.location, create=False, options=cfg.stores.object_storage)
+            is None
+        ):
+            logger.info("%s: no store at %s yet, nothing to maintain", name, settings.location)
             continue
-        kept = kind(location, storage=storage).maintain(pd.Timedelta(days=days))
+        kept = kind.from_config(cfg.stores).maintain(pd.Timedelta(days=settings.audit_days))
         logger.info("%s: %s", name, kept)
         done[name] = asdict(kept)
     return done

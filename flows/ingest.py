@@ -83,9 +83,9 @@ def ingest_flow(
     cfg = _config(config_file, overrides, store, inbox)
     if domain is not None:
         check_domain(domain, cfg)
-    check_location(cfg.store.archive)
+    check_location(cfg.stores.archive.location)
     files = discover([*(paths or []), *([inbox] if inbox else [])])
-    logger.info("%d files to ingest into %s", len(files), cfg.store.archive)
+    logger.info("%d files to ingest into %s", len(files), cfg.stores.archive.location)
     landed: list[Path] = []
 
     def note(outcome: DecodeOutcome) -> None:
@@ -99,7 +99,7 @@ def ingest_flow(
                 set_aside(path, Path(inbox))
     summary = result.as_dict()
     create_markdown_artifact(
-        markdown=_summary_markdown(summary, Path(cfg.store.archive)),
+        markdown=_summary_markdown(summary, Path(cfg.stores.archive.location)),
         key="ingest-summary",
         description="What the ingest run stored",
     )

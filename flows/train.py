@@ -67,7 +67,7 @@ def train_flow(
                 Registry(registry),
                 result.version.version,
                 store=store,
-                storage=cfg.store.object_storage,
+                storage=cfg.stores.object_storage,
             )
             promoted, note = True, f"{result.version.version} is in service."
         except RegistryError as exc:

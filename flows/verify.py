@@ -61,7 +61,7 @@ def verify_flow(
     logger = get_run_logger()
     for o in outcomes:
         logger.info("%s: %d scored, %d wait for observations", o.domain, o.scored, o.waiting)
-    store = ScoresStore(cfg.verify.store, storage=cfg.store.object_storage)
+    store = ScoresStore.from_config(cfg.stores)
     create_markdown_artifact(
         markdown=_markdown(outcomes, store, cfg.verify.thresholds_mm_h),
         key="verification",

@@ -148,11 +148,10 @@ def _location(value: Any) -> str:
 StoreLocation = Annotated[str, BeforeValidator(_location)]
 
 
-class StoreConfig(_Section):
-    archive: StoreLocation = Field(
+class ArchiveStoreConfig(_Section):
+    location: StoreLocation = Field(
         "data/archive", description="Archive store (Icechunk repository): a folder or s3://..."
     )
-    object_storage: ObjectStorageConfig = ObjectStorageConfig()
     chunk_yx: int = Field(
         1024,
         gt=0,
@@ -165,6 +164,87 @@ class StoreConfig(_Section):
         gt=0,
         description="A domain's time axis grows in blocks of this length, ahead of the frames.",
     )
+
+
+class ForecastStoreConfig(_Section):
+    location: StoreLocation = Field(
+        "data/forecasts", description="Forecast store (Icechunk repository): a folder or s3://..."
+    )
+    chunk_yx: int = Field(
+        64,
+        gt=0,
+        description="Spatial chunk edge of stored forecasts; a chunk holds one issue time and "
+        "every lead.",
+    )
+    compression_level: int = Field(1, ge=0, le=22, description="Zstandard level for precip.")
+    audit_days: float = Field(
+        7.0,
+        gt=0,
+        description="Maintenance keeps the history (the audit trail of what was issued when) "
+        "this far back; older snapshots expire and their unreferenced data are deleted.",
+    )
+
+
+class ScoresStoreConfig(_Section):
+    location: StoreLocation = Field(
+        "data/scores",
+        description="Scores store (Icechunk repository): per issue time and method, pysteps' "
+        "accumulated sums, so any period pools exactly.",
+    )
+    audit_days: float = Field(
+        30.0,
+        gt=0,
+        description="Store maintenance (forecast.maintenance_cron) keeps the scores store's "
+        "history this far back; every score stays, older snapshots expire.",
+    )
+
+
+class StoresConfig(_Section):
+    """The three stores (archive, forecasts, scores) and the object storage they may lie on."""
+
+    object_storage: ObjectStorageConfig = ObjectStorageConfig()
+    archive: ArchiveStoreConfig = ArchiveStoreConfig()
+    forecasts: ForecastStoreConfig = ForecastStoreConfig()
+    scores: ScoresStoreConfig = ScoresStoreConfig()
+
+
+# the keys of the stores' settings before the stores: section (section, key) -> its path now
+OLD_STORE_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("store", "archive"): ("archive", "location"),
+    ("store", "object_storage"): ("object_storage",),
+    ("store", "chunk_yx"): ("archive", "chunk_yx"),
+    ("store", "compression_level"): ("archive", "compression_level"),
+    ("store", "time_block_hours"): ("archive", "time_block_hours"),
+    ("forecast", "store"): ("forecasts", "location"),
+    ("forecast", "chunk_yx"): ("forecasts", "chunk_yx"),
+    ("forecast", "compression_level"): ("forecasts", "compression_level"),
+    ("forecast", "audit_days"): ("forecasts", "audit_days"),
+    ("verify", "store"): ("scores", "location"),
+    ("verify", "audit_days"): ("scores", "audit_days"),
+}
+
+
+def _moved_store_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """A configuration with the old store keys (``OLD_STORE_KEYS``) read into ``stores:``, one
+    warning for each; a key given both ways keeps the new one."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    stores = dict(out.get("stores") or {})
+    for (section, key), path in OLD_STORE_KEYS.items():
+        old = out.get(section)
+        if not isinstance(old, dict) or key not in old:
+            continue
+        value = old.pop(key)
+        new = "stores." + ".".join(path)
+        log.warning("configuration: %s.%s is now %s (read as that)", section, key, new)
+        node = stores
+        for part in path[:-1]:
+            node[part] = node = dict(node.get(part) or {})
+        node.setdefault(path[-1], value)
+        if section == "store" and not old:
+            del out[section]
+    if stores:
+        out["stores"] = stores
+    return out
 
 
 class PolarConfig(_Section):
@@ -454,7 +534,7 @@ class ScalingSection(_Section):
     storage: StoreLocation = Field(
         "data/runs",
         description="Run folders (checkpoints, so that a run can resume): a folder, or s3://... "
-        "(store.object_storage) shared by every node of a cluster.",
+        "(stores.object_storage) shared by every node of a cluster.",
     )
     max_failures: int = Field(
         2, ge=-1, description="Worker-group restarts from the last checkpoint (-1: no limit)."
@@ -575,9 +655,6 @@ class TrainingConfig(_Section):
 class ForecastConfig(_Section):
     """Issuing forecasts: where they go, which method, and the rules of the forecast cycle."""
 
-    store: StoreLocation = Field(
-        "data/forecasts", description="Forecast store (Icechunk repository): a folder or s3://..."
-    )
     registry: Path = Field(
         Path("data/registry"), description="Model registry: 'motionrnn' uses its promoted version."
     )
@@ -617,19 +694,6 @@ class ForecastConfig(_Section):
         description="The cycle issues nothing when the newest complete input window ends "
         "longer ago than this (a stale forecast has no value).",
     )
-    chunk_yx: int = Field(
-        64,
-        gt=0,
-        description="Spatial chunk edge of stored forecasts; a chunk holds one issue time and "
-        "every lead.",
-    )
-    compression_level: int = Field(1, ge=0, le=22, description="Zstandard level for precip.")
-    audit_days: float = Field(
-        7.0,
-        gt=0,
-        description="Maintenance keeps the history (the audit trail of what was issued when) "
-        "this far back; older snapshots expire and their unreferenced data are deleted.",
-    )
     deadline_seconds: float = Field(
         30.0,
         gt=0,
@@ -657,11 +721,6 @@ class ForecastConfig(_Section):
 class VerifyConfig(_Section):
     """Verification of the issued forecasts against what the radar then observed."""
 
-    store: StoreLocation = Field(
-        "data/scores",
-        description="Scores store (Icechunk repository): per issue time and method, pysteps' "
-        "accumulated sums, so any period pools exactly.",
-    )
     baselines: list[Literal["persistence", "extrapolation", "sprog"]] = Field(
         ["persistence", "extrapolation"],
         description="Methods scored beside each issued forecast, on its input frames and cells.",
@@ -680,12 +739,6 @@ class VerifyConfig(_Section):
         "its last valid time (a frame that never came then scores no cells).",
     )
     cron: str = Field("7 * * * *", description="Schedule of the verification flow: hourly.")
-    audit_days: float = Field(
-        30.0,
-        gt=0,
-        description="Store maintenance (forecast.maintenance_cron) keeps the scores store's "
-        "history this far back; every score stays, older snapshots expire.",
-    )
 
     @field_validator("thresholds_mm_h", "fss_thresholds_mm_h", "fss_scales")
     @classmethod
@@ -815,7 +868,7 @@ class SystemConfig(_Section):
 
 class MotioncastConfig(_Section):
     domains: dict[str, DomainConfig] = {}
-    store: StoreConfig = StoreConfig()
+    stores: StoresConfig = StoresConfig()
     zr: ZRConfig = ZRConfig()
     ingest: IngestConfig = IngestConfig()
     simulate: SimulatorConfig = SimulatorConfig()
@@ -825,6 +878,11 @@ class MotioncastConfig(_Section):
     verify: VerifyConfig = VerifyConfig()
     plot: PlotConfig = PlotConfig()
     system: SystemConfig = SystemConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_store_keys(cls, data: Any) -> Any:
+        return _moved_store_keys(data) if isinstance(data, dict) else data
 
     @field_validator("domains")
     @classmethod

@@ -229,8 +229,8 @@ def _plan(
         "prefect_api": prefect_api,
         "prefect_ui": prefect_api.removesuffix("/api"),
         "service": cfg.serve.client_url(),
-        "archive": cfg.store.archive,
-        "forecasts": cfg.forecast.store,
+        "archive": cfg.stores.archive.location,
+        "forecasts": cfg.stores.forecasts.location,
         "registry": str(cfg.forecast.registry),
         "inbox": str(cfg.system.inbox),
         "logs": str(logs),
@@ -298,7 +298,7 @@ def status(cfg: MotioncastConfig, last: int = 5) -> dict:
         if state.get("clock"):
             out["simulated_time"] = SimClock.load(state["clock"]).now().isoformat()
     try:
-        history = ForecastStore(cfg.forecast.store, storage=cfg.store.object_storage).history()
+        history = ForecastStore.from_config(cfg.stores).history()
         out["last_forecasts"] = [
             {"at": str(at)[:19], "what": message}
             for _, message, at in history

@@ -190,9 +190,9 @@ def issued(tmp_path: Path):
     cfg = load_config(
         None,
         [
-            f"store.archive={tmp_path / 'archive'}",
-            f"forecast.store={tmp_path / 'forecasts'}",
-            f"verify.store={tmp_path / 'scores'}",
+            f"stores.archive.location={tmp_path / 'archive'}",
+            f"stores.forecasts.location={tmp_path / 'forecasts'}",
+            f"stores.scores.location={tmp_path / 'scores'}",
             "verify.fss_scales=[1,5]",
         ],
     )

@@ -70,7 +70,7 @@ def test_serving_manifests_point_at_the_app_and_a_valid_config():
     from pipelines.config import MotioncastConfig
 
     service = load_config(INFRA / "service.yaml")
-    assert service.forecast.store.startswith("/mnt/motioncast")
+    assert service.stores.forecasts.location.startswith("/mnt/motioncast")
     serve_file = yaml.safe_load((INFRA / "serve.yaml").read_text())
     (application,) = serve_file["applications"]
     assert application["import_path"] == "pipelines.serve.app:app_builder"

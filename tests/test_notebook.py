@@ -19,9 +19,9 @@ def test_the_quickstart_runs_on_real_stores(issued, monkeypatch: pytest.MonkeyPa
     cfg, _ = issued
     (done,) = verify(cfg)
     assert done.scored == 7
-    monkeypatch.setenv("MOTIONCAST_ARCHIVE", str(cfg.store.archive))
-    monkeypatch.setenv("MOTIONCAST_FORECASTS", str(cfg.forecast.store))
-    monkeypatch.setenv("MOTIONCAST_SCORES", str(cfg.verify.store))
+    monkeypatch.setenv("MOTIONCAST_ARCHIVE", str(cfg.stores.archive.location))
+    monkeypatch.setenv("MOTIONCAST_FORECASTS", str(cfg.stores.forecasts.location))
+    monkeypatch.setenv("MOTIONCAST_SCORES", str(cfg.stores.scores.location))
     notebook = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
     client = NotebookClient(
         notebook,

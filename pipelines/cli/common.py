@@ -35,7 +35,7 @@ StoreOpt = Annotated[
     typer.Option(
         "--store",
         "-s",
-        help="Archive store: a folder or s3://bucket/prefix (store.object_storage, AWS_* vars).",
+        help="Archive store: a folder or s3://bucket/prefix (stores.object_storage, AWS_* vars).",
     ),
 ]
 RegistryOpt = Annotated[Path, typer.Option("--registry", "-r", help="Model registry folder.")]
@@ -97,14 +97,22 @@ def start_time(text: str):
         fail(f"--start {text!r} is not a time")
 
 
-def open_archive(store: str, cfg: MotioncastConfig):
-    """The archive at ``store``, or exit 2 saying why it is not one."""
+def open_archive(store: str | None, cfg: MotioncastConfig):
+    """The archive at ``store`` (default: the configured one), or exit 2 saying why it is not
+    one."""
     from pipelines.store import Archive, ArchiveError
 
     try:
-        return Archive(store, storage=cfg.store.object_storage)
+        return Archive.from_config(cfg.stores, store)
     except ArchiveError as exc:
         fail(exc)
+
+
+def locations(**given: str | None) -> dict | None:
+    """The ``stores:`` section that the store flags give (archive=, forecasts=, scores=: each
+    that is not None moves that store), for ``setup``; None when none is given."""
+    moved = {name: {"location": where} for name, where in given.items() if where is not None}
+    return moved or None
 
 
 def paragraphs(text: str | None) -> str:

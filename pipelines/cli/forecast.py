@@ -16,6 +16,7 @@ from pipelines.cli.common import (
     command,
     console,
     fail,
+    locations,
     open_archive,
     out,
     setup,
@@ -27,7 +28,9 @@ def forecast(
     forecasts: Annotated[
         str | None,
         typer.Option(
-            "--forecasts", "-f", help="Forecast store (default: forecast.store); created if new."
+            "--forecasts",
+            "-f",
+            help="Forecast store (default: stores.forecasts.location); created if new.",
         ),
     ] = None,
     registry: Annotated[
@@ -76,11 +79,9 @@ def forecast(
         config,
         set_,
         verbose,
-        store={"archive": store} if store else None,
+        stores=locations(archive=store, forecasts=forecasts),
         forecast={
-            k: v
-            for k, v in {"store": forecasts, "registry": registry, "method": method}.items()
-            if v is not None
+            k: v for k, v in {"registry": registry, "method": method}.items() if v is not None
         },
     )
     f = cfg.forecast
@@ -88,7 +89,7 @@ def forecast(
         when = parse_time(issue_time, "--issue-time") if issue_time else None
     except FrameSelectError as exc:
         fail(exc)
-    archive = open_archive(cfg.store.archive, cfg)
+    archive = open_archive(None, cfg)
     try:
         forecaster = get_method(
             f.method, f.registry, cfg.training.data.transform, precision=f.precision
@@ -96,13 +97,7 @@ def forecast(
     except NoModelError as exc:
         fail(exc, 1)
     try:
-        fstore = ForecastStore(
-            f.store,
-            f.chunk_yx,
-            f.compression_level,
-            create=True,
-            storage=cfg.store.object_storage,
-        )
+        fstore = ForecastStore.from_config(cfg.stores, create=True)
     except ForecastStoreError as exc:
         fail(exc)
     summaries = []

@@ -16,6 +16,7 @@ from pipelines.cli.common import (
     command,
     console,
     fail,
+    locations,
     out,
     progress,
     setup,
@@ -48,13 +49,13 @@ def ingest(
         config,
         set_,
         verbose,
-        store={"archive": store} if store else None,
+        stores=locations(archive=store),
         ingest={"workers": workers} if workers else None,
     )
     try:
         if domain is not None:
             check_domain(domain, cfg)
-        check_location(cfg.store.archive)
+        check_location(cfg.stores.archive.location)
         files = discover(paths)
         with progress() as bar:
             task = bar.add_task("ingesting", total=len(files))

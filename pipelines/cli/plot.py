@@ -28,7 +28,7 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")]
 PlotDomainOpt = Annotated[str | None, typer.Option(help="Domain (needed when several).")]
 ForecastsOpt = Annotated[
     str | None,
-    typer.Option("--forecasts", "-f", help="Forecast store (default: forecast.store)."),
+    typer.Option("--forecasts", "-f", help="Forecast store (default: stores.forecasts.location)."),
 ]
 IssueTimeOpt = Annotated[
     str | None,
@@ -54,10 +54,10 @@ def _forecast_and_observed(cfg: MotioncastConfig, store, forecasts, domain, issu
 
     try:
         when = parse_time(issue_time, "--issue-time") if issue_time else None
-        fstore = ForecastStore(forecasts or cfg.forecast.store, storage=cfg.store.object_storage)
+        fstore = ForecastStore.from_config(cfg.stores, forecasts)
         name = domain or fstore.resolve_domain(None)
         f = fstore.forecast(name, when)
-        frames = open_archive(store or cfg.store.archive, cfg).dataset(name)
+        frames = open_archive(store, cfg).dataset(name)
     except (ArchiveError, ForecastStoreError, FrameSelectError) as exc:
         fail(exc)
     valid = pd.DatetimeIndex([f.issue_time + pd.Timedelta(minutes=int(m)) for m in f.lead_minutes])
@@ -115,7 +115,7 @@ def plot_map(
         return
     try:
         parse_time(time)  # a bad --time is refused before the store is opened
-        ds = open_archive(store or cfg.store.archive, cfg).dataset(domain)
+        ds = open_archive(store, cfg).dataset(domain)
         chosen = select_frame(ds, time)
     except (ArchiveError, FrameSelectError) as exc:
         fail(exc)

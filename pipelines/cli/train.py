@@ -238,7 +238,7 @@ def models_promote(
     if store is not None:
         open_archive(store, cfg)  # one line and exit 2 for what is not an archive
     try:
-        promote(reg, version, store=store, force=force, storage=cfg.store.object_storage)
+        promote(reg, version, store=store, force=force, storage=cfg.stores.object_storage)
     except PromotionRefused as exc:
         how = "score both with --store STORE, or " if exc.rescore else ""
         fail(f"{exc} ({how}use --force to promote anyway)", 1)

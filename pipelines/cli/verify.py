@@ -17,6 +17,7 @@ from pipelines.cli.common import (
     command,
     console,
     fail,
+    locations,
     out,
     progress,
     setup,
@@ -27,11 +28,15 @@ def verify(
     store: StoreOpt = None,
     forecasts: Annotated[
         str | None,
-        typer.Option("--forecasts", "-f", help="Forecast store (default: forecast.store)."),
+        typer.Option(
+            "--forecasts", "-f", help="Forecast store (default: stores.forecasts.location)."
+        ),
     ] = None,
     scores: Annotated[
         str | None,
-        typer.Option("--scores", help="Scores store (default: verify.store); created if new."),
+        typer.Option(
+            "--scores", help="Scores store (default: stores.scores.location); created if new."
+        ),
     ] = None,
     domain: Annotated[
         list[str] | None, typer.Option(help="Domain; repeat for several. Default: all.")
@@ -79,9 +84,7 @@ def verify(
         config,
         set_,
         verbose,
-        store={"archive": store} if store else None,
-        forecast={"store": forecasts} if forecasts else None,
-        verify={"store": scores} if scores else None,
+        stores=locations(archive=store, forecasts=forecasts, scores=scores),
     )
     try:
         start = parse_time(since, "--since") if since else None
@@ -100,8 +103,8 @@ def verify(
                     if o.error
                     else f"{o.domain}: {o.scored} scored, {o.waiting} wait for observations"
                 )
-        scored = ScoresStore(cfg.verify.store, storage=cfg.store.object_storage)
-        fstore = ForecastStore(cfg.forecast.store, storage=cfg.store.object_storage)
+        scored = ScoresStore.from_config(cfg.stores)
+        fstore = ForecastStore.from_config(cfg.stores)
         have = scored.domains()
         names = [d for d in domain or have if d in have]
         pooled = [scored.pool(d, start, end) for d in names]

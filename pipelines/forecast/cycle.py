@@ -164,10 +164,8 @@ def run_cycle(
     deadline = time.monotonic() + cfg.forecast.deadline_seconds
     now = naive_utc(pd.Timestamp.now("UTC")) if now is None else naive_utc(pd.Timestamp(now))
     f = cfg.forecast
-    archive = Archive(cfg.store.archive, storage=cfg.store.object_storage)
-    forecasts = ForecastStore(
-        f.store, f.chunk_yx, f.compression_level, create=True, storage=cfg.store.object_storage
-    )
+    archive = Archive.from_config(cfg.stores)
+    forecasts = ForecastStore.from_config(cfg.stores, create=True)
     outcomes: list[Outcome] = []
     todo: list[tuple[str, pd.Timestamp]] = []
     for domain in domains or archive.domains():

@@ -31,12 +31,11 @@ import zarr
 
 from pipelines.config import ObjectStorageConfig
 from pipelines.grid import Grid
-from pipelines.store.repository import StoreError, VersionedStore, has_group
+from pipelines.store.repository import ISSUE, StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import EPOCH, TIME_UNITS, minutes_since_epoch
 
 log = logging.getLogger(__name__)
 
-ISSUE = "issue_time"
 PRECIP_ATTRS = {
     "standard_name": "rainfall_rate",
     "long_name": "forecast rain rate",
@@ -171,6 +170,7 @@ class ForecastStore(VersionedStore):
 
     error = ForecastStoreError
     missing = "no forecast store here (run 'motioncast forecast' first)"
+    section = "forecasts"
 
     def __init__(
         self,
@@ -257,10 +257,7 @@ class ForecastStore(VersionedStore):
             return "exists", False
         i = int(hit[0]) if hit.size else len(issues)
         if not hit.size:
-            for array in node.array_values():
-                names = array.metadata.dimension_names or ()
-                if names and names[0] == ISSUE:
-                    array.resize((i + 1, *array.shape[1:]))
+            self.grow(node, ISSUE, i + 1)
         node["precip"][i] = f.values.astype(np.float32)
         for name, values in _issue_values(f).items():
             node[name][i] = values[0]

@@ -18,7 +18,7 @@ def quarantine_folder(cfg: MotioncastConfig) -> Path:
     ``quarantine/<bucket>/<prefix>`` in the working folder for one on object storage."""
     if cfg.ingest.quarantine is not None:
         return Path(cfg.ingest.quarantine)
-    location = cfg.store.archive.rstrip("/")
+    location = cfg.stores.archive.location.rstrip("/")
     if not is_local(location):
         _, bucket, prefix = split_url(location)
         return Path("quarantine", bucket, *prefix.split("/"))

@@ -62,14 +62,7 @@ class IngestResult:
 
 
 def open_archive_for_writing(cfg: MotioncastConfig) -> Archive:
-    return Archive(
-        cfg.store.archive,
-        chunk_yx=cfg.store.chunk_yx,
-        compression_level=cfg.store.compression_level,
-        time_block_hours=cfg.store.time_block_hours,
-        create=True,
-        storage=cfg.store.object_storage,
-    )
+    return Archive.from_config(cfg.stores, create=True)
 
 
 def mosaic_specs(cfg: MotioncastConfig) -> dict[str, MosaicSpec]:
@@ -203,8 +196,8 @@ def decode_for_commit(path: Path, cfg: MotioncastConfig, domain: str | None) -> 
         precip = outcome.frame.precip
         outcome.frame.precip = EncodedPrecip.encode(
             precip,
-            chunk_edges(outcome.frame.grid, cfg.store.chunk_yx),
-            cfg.store.compression_level,
+            chunk_edges(outcome.frame.grid, cfg.stores.archive.chunk_yx),
+            cfg.stores.archive.compression_level,
             wet_fraction(precip),
         )
     return outcome
@@ -217,11 +210,11 @@ def ingest(
     on_file: Callable[[DecodeOutcome], None] | None = None,
     files: list[Path] | None = None,
 ) -> IngestResult:
-    """Ingest files and folders (recursively) into the archive ``cfg.store.archive``, decoding
+    """Ingest files and folders (recursively) into the archive ``cfg.stores.archive``, decoding
     in ``ingest.workers`` processes."""
     if domain is not None:
         check_domain(domain, cfg)
-    check_location(cfg.store.archive)  # a bad store fails here, before any file is touched
+    check_location(cfg.stores.archive.location)  # a bad store fails here, before any file
     files = discover(paths) if files is None else files
     workers = cfg.ingest.workers
     if workers <= 1 or len(files) <= 1:

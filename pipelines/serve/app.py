@@ -181,7 +181,7 @@ class ModelServer:
         self.registry = Path(registry)
         self.compile = cfg.compile
         self.precision = full.forecast.precision
-        self.archive = full.store
+        self.stores = full.stores
         self.promoted = PromotedModel(
             self.registry, self._load, cfg.poll_seconds, cfg.retry_max_seconds
         )
@@ -218,7 +218,7 @@ class ModelServer:
 
         start = time.perf_counter()
         try:
-            archive = Archive(self.archive.archive, storage=self.archive.object_storage)
+            archive = Archive.from_config(self.stores)
             shapes = {tuple(s.grid.shape) for s in archive.summary()}
         except ArchiveError as exc:  # no archive yet: the first forecast warms up instead
             log.info("no warm-up: %s", exc)
@@ -445,21 +445,14 @@ class ForecastService:
         from pipelines.store.archive import Archive, ArchiveError
 
         try:
-            return Archive(self.cfg.store.archive, storage=self.cfg.store.object_storage)
+            return Archive.from_config(self.cfg.stores)
         except ArchiveError as exc:
             raise HTTPException(503, str(exc)) from None
 
     def store(self) -> ForecastStore:
         with self._lock:
             if self._forecasts is None:
-                f = self.cfg.forecast
-                self._forecasts = ForecastStore(
-                    f.store,
-                    f.chunk_yx,
-                    f.compression_level,
-                    create=True,
-                    storage=self.cfg.store.object_storage,
-                )
+                self._forecasts = ForecastStore.from_config(self.cfg.stores, create=True)
             return self._forecasts
 
     def _latest(self) -> LatestForecasts:

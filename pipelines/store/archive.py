@@ -162,6 +162,7 @@ class Archive(VersionedStore):
 
     error = ArchiveError
     missing = "no archive store here (run 'motioncast ingest' first)"
+    section = "archive"
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 # icechunk logs a warning about local storage and concurrent commits on every open; we keep one
 # committing writer per repository (see writer_lock), so the warning carries no information.
@@ -22,7 +22,7 @@ import zarr  # noqa: E402
 from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.errors import GroupNotFoundError  # noqa: E402
 
-from pipelines.config import ObjectStorageConfig  # noqa: E402
+from pipelines.config import ObjectStorageConfig, StoresConfig  # noqa: E402
 from pipelines.grid import Grid  # noqa: E402
 from pipelines.localfiles import exclusive  # noqa: E402
 from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
@@ -214,6 +214,9 @@ def chunk_edges(grid: Grid, chunk_yx: int) -> tuple[int, int]:
     return edge(grid.ny), edge(grid.nx)
 
 
+ISSUE = "issue_time"  # the axis the forecast and scores stores grow along, one entry per issue
+
+
 class VersionedStore:
     """What the archive and the forecast store share: an Icechunk repository of one Zarr group
     per domain (a group holding ``marker``), read as of the latest commit or any snapshot kept,
@@ -222,6 +225,18 @@ class VersionedStore:
     error: ClassVar[type[StoreError]] = StoreError
     missing: ClassVar[str] = "no store here"  # what to say at a location without one
     marker: ClassVar[str] = "precip"  # the variable a domain's group holds
+    section: ClassVar[str]  # its settings in the stores: configuration
+
+    @classmethod
+    def from_config(
+        cls, stores: StoresConfig, location: str | Path | None = None, create: bool = False
+    ) -> Self:
+        """The store as the configuration has it (at ``location`` instead of the configured
+        one when given): the one way the system opens its stores."""
+        settings = getattr(stores, cls.section)
+        written = settings.model_dump(exclude={"location", "audit_days"})
+        where = location or settings.location
+        return cls(where, create=create, storage=stores.object_storage, **written)
 
     def __init__(
         self,
@@ -246,6 +261,15 @@ class VersionedStore:
     def chunk_edges(self, grid: Grid) -> tuple[int, int]:
         """Chunk edges (rows, columns) for a new group on ``grid`` (``chunk_edges``)."""
         return chunk_edges(grid, self.chunk_yx)
+
+    @staticmethod
+    def grow(node: zarr.Group, axis: str, size: int) -> None:
+        """Every array of a domain's group whose first dimension is ``axis``, resized to
+        ``size`` along it (the new entries are written next)."""
+        for array in node.array_values():
+            names = array.metadata.dimension_names or ()
+            if names and names[0] == axis:
+                array.resize((size, *array.shape[1:]))
 
     def _read_store(self, snapshot: str | None = None):
         if snapshot is None:

@@ -211,9 +211,9 @@ def train(
         t = t.model_copy(update={"init_checkpoint": t.init_checkpoint.resolve()})
     _check_init(t)
     store = str(Path(store).resolve()) if is_local(store) else str(store)  # workers' cwd differs
-    archive = Archive(store, storage=cfg.store.object_storage)
+    archive = Archive.from_config(cfg.stores, store)
     run_name = run_name or new_run_name()
-    folder = RunFolder(t.scaling.storage, run_name, cfg.store.object_storage)
+    folder = RunFolder(t.scaling.storage, run_name, cfg.stores.object_storage)
     manifest, windows = _manifest(folder, store, archive, t)
     job = TrainJob(
         store=store,
@@ -222,7 +222,7 @@ def train(
         validation=spread(windows["validation"], t.validation_windows),
         cfg=t,
         step_hook=step_hook,
-        storage=cfg.store.object_storage,
+        storage=cfg.stores.object_storage,
     )
     log.info(
         "run %s: %d training windows, %d validation windows scored, %d x %s worker(s)",

@@ -24,9 +24,8 @@ import xarray as xr
 import zarr
 
 from pipelines.config import ObjectStorageConfig
-from pipelines.forecast.store import ISSUE
 from pipelines.scores import Scores, ScoreSpec
-from pipelines.store.repository import StoreError, VersionedStore, has_group
+from pipelines.store.repository import ISSUE, StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import TIME_UNITS, minutes_since_epoch
 
 log = logging.getLogger(__name__)
@@ -86,6 +85,7 @@ class ScoresStore(VersionedStore):
     error = ScoresStoreError
     missing = "no scores store here (run 'motioncast verify' first)"
     marker = "accumulators"
+    section = "scores"
 
     def __init__(
         self,
@@ -163,17 +163,14 @@ class ScoresStore(VersionedStore):
             raise ScoresStoreError(
                 f"{self.location}: domain {domain!r} holds scores of another layout "
                 f"({_spec_attrs(_spec_of(dict(node.attrs)), list(node.attrs['methods']))}); "
-                "give another scores store (verify.store)"
+                "give another scores store (stores.scores.location)"
             )
         done = set(node[ISSUE][:].tolist())
         new = [v for v in verified if int(minutes_since_epoch(v.issue_time)) not in done]
         if not new:
             return None, False
         n = node[ISSUE].shape[0]
-        for array in node.array_values():
-            names = array.metadata.dimension_names or ()
-            if names and names[0] == ISSUE:
-                array.resize((n + len(new), *array.shape[1:]))
+        self.grow(node, ISSUE, n + len(new))
         for name, values in _columns(new, methods).items():
             node[name][n:] = values
         return None, True

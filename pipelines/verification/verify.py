@@ -129,17 +129,16 @@ def verify(
     on_scored: Callable[[str, int, int], None] | None = None,
 ) -> list[VerifyOutcome]:
     """Score every due forecast of ``domains`` (default: every domain with forecasts), one
-    commit per domain to the scores store (``verify.store``, created when absent).
+    commit per domain to the scores store (``stores.scores``, created when absent).
     ``on_scored(domain, done, due)`` follows the progress. A domain that cannot be scored
     (not in the archive, say) is reported in its outcome and the others go on."""
-    storage = cfg.store.object_storage
-    archive = Archive(cfg.store.archive, storage=storage)
+    archive = Archive.from_config(cfg.stores)
     try:
-        forecasts = ForecastStore(cfg.forecast.store, storage=storage)
+        forecasts = ForecastStore.from_config(cfg.stores)
     except ForecastStoreError as exc:  # nothing issued yet
         log.info("nothing to verify: %s", exc)
         return []
-    scores = ScoresStore(cfg.verify.store, create=True, storage=storage)
+    scores = ScoresStore.from_config(cfg.stores, create=True)
     grace = pd.Timedelta(minutes=cfg.verify.grace_minutes)
     outcomes = []
     for domain in domains or forecasts.domains():

@@ -40,8 +40,8 @@ def service(ray_local, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("cycle")
     registry = promoted_registry(root)
     overrides = [
-        f"store.archive={root / 'archive'}",
-        f"forecast.store={root / 'forecasts'}",
+        f"stores.archive.location={root / 'archive'}",
+        f"stores.forecasts.location={root / 'forecasts'}",
         f"forecast.registry={registry}",
     ]
     cfg = start_service(overrides)

@@ -112,7 +112,7 @@ def test_flow_on_a_dask_cluster_survives_a_killed_worker(
     from tests.conftest import wait_for_commits
 
     reference = tmp_path / "reference"
-    assert ingest(sim_volumes, load_config(store={"archive": reference})).ok
+    assert ingest(sim_volumes, load_config(stores={"archive": {"location": reference}})).ok
     store = tmp_path / "archive"
     killed: list[int] = []
     with (

@@ -40,9 +40,9 @@ def test_the_flow_scores_what_is_due_once_and_reports_it_and_maintenance_keeps_e
 
     cfg, frames = issued
     overrides = [
-        f"store.archive={cfg.store.archive}",
-        f"forecast.store={cfg.forecast.store}",
-        f"verify.store={cfg.verify.store}",
+        f"stores.archive.location={cfg.stores.archive.location}",
+        f"stores.forecasts.location={cfg.stores.forecasts.location}",
+        f"stores.scores.location={cfg.stores.scores.location}",
     ]
     with prefect_test_harness(server_startup_timeout=120):
         first = verify_flow(overrides=overrides)
@@ -57,15 +57,15 @@ def test_the_flow_scores_what_is_due_once_and_reports_it_and_maintenance_keeps_e
                 return found[-1].data  # the first run's
 
         report = asyncio.run(artifact())
-        Archive(cfg.store.archive).write(_later_frames(frames, 30), "the last half hour")
+        Archive(cfg.stores.archive.location).write(_later_frames(frames, 30), "the last half hour")
         third = verify_flow(overrides=overrides)
-        scores = ScoresStore(cfg.verify.store)
+        scores = ScoresStore(cfg.stores.scores.location)
         before = scores.pool("v").scores["issued"].summary()
         history = len(scores.history())  # the creation and two commits
-        forecasts = open_forecasts(cfg.forecast.store).load()
-        no_scores = [*overrides[:2], f"verify.store={tmp_path / 'none'}"]
+        forecasts = open_forecasts(cfg.stores.forecasts.location).load()
+        no_scores = [*overrides[:2], f"stores.scores.location={tmp_path / 'none'}"]
         only_forecasts = maintenance_flow(overrides=no_scores)  # no scores store: skipped
-        young = [*overrides, "forecast.audit_days=1e-9", "verify.audit_days=1e-9"]
+        young = [*overrides, "stores.forecasts.audit_days=1e-9", "stores.scores.audit_days=1e-9"]
         maintained = maintenance_flow(overrides=young)
     assert [(o["domain"], o["scored"], o["waiting"]) for o in first] == [("v", 7, 2)]
     assert [(o["scored"], o["snapshot"]) for o in second] == [(0, None)]
@@ -76,8 +76,8 @@ def test_the_flow_scores_what_is_due_once_and_reports_it_and_maintenance_keeps_e
     assert only_forecasts["forecasts"]["expired_snapshots"] == 0  # all younger than 7 days
     assert history == 3 and maintained["scores"]["expired_snapshots"] >= 1
     assert maintained["forecasts"]["expired_snapshots"] >= 8  # 9 forecasts, the creation
-    assert len(ScoresStore(cfg.verify.store).history()) == 2  # the tip and the root
-    after = ScoresStore(cfg.verify.store).pool("v")
+    assert len(ScoresStore(cfg.stores.scores.location).history()) == 2  # the tip and the root
+    after = ScoresStore(cfg.stores.scores.location).pool("v")
     assert after.issues == 9 and after.scores["issued"].summary() == before
-    xr_forecasts = open_forecasts(cfg.forecast.store).load()
+    xr_forecasts = open_forecasts(cfg.stores.forecasts.location).load()
     assert xr_forecasts.identical(forecasts)

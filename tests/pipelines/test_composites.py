@@ -259,9 +259,8 @@ def test_every_opera_composite_ingests_equal_to_pysteps_reading(tmp_path: Path):
 
     files = sorted(radar_sample("composites/opera/20180824").glob("*.hdf"))
     assert len(files) == 24
-    cfg = CFG.model_copy(
-        update={"store": CFG.store.model_copy(update={"archive": str(tmp_path / "archive")})}
-    )
+    archive = CFG.stores.archive.model_copy(update={"location": str(tmp_path / "archive")})
+    cfg = CFG.model_copy(update={"stores": CFG.stores.model_copy(update={"archive": archive})})
     report = ingest(files, cfg)
     assert report.failed == [] and report.added["opera"] == 24
     ds = Archive(tmp_path / "archive").dataset("opera")
@@ -352,7 +351,7 @@ def test_every_mrms_file_ingests_equal_to_pysteps_reading(tmp_path: Path):
 
     files = sorted(radar_sample("composites/mrms/2019/06/10").glob("*.grib2"))
     assert len(files) == 36
-    report = ingest(files, load_config(store={"archive": tmp_path / "archive"}))
+    report = ingest(files, load_config(stores={"archive": {"location": tmp_path / "archive"}}))
     assert report.failed == [] and report.added["mrms"] == 36
     ds = Archive(tmp_path / "archive").dataset("mrms")
     assert int(ds.attrs["time_step_minutes"]) == 2
@@ -373,7 +372,7 @@ def test_a_truncated_grib2_is_one_line_and_quarantined(tmp_path: Path):
     cut = tmp_path / "in" / whole.name
     cut.parent.mkdir()
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
-    report = ingest([cut], load_config(store={"archive": tmp_path / "archive"}))
+    report = ingest([cut], load_config(stores={"archive": {"location": tmp_path / "archive"}}))
     (line,) = report.failed
     assert line.startswith(str(cut)) and "unreadable GRIB2" in line and "\n" not in line
     assert [p.name for p in (tmp_path / "archive.quarantine").rglob("*.grib2")] == [whole.name]

@@ -12,11 +12,33 @@ def test_default_yaml_documents_the_builtin_defaults():
 def test_yaml_then_overrides_then_flags(tmp_path: Path):
     user = tmp_path / "c.yaml"
     user.write_text("ingest:\n  batch_size: 8\n  workers: 3\nzr: {a: 300}\n")
-    cfg = load_config(user, ["ingest.workers=4", "store.archive=/x/y"], ingest={"workers": 5})
+    cfg = load_config(
+        user, ["ingest.workers=4", "stores.archive.location=/x/y"], ingest={"workers": 5}
+    )
     assert cfg.ingest.batch_size == 8
     assert cfg.ingest.workers == 5
     assert cfg.zr.a == 300 and cfg.zr.b == 1.6
-    assert str(cfg.store.archive) == "/x/y"
+    assert str(cfg.stores.archive.location) == "/x/y"
+
+
+def test_the_old_store_keys_are_read_into_stores_with_a_warning_each(tmp_path: Path, caplog):
+    """Configurations written before the stores: section keep working: each old key is read
+    as its new one, and says so once; a key given both ways keeps the new one."""
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "store: {archive: /a, chunk_yx: 512, object_storage: {region: eu}}\n"
+        "forecast: {store: /f, audit_days: 2.0, method: sprog}\n"
+        "verify: {store: /s, audit_days: 9.0}\n"
+    )
+    with caplog.at_level("WARNING", logger="pipelines.config"):
+        cfg = load_config(old, ["stores.forecasts.location=/new"])
+    s = cfg.stores
+    assert (s.archive.location, s.archive.chunk_yx, s.object_storage.region) == ("/a", 512, "eu")
+    assert (s.forecasts.location, s.forecasts.audit_days) == ("/new", 2.0)  # the new key wins
+    assert (s.scores.location, s.scores.audit_days) == ("/s", 9.0)
+    assert cfg.forecast.method == "sprog"  # the rest of the old sections stays
+    moved = [r.getMessage() for r in caplog.records]
+    assert len(moved) == 7 and "store.archive is now stores.archive.location" in moved[0]
 
 
 def test_configured_domain_gives_a_grid():

@@ -41,8 +41,8 @@ def two_domains(tmp_path: Path):
     for domain in ("north", "south"):
         archive.write(_frames(domain, 40), f"{domain} 00:00-00:40")
     settings = [
-        f"store.archive={tmp_path / 'archive'}",
-        f"forecast.store={tmp_path / 'forecasts'}",
+        f"stores.archive.location={tmp_path / 'archive'}",
+        f"stores.forecasts.location={tmp_path / 'forecasts'}",
         "forecast.deadline_seconds=1.5",
         "forecast.max_input_age_minutes=5",
         "forecast.fallback=extrapolation",

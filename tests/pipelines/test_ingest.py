@@ -25,7 +25,7 @@ SIM_DOMAINS = ["sim01", "sim02"]
 
 
 def config(store: Path, **ingest_settings):
-    return load_config(store={"archive": store}, ingest=ingest_settings or None)
+    return load_config(stores={"archive": {"location": store}}, ingest=ingest_settings or None)
 
 
 def test_simulated_volumes_land_as_frames(sim_volumes: list[Path], tmp_path: Path):
@@ -375,7 +375,9 @@ def test_a_batch_is_committed_once_its_frames_hold_batch_megabytes(tmp_path: Pat
         )  # fmt: skip
         for i in range(7)
     ]
-    cfg = load_config(store={"archive": tmp_path / "a"}, ingest={"batch_megabytes": 2.5})
+    cfg = load_config(
+        stores={"archive": {"location": tmp_path / "a"}}, ingest={"batch_megabytes": 2.5}
+    )
     result = ingest_outcomes(outcomes, cfg)
     assert result.ok and result.added["big"] == 7 and len(result.snapshots) == 4  # + creation
     messages = [m for _, m, _ in Archive(tmp_path / "a").history() if m.startswith("ingest")]

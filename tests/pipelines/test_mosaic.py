@@ -23,7 +23,7 @@ SIMNET = {
 
 def config(store: Path, method: str = "max", **ingest_settings):
     return load_config(
-        store={"archive": store},
+        stores={"archive": {"location": store}},
         domains={"simnet": SIMNET},
         ingest={"mosaic": {"method": method}, **ingest_settings},
     )

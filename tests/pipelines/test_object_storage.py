@@ -26,23 +26,27 @@ def test_s3_url_is_kept_as_a_url_not_made_a_local_path(tmp_path: Path, monkeypat
     """Regression: the configuration's Path type turned s3:// URLs into 's3:/bucket/...' and a
     local folder was created."""
     monkeypatch.chdir(tmp_path)
-    cfg = load_config(None, [f"store.archive={URL}"])
-    assert cfg.store.archive == URL
-    assert load_config(None, ["store.archive=~/a"]).store.archive == str(Path.home() / "a")
+    cfg = load_config(None, [f"stores.archive.location={URL}"])
+    assert cfg.stores.archive.location == URL
+    assert load_config(None, ["stores.archive.location=~/a"]).stores.archive.location == str(
+        Path.home() / "a"
+    )
 
 
 def test_ingest_and_open_on_s3_match_a_local_archive(s3, sim_volumes: list[Path], tmp_path):
     cfg = load_config(
         None,
         [
-            f"store.archive={URL}",
-            f"store.object_storage.endpoint_url={s3.endpoint}",
-            "store.object_storage.region=us-east-1",
+            f"stores.archive.location={URL}",
+            f"stores.object_storage.endpoint_url={s3.endpoint}",
+            "stores.object_storage.region=us-east-1",
         ],
     )
     result = ingest(sim_volumes[:6], cfg)
     assert result.ok and dict(result.added) == {"sim01": 3, "sim02": 3}
-    local = ingest(sim_volumes[:6], load_config(store={"archive": tmp_path / "local"}))
+    local = ingest(
+        sim_volumes[:6], load_config(stores={"archive": {"location": tmp_path / "local"}})
+    )
     assert local.ok
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="motioncast")["Contents"]]
     assert any(k.startswith("radar/archive/refs/") for k in keys)
@@ -74,7 +78,7 @@ def test_kill_9_mid_ingest_on_s3_then_rerun(s3, tmp_path: Path):
     volumes = tmp_path / "volumes"
     simulate_network(volumes, pd.Timestamp("2026-06-01T12:00"), 60, 2, 3, cfg.simulate, cfg.zr)
     reference = tmp_path / "reference"
-    assert ingest([volumes], load_config(store={"archive": reference})).ok
+    assert ingest([volumes], load_config(stores={"archive": {"location": reference}})).ok
     args = [sys.executable, "-m", "pipelines.cli", "ingest", str(volumes), "--store", URL]
     args += ["--workers", "1", "--set", "ingest.batch_size=4"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.DEVNULL)
@@ -159,7 +163,7 @@ def test_s3_server_killed_and_restarted_mid_ingest(s3, sim_volumes: list[Path], 
     the ingest rides it out on the SDK's retries or fails cleanly, nothing committed is lost,
     and a rerun completes the archive, equal to a clean one."""
     reference = tmp_path / "reference"
-    assert ingest(sim_volumes, load_config(store={"archive": reference})).ok
+    assert ingest(sim_volumes, load_config(stores={"archive": {"location": reference}})).ok
     args = [sys.executable, "-m", "pipelines.cli", "ingest", *map(str, sim_volumes)]
     args += ["--store", URL, "--workers", "1", "--set", "ingest.batch_size=2"]
     proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)

@@ -64,7 +64,7 @@ def test_a_domain_is_its_own_grid_or_a_cut_never_a_mix():
 
 
 def _ingest(files: list[Path], archive: Path, **domains) -> Archive:
-    cfg = load_config(domains=domains, store={"archive": archive})
+    cfg = load_config(domains=domains, stores={"archive": {"location": archive}})
     result = ingest(files, cfg)
     assert result.ok, result.failed
     return Archive(archive)
@@ -115,7 +115,7 @@ def test_a_file_of_another_source_or_outside_the_box_is_one_line(tmp_path: Path)
     far = {"source": "knmi", "bbox": (-120.0, 30.0, -110.0, 40.0), "bbox_crs": "EPSG:4326"}
     cfg = load_config(
         domains={"alps": {"source": "opera", "bbox": (5.0, 44.0, 17.0, 49.0)}, "far": far},
-        store={"archive": tmp_path / "a"},
+        stores={"archive": {"location": tmp_path / "a"}},
     )
     wrong = ingest([knmi], cfg, domain="alps")
     assert wrong.failed == [f"{knmi}: domain 'alps' is a cut of 'opera'; this file is from 'knmi'"]
@@ -133,7 +133,8 @@ warnings.simplefilter("ignore")
 from pipelines.config import load_config
 from pipelines.ingest import ingest
 files = [Path(p) for p in json.loads(sys.argv[1])]
-cfg = load_config(store={"archive": sys.argv[2]}, ingest={"workers": 2, "batch_megabytes": 32})
+archive = {"archive": {"location": sys.argv[2]}}
+cfg = load_config(stores=archive, ingest={"workers": 2, "batch_megabytes": 32})
 assert ingest(files, cfg).ok
 mb = lambda who: resource.getrusage(who).ru_maxrss / 1024
 print(json.dumps({"main": mb(resource.RUSAGE_SELF), "decoder": mb(resource.RUSAGE_CHILDREN)}))

@@ -43,8 +43,8 @@ def service(ray_local, truth_archive: Path, token_file: Path, tmp_path_factory):
     root = tmp_path_factory.mktemp("service")
     cfg = start_service(
         [
-            f"store.archive={truth_archive}",
-            f"forecast.store={root / 'forecasts'}",
+            f"stores.archive.location={truth_archive}",
+            f"stores.forecasts.location={root / 'forecasts'}",
             f"forecast.registry={promoted_registry(root)}",
             f"serve.token_file={token_file}",
             "serve.docs=true",
@@ -94,7 +94,7 @@ def test_a_forecast_is_made_stored_and_read_back(service):
     assert png2.content != png.content
     body = {"domain": "syn", "method": "motionrnn", "replace": True}
     assert client.post("/v1/forecasts", json=body).json()["model_version"] == "v0001"
-    ds = open_forecasts(cfg.forecast.store, "syn")
+    ds = open_forecasts(cfg.stores.forecasts.location, "syn")
     assert ds.sizes["issue_time"] == 1 and ds.model_version.values.tolist() == ["v0001"]
 
 
@@ -222,7 +222,7 @@ def test_a_forecast_given_up_at_its_deadline_is_a_504_and_not_stored(service):
     assert late.status_code == 504, late.text
     detail = late.json()["detail"]
     assert "deadline passed" in detail and "\n" not in detail
-    stored = ForecastStore(cfg.forecast.store).issue_times("syn")
+    stored = ForecastStore(cfg.stores.forecasts.location).issue_times("syn")
     assert pd.Timestamp("2026-06-01T02:00") not in stored
     body["deadline_seconds"] = 60
     assert client.post("/v1/forecasts", json=body).status_code == 201
@@ -284,7 +284,7 @@ def test_a_promotion_during_a_stream_of_requests_fails_none(service):
     assert [r.status_code for r in results.values()] == [201] * len(times)
     versions = [results[t].json()["model_version"] for t in times]
     assert set(versions[:6]) <= {"v0001", "v0002"} and set(versions[6:]) == {"v0002"}
-    ds = open_forecasts(cfg.forecast.store, "syn")
+    ds = open_forecasts(cfg.stores.forecasts.location, "syn")
     assert np.isfinite(ds.precip.sel(issue_time="2026-06-01T04:50").values).any()
 
 
@@ -355,9 +355,9 @@ def test_a_promoted_model_that_fails_to_load_leaves_the_service_up(service, toke
     other = load_config(
         None,
         [
-            f"store.archive={cfg.store.archive}",
+            f"stores.archive.location={cfg.stores.archive.location}",
             f"forecast.registry={tmp_path / 'registry'}",
-            f"forecast.store={tmp_path / 'f'}",
+            f"stores.forecasts.location={tmp_path / 'f'}",
             f"serve.token_file={token_file}",
             "serve.poll_seconds=0.5",
             "serve.retry_max_seconds=2",
@@ -414,8 +414,11 @@ def test_with_no_promoted_model_a_model_forecast_is_a_503_that_says_so(service, 
 
     cfg, client, root = service
     Registry(tmp_path / "registry").versions_dir.mkdir(parents=True)
-    settings = [f"forecast.registry={tmp_path / 'registry'}", f"forecast.store={tmp_path / 'f'}"]
-    other = load_config(None, [f"store.archive={cfg.store.archive}", *settings])
+    settings = [
+        f"forecast.registry={tmp_path / 'registry'}",
+        f"stores.forecasts.location={tmp_path / 'f'}",
+    ]
+    other = load_config(None, [f"stores.archive.location={cfg.stores.archive.location}", *settings])
     serve.run(build(other), name="nomodel", route_prefix="/nomodel")
     try:
         health = client.get("/nomodel/healthz").json()
@@ -580,7 +583,11 @@ def local_service(truth_archive: Path, tmp_path: Path):
     from pipelines.serve.app import ForecastService, make_api
 
     cfg = load_config(
-        None, [f"store.archive={truth_archive}", f"forecast.store={tmp_path / 'forecasts'}"]
+        None,
+        [
+            f"stores.archive.location={truth_archive}",
+            f"stores.forecasts.location={tmp_path / 'forecasts'}",
+        ],
     )
     service = ForecastService(cfg, model=None)
     return service, make_api(service, TOKEN)
@@ -613,7 +620,7 @@ def test_a_forecast_whose_write_lost_is_a_200_with_what_the_store_holds(local_se
         def forecaster(frames: np.ndarray, n_out: int):
             other = get_method("extrapolation")
             f = cfg.forecast
-            archive = Archive(cfg.store.archive)
+            archive = Archive(cfg.stores.archive.location)
             issue(archive, service.store(), other, "syn", f.frames_in, f.lead_minutes, when)
             return inner(frames, n_out)
 
@@ -625,7 +632,9 @@ def test_a_forecast_whose_write_lost_is_a_200_with_what_the_store_holds(local_se
     answer = post(app, {"domain": "syn", "issue_time": str(when), "method": "persistence"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "exists" and answer.json()["method"] == "extrapolation"
-    assert open_forecasts(cfg.forecast.store, "syn").method.values.tolist() == ["extrapolation"]
+    assert open_forecasts(cfg.stores.forecasts.location, "syn").method.values.tolist() == [
+        "extrapolation"
+    ]
 
 
 def test_the_model_waited_for_until_the_deadline_then_cancelled(local_service):
@@ -654,4 +663,4 @@ def test_the_model_waited_for_until_the_deadline_then_cancelled(local_service):
     body = {"domain": "syn", "issue_time": "2026-06-01T01:30", "method": "motionrnn"}
     answer = post(app, {**body, "deadline_seconds": 30})
     assert answer.status_code == 504 and "deadline passed" in answer.json()["detail"]
-    assert len(ForecastStore(service.cfg.forecast.store).issue_times("syn")) == 0
+    assert len(ForecastStore(service.cfg.stores.forecasts.location).issue_times("syn")) == 0

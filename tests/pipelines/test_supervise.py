@@ -60,7 +60,9 @@ def test_a_stale_state_names_nobody_status_down_and_up_leave_that_process_alone(
     try:
         home = tmp_path / "home"
         _stale_state(home, sentinel.pid)
-        cfg = load_config(None, [f"system.home={home}", f"forecast.store={tmp_path / 'f'}"])
+        cfg = load_config(
+            None, [f"system.home={home}", f"stores.forecasts.location={tmp_path / 'f'}"]
+        )
         assert identify(
             Identity.from_dict(json.loads((home / STATE).read_text())["supervisor"])
         ) == ("other")
@@ -158,7 +160,7 @@ def test_a_failed_up_stops_what_it_started_and_says_why_in_one_line(tmp_path: Pa
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    base = [f"system.home={home}", f"forecast.store={tmp_path / 'f'}"]
+    base = [f"system.home={home}", f"stores.forecasts.location={tmp_path / 'f'}"]
     cfg = load_config(None, [*base, f"system.prefect_port={port}"])
     with pytest.raises(LocalSystemError, match=f"port {port} .system.prefect_port. is in use"):
         up(cfg, None, [])

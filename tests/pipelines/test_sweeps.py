@@ -50,7 +50,7 @@ def test_every_reader_gives_a_frame_on_its_site_domain(relative: str, domain: st
 
 def test_behel_volumes_become_eight_frames_five_minutes_apart(tmp_path: Path):
     folder = radar_sample("sweeps/behel")
-    result = ingest([folder], load_config(store={"archive": tmp_path / "a"}))
+    result = ingest([folder], load_config(stores={"archive": {"location": tmp_path / "a"}}))
     assert result.ok and result.added == {"behel": 8}
     ds = open_archive(tmp_path / "a", "behel")
     assert list(ds.time.values) == list(pd.date_range("2020-02-07T13:00", periods=8, freq="5min"))
@@ -120,7 +120,7 @@ def _no_rays(src: Path, dst: Path) -> Path:
 def test_bad_volumes_are_quarantined_and_the_store_untouched(tmp_path: Path):
     good = sorted(radar_sample("sweeps/behel").glob("*.hdf"))
     store = tmp_path / "store"
-    cfg = load_config(store={"archive": store})
+    cfg = load_config(stores={"archive": {"location": store}})
     assert ingest(good[:2], cfg).ok
     before = Archive(store).history()[0][0]
     bad = tmp_path / "bad"

@@ -22,8 +22,8 @@ def test_up_runs_a_cycle_from_its_deployment_status_shows_it_and_down_stops_all(
         f"system.prefect_port={free_port()}",
         f"system.inbox={tmp_path / 'inbox'}",
         "system.ray_cpus=2",
-        f"store.archive={truth_archive}",
-        f"forecast.store={tmp_path / 'forecasts'}",
+        f"stores.archive.location={truth_archive}",
+        f"stores.forecasts.location={tmp_path / 'forecasts'}",
         f"forecast.registry={promoted_registry(tmp_path)}",
         "forecast.max_input_age_minutes=4",  # only the newest window is due at 06:01
         f"serve.port={free_port()}",

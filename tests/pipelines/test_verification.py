@@ -30,7 +30,7 @@ def test_due_forecasts_are_scored_once_beside_the_baselines_on_the_same_cells(is
     (done,) = verify(cfg)
     # issued 00:25 .. 02:25; observed to 03:00: those issued by 02:00 are complete
     assert (done.domain, done.scored, done.waiting) == ("v", 7, 2) and done.snapshot
-    scores = ScoresStore(cfg.verify.store)
+    scores = ScoresStore(cfg.stores.scores.location)
     assert scores.scored("v")[[0, -1]].strftime("%H:%M").tolist() == ["00:25", "01:55"]
     again = verify(cfg)[0]
     assert (again.scored, again.snapshot) == (0, None)  # nothing new: no commit
@@ -51,9 +51,11 @@ def test_due_forecasts_are_scored_once_beside_the_baselines_on_the_same_cells(is
 def test_scores_equal_pysteps_on_the_pooled_cells_and_unknown_is_never_dry(issued):
     cfg, frames = issued
     verify(cfg)
-    forecasts = ForecastStore(cfg.forecast.store)
+    forecasts = ForecastStore(cfg.stores.forecasts.location)
     by_time = {f.time: f.precip for f in frames}
-    pooled = ScoresStore(cfg.verify.store).pool("v", until=pd.Timestamp("2026-06-01T00:40"))
+    pooled = ScoresStore(cfg.stores.scores.location).pool(
+        "v", until=pd.Timestamp("2026-06-01T00:40")
+    )
     assert pooled.issues == 2  # 00:25 and 00:40
     fc, ob = [], []
     for t in pd.DatetimeIndex(["2026-06-01T00:25", "2026-06-01T00:40"]):
@@ -70,7 +72,7 @@ def test_scores_equal_pysteps_on_the_pooled_cells_and_unknown_is_never_dry(issue
     got = pooled.scores[ISSUED].summary()["per_lead"]["csi_1mm"][2]
     assert got == pytest.approx(direct["CSI"], abs=1e-6)
     # periods pool exactly: the two halves merged are the whole
-    store = ScoresStore(cfg.verify.store)
+    store = ScoresStore(cfg.stores.scores.location)
     early = store.pool("v", until=pd.Timestamp("2026-06-01T01:10"))
     late = store.pool("v", since=pd.Timestamp("2026-06-01T01:11"))
     whole = store.pool("v").scores[ISSUED].summary()
@@ -83,17 +85,17 @@ def test_scores_equal_pysteps_on_the_pooled_cells_and_unknown_is_never_dry(issue
 def test_another_score_layout_is_refused_whole(issued):
     cfg, _ = issued
     verify(cfg)
-    commits = len(ScoresStore(cfg.verify.store).history())
+    commits = len(ScoresStore(cfg.stores.scores.location).history())
     other = cfg.model_copy(
         update={"verify": cfg.verify.model_copy(update={"thresholds_mm_h": [2.0]})}
     )
     # more forecasts, due now, of a layout the store does not hold
-    archive = Archive(cfg.store.archive)
-    forecasts = ForecastStore(cfg.forecast.store)
+    archive = Archive(cfg.stores.archive.location)
+    forecasts = ForecastStore(cfg.stores.forecasts.location)
     issue(archive, forecasts, get_method("persistence"), "v", 6, 60, T0 + pd.Timedelta(hours=1))
     (refused,) = verify(other)  # the domain is reported, nothing written
     assert refused.scored == 0 and "another layout" in refused.error
-    assert len(ScoresStore(cfg.verify.store).history()) == commits
+    assert len(ScoresStore(cfg.stores.scores.location).history()) == commits
     assert score_spec(cfg.verify, 12).thresholds == (0.1, 1.0, 5.0, 10.0)
 
 
@@ -101,11 +103,11 @@ def test_cli_scores_pools_and_reports_with_plots_and_bad_input_is_one_line(issue
     cfg, _ = issued
     stores = [
         "--store",
-        cfg.store.archive,
+        cfg.stores.archive.location,
         "--forecasts",
-        cfg.forecast.store,
+        cfg.stores.forecasts.location,
         "--scores",
-        cfg.verify.store,
+        cfg.stores.scores.location,
     ]
     done = motioncast(
         "verify", *stores, "--out", str(tmp_path / "report"), "--set", "verify.fss_scales=[1,5]"
@@ -134,7 +136,7 @@ def test_plot_verbs_draw_a_forecast_beside_the_observation(issued, tmp_path):
     from PIL import Image
 
     cfg, _ = issued
-    stores = ["--store", cfg.store.archive, "--forecasts", cfg.forecast.store]
+    stores = ["--store", cfg.stores.archive.location, "--forecasts", cfg.stores.forecasts.location]
     sites = '--set=plot.sites=[{"name": "r1", "lon": 8.2, "lat": 50.5}]'
     panel = motioncast(
         "plot",
@@ -180,9 +182,9 @@ def test_a_missing_valid_time_waits_for_the_grace_and_inputs_are_as_issued(tmp_p
     cfg = load_config(
         None,
         [
-            f"store.archive={tmp_path / 'archive'}",
-            f"forecast.store={tmp_path / 'forecasts'}",
-            f"verify.store={tmp_path / 'scores'}",
+            f"stores.archive.location={tmp_path / 'archive'}",
+            f"stores.forecasts.location={tmp_path / 'forecasts'}",
+            f"stores.scores.location={tmp_path / 'scores'}",
             "verify.grace_minutes=30",
             "verify.fss_scales=[1]",
         ],
@@ -209,7 +211,10 @@ def test_a_missing_valid_time_waits_for_the_grace_and_inputs_are_as_issued(tmp_p
     archive.write([f for f in frames if f.time > T0 + pd.Timedelta(minutes=90)], "the rest")
     done = verify(cfg)[0]
     assert (done.scored, done.waiting) == (1, 0)
-    s = {m: sc.summary() for m, sc in ScoresStore(cfg.verify.store).pool("g").scores.items()}
+    s = {
+        m: sc.summary()
+        for m, sc in ScoresStore(cfg.stores.scores.location).pool("g").scores.items()
+    }
     # the issued forecast is extrapolation of the inputs it read: so is the baseline
     assert s[ISSUED]["per_lead"]["mae"] == s["extrapolation"]["per_lead"]["mae"]
     assert s[ISSUED]["per_lead"]["mae"][6] is not None  # the late 01:00 frame was scored
@@ -217,7 +222,7 @@ def test_a_missing_valid_time_waits_for_the_grace_and_inputs_are_as_issued(tmp_p
 
 def test_a_domain_that_cannot_be_verified_does_not_stop_the_others(issued):
     cfg, _ = issued
-    forecasts = ForecastStore(cfg.forecast.store)
+    forecasts = ForecastStore(cfg.stores.forecasts.location)
     other = forecasts.forecast("v")
     forecasts.write(dataclasses.replace(other, domain="gone"))  # not in the archive
     outcomes = {o.domain: o for o in verify(cfg)}
