@@ -72,8 +72,8 @@ def forecast(
     """
     from pipelines.forecast.issue import ForecastError, issue
     from pipelines.forecast.store import ForecastStore, ForecastStoreError
-    from pipelines.frame_select import FrameSelectError, parse_time
     from pipelines.nowcast import NoModelError, get_method
+    from pipelines.store.timeaxis import FrameSelectError, parse_time
 
     cfg = setup(
         config,

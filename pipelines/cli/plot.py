@@ -48,8 +48,8 @@ def _forecast_and_observed(cfg: MotioncastConfig, store, forecasts, domain, issu
     import pandas as pd
 
     from pipelines.forecast.store import ForecastStore, ForecastStoreError
-    from pipelines.frame_select import FrameSelectError, parse_time
     from pipelines.store import ArchiveError
+    from pipelines.store.timeaxis import FrameSelectError, parse_time
     from pipelines.verification.verify import observed_at
 
     try:
@@ -100,10 +100,10 @@ def plot_map(
     """A rain-rate map (PNG) of an observed frame, or with --forecast of one lead of a forecast,
     in the domain's projection with a lon/lat graticule and the radar sites (plot.sites); print
     its path."""
-    from pipelines.frame_select import FrameSelectError, parse_time, select_frame
     from pipelines.grid import Grid
     from pipelines.plots import forecast_title, rain_map
     from pipelines.store import ArchiveError
+    from pipelines.store.timeaxis import FrameSelectError, parse_time, select_frame
 
     cfg = setup(config, set_, verbose)
     if forecast:

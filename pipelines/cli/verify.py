@@ -74,8 +74,8 @@ def verify(
     against lead time into --out. Exit 2 on bad input.
     """
     from pipelines.forecast.store import ForecastStore
-    from pipelines.frame_select import FrameSelectError, parse_time
     from pipelines.store.repository import StoreError
+    from pipelines.store.timeaxis import FrameSelectError, parse_time
     from pipelines.verification.report import period_table, skill_plots
     from pipelines.verification.store import ScoresStore
     from pipelines.verification.verify import verify as score_due

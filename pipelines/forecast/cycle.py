@@ -34,9 +34,9 @@ import pandas as pd
 from pipelines.config import MotioncastConfig
 from pipelines.forecast.issue import complete_windows, issue
 from pipelines.forecast.store import ForecastStore
-from pipelines.frame_select import naive_utc
 from pipelines.nowcast import get_method
 from pipelines.store.archive import Archive
+from pipelines.store.timeaxis import naive_utc
 
 log = logging.getLogger(__name__)
 

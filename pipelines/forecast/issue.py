@@ -23,8 +23,7 @@ from pipelines.forecast.store import Forecast, ForecastStore, WriteResult, summa
 from pipelines.grid import Grid
 from pipelines.nowcast import Nowcaster
 from pipelines.store.archive import Archive, ArchiveError
-from pipelines.store.timeaxis import slot_of
-from pipelines.training.windows import complete_starts
+from pipelines.store.timeaxis import complete_starts, slot_of
 
 log = logging.getLogger(__name__)
 

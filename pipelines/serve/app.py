@@ -46,11 +46,11 @@ from pipelines.config import MotioncastConfig
 from pipelines.errors import error_line
 from pipelines.forecast.issue import DeadlineExceeded, ForecastError, issue
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
-from pipelines.frame_select import naive_utc
 from pipelines.nowcast import MODEL, NoModelError, get_method
 from pipelines.plots import Site
 from pipelines.registry import Registry
 from pipelines.serve.latest import LatestForecasts, NoForecasts, NoSuchLead
+from pipelines.store.timeaxis import naive_utc
 
 log = logging.getLogger(__name__)
 

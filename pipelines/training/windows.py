@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import DataConfig
+from pipelines.store.timeaxis import complete_starts
 
 SPLITS = ("train", "validation", "test")
 
@@ -38,14 +39,6 @@ class Window:
     def from_json(cls, item: list) -> Window:
         domain, start, time, weight = item
         return cls(domain, int(start), pd.Timestamp(time), float(weight))
-
-
-def complete_starts(present: np.ndarray, length: int) -> np.ndarray:
-    """Start indices of runs of ``length`` present slots on a regular time axis."""
-    if len(present) < length:
-        return np.array([], dtype=np.int64)
-    counts = np.convolve(present.astype(np.int64), np.ones(length, dtype=np.int64), mode="valid")
-    return np.flatnonzero(counts == length)
 
 
 def block_of(times: pd.DatetimeIndex, hours: float) -> np.ndarray:

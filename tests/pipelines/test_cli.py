@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.frame import Frame
-from pipelines.frame_select import FrameSelectError, select_frame
 from pipelines.grid import Grid
 from pipelines.store import Archive
+from pipelines.store.timeaxis import FrameSelectError, select_frame
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "ray", "prefect", "pysteps", "xradar")

@@ -12,8 +12,9 @@ from pipelines.frame import Frame
 from pipelines.grid import Grid
 from pipelines.nowcast.transform import RainTransform
 from pipelines.store import Archive, open_archive
+from pipelines.store.timeaxis import complete_starts
 from pipelines.training.dataset import LOADER_CONTEXT, WindowDataset
-from pipelines.training.windows import SPLITS, complete_starts, split_windows
+from pipelines.training.windows import SPLITS, split_windows
 
 
 def test_transform_round_trips_rates_above_threshold():
