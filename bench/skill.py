@@ -275,7 +275,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from pipelines.verification.bootstrap import paired_bootstrap
+    from pipelines.scoring.bootstrap import paired_bootstrap
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-skill-") as tmp:

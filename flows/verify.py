@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import one_at_a_time
 from pipelines.config import MotioncastConfig, load_config
-from pipelines.scores import metric_name
+from pipelines.scoring.scores import metric_name
 from pipelines.verification.store import ScoresStore
 from pipelines.verification.verify import VerifyOutcome, verify
 

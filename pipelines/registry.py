@@ -18,7 +18,7 @@ same validation windows and cells, and refuses (unless forced) a model that
 
 - does not beat PROMOTION_BASELINE (pysteps S-PROG, the best forecast the cycle can issue
   without a model) on its validation windows: the lower end of the 95 % interval of a paired
-  bootstrap over those windows (``pipelines.verification.bootstrap``: mean CSI at 1 mm/h over
+  bootstrap over those windows (``pipelines.scoring.bootstrap``: mean CSI at 1 mm/h over
   the leads, the model's minus S-PROG's) must lie above zero; its card records the test, or
 - scores below the model in service on the candidate's validation windows: taken from the cards
   when both were scored on the same windows, else from ``rescored`` (both models scored again

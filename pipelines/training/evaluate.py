@@ -13,7 +13,7 @@ import torch
 
 from motionrnn import MotionRNN
 from pipelines.config import ObjectStorageConfig, TrainingConfig
-from pipelines.scores import Scores
+from pipelines.scoring.scores import Scores
 from pipelines.training.dataset import WindowDataset
 from pipelines.training.validation import MODEL, Validator
 from pipelines.training.windows import Window
@@ -34,7 +34,7 @@ def score_models(
     """Scores by name: each model's and each baseline's, every one on the same windows (whole
     domains, as validation scores them) and the same cells; they merge with other windows'.
     ``counts``, when given, gets each method's per-window events at the promotion threshold
-    (windows, leads, 3), for ``pipelines.verification.bootstrap.paired_bootstrap``."""
+    (windows, leads, 3), for ``pipelines.scoring.bootstrap.paired_bootstrap``."""
     if not windows:
         raise ValueError("no windows to score on")
     data = WindowDataset(

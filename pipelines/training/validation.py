@@ -20,9 +20,9 @@ from motionrnn import MotionRNN
 from pipelines import nowcast
 from pipelines.config import TrainingConfig
 from pipelines.registry import PROMOTION_BASELINE, PROMOTION_THRESHOLD_MM_H
-from pipelines.scores import Scores, ScoreSpec
+from pipelines.scoring.bootstrap import event_counts, paired_bootstrap
+from pipelines.scoring.scores import Scores, ScoreSpec
 from pipelines.training.dataset import Sample, WindowDataset
-from pipelines.verification.bootstrap import event_counts, paired_bootstrap
 
 MODEL = "model"
 PAIRED = "paired"  # the model's summary: its paired bootstrap against PROMOTION_BASELINE

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from pipelines.plots import one_figure_at_a_time, save_figure  # noqa: E402
-from pipelines.scores import fss_name, metric_name  # noqa: E402
+from pipelines.scoring.scores import fss_name, metric_name  # noqa: E402
 from pipelines.verification.store import Pooled  # noqa: E402
 
 HEADLINE_MM_H = 1.0  # the threshold of the table's POD, FAR and bias columns

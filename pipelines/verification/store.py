@@ -2,9 +2,9 @@
 
 Each verified forecast leaves, for the method it was issued with (``issued``) and for each
 baseline run on its input frames (``persistence``, ``extrapolation``, ...), the accumulators of
-``pipelines.scores.Scores`` (contingency tables per threshold, continuous-score sums, FSS sums:
-per lead) as one vector. Any period pools exactly by merging the vectors of its issue times with
-pysteps' ``*_merge`` functions, so the store keeps sums, not scores.
+``pipelines.scoring.scores.Scores`` (contingency tables per threshold, continuous-score sums,
+FSS sums: per lead) as one vector. Any period pools exactly by merging the vectors of its issue
+times with pysteps' ``*_merge`` functions, so the store keeps sums, not scores.
 
 One Zarr group per domain: ``accumulators(issue_time, method, element)`` float64,
 ``issued_method`` and ``model_version`` per issue time, the score layout (leads, thresholds,
@@ -24,7 +24,7 @@ import xarray as xr
 import zarr
 
 from pipelines.config import ObjectStorageConfig
-from pipelines.scores import Scores, ScoreSpec
+from pipelines.scoring.scores import Scores, ScoreSpec
 from pipelines.store.repository import ISSUE, StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import TIME_UNITS, minutes_since_epoch
 
@@ -186,7 +186,7 @@ class ScoresStore(VersionedStore):
                 "accumulators": (
                     (ISSUE, "method", "element"),
                     columns["accumulators"],
-                    {"long_name": "pysteps verification accumulators (pipelines.scores)"},
+                    {"long_name": "pysteps verification accumulators (pipelines.scoring.scores)"},
                 ),
                 "issued_method": ((ISSUE,), columns["issued_method"]),
                 "model_version": ((ISSUE,), columns["model_version"]),

@@ -3,7 +3,7 @@
 A stored forecast is due once the archive's newest frame has reached its last valid time and
 its issue time is not in the scores store. It is scored with the baselines (``verify.baselines``)
 run on its own input frames, every method on the same cells: observed, and valued by every
-method (pipelines.scores). A valid time the archive never got contributes no cells.
+method (pipelines.scoring.scores). A valid time the archive never got contributes no cells.
 
     done = verify(cfg)                # every domain, what is due; one commit per domain
 """
@@ -22,7 +22,7 @@ from pipelines.config import MotioncastConfig, VerifyConfig
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
 from pipelines.nowcast import get_method
 from pipelines.nowcast.motion import motion_field
-from pipelines.scores import Scores, ScoreSpec
+from pipelines.scoring.scores import Scores, ScoreSpec
 from pipelines.store.archive import Archive
 from pipelines.store.repository import StoreError
 from pipelines.verification.store import ISSUED, ScoresStore, Verified

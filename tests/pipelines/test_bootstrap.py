@@ -1,11 +1,11 @@
-"""The paired bootstrap that promotion trusts (pipelines.verification.bootstrap)."""
+"""The paired bootstrap that promotion trusts (pipelines.scoring.bootstrap)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipelines.verification.bootstrap import event_counts, mean_csi, paired_bootstrap
+from pipelines.scoring.bootstrap import event_counts, mean_csi, paired_bootstrap
 
 
 def test_event_counts_are_pysteps_events_on_the_cells_given() -> None:

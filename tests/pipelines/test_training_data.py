@@ -166,7 +166,7 @@ def test_validation_never_scores_dryness_advected_from_outside_coverage(small_ar
     every baseline's value for a cell the rain reaches from that strip is unknown, and no
     method is scored there (the baselines used to see the strip as 0 mm/h and advect it in)."""
     from pipelines.config import TrainingConfig
-    from pipelines.scores import Scores
+    from pipelines.scoring.scores import Scores
     from pipelines.training.dataset import Sample
     from pipelines.training.validation import Validator
 

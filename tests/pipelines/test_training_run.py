@@ -17,7 +17,7 @@ from pipelines import nowcast
 from pipelines.config import OptimiserConfig, SamplingConfig, TransformConfig, load_config
 from pipelines.nowcast.motion import motion_field
 from pipelines.registry import Registry
-from pipelines.scores import Scores, ScoreSpec
+from pipelines.scoring.scores import Scores, ScoreSpec
 from pipelines.store import Archive
 from pipelines.training.sampler import WeightedWindowSampler
 from pipelines.training.schedule import lr_factor, progress, teacher_probabilities
