@@ -1,4 +1,9 @@
-"""Prefect flows: thin orchestration over ``pipelines`` (retries, task runners, artifacts)."""
+"""Prefect flows: thin orchestration over ``pipelines`` (retries, task runners, artifacts), and
+the whole system on this machine that serves them (``local``: ``motioncast up``, ``down``,
+``status``; ``supervise``: its supervisor; ``serving``: the process serving the flows and the
+forecast service)."""
+
+CYCLE = "forecast-cycle"  # the forecast cycle's flow and deployment
 
 
 def one_at_a_time():

@@ -23,7 +23,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows import one_at_a_time
+from flows import CYCLE, one_at_a_time
 from pipelines.config import MotioncastConfig, load_config
 from pipelines.forecast.cycle import Outcome, run_cycle
 from pipelines.forecast.store import ForecastStore
@@ -51,7 +51,7 @@ def _markdown(outcomes: list[Outcome], now: pd.Timestamp) -> str:
     return "\n".join(lines)
 
 
-@flow(name="forecast-cycle")
+@flow(name=CYCLE)
 def forecast_flow(
     config_file: str | None = None,
     overrides: list[str] | None = None,
@@ -83,7 +83,7 @@ def forecast_flow(
         )
     create_markdown_artifact(
         markdown=_markdown(outcomes, clock),
-        key="forecast-cycle",
+        key=CYCLE,
         description="What the forecast cycle issued",
     )
     return [o.as_dict() for o in outcomes]
@@ -128,7 +128,7 @@ def deployments(
         when = {"interval": 300.0 / clock.speed}
     return [
         forecast_flow.to_deployment(
-            name="forecast-cycle",
+            name=CYCLE,
             **when,
             concurrency_limit=one,
             parameters={**parameters, "clock_file": clock_file},

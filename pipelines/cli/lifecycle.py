@@ -46,8 +46,8 @@ def up(
     flows (forecast cycle every 5 minutes, store maintenance daily, inbox ingest); say where
     everything is. On a failure or Ctrl-C, what was started is stopped. 'motioncast down' stops
     it. The API token, if any, comes from MOTIONCAST_API_TOKEN or serve.token_file."""
-    from pipelines.system import LocalSystemError, Simulation
-    from pipelines.system import up as start_system
+    from flows.local import LocalSystemError, Simulation
+    from flows.local import up as start_system
 
     cfg = setup(config, set_, verbose)
     simulation = None
@@ -71,7 +71,7 @@ def up(
 
 def down(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
     """Stop what 'motioncast up' started (the flows, the service, Ray, Prefect's server)."""
-    from pipelines.system import down as stop
+    from flows.local import down as stop
 
     stopped = stop(setup(config, set_, verbose))
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was up")
@@ -84,7 +84,7 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """What runs (processes, service, Prefect) and the last forecasts issued."""
-    from pipelines.system import status as look
+    from flows.local import status as look
 
     found = look(setup(config, set_, verbose))
     if as_json:

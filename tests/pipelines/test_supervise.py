@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from flows.local import LocalSystemError, down, status, up
+from flows.supervise import PLAN, STATE, Identity, identify, stop
 from pipelines.config import load_config
 from pipelines.localfiles import write_json
-from pipelines.supervise import PLAN, STATE, Identity, identify, stop
-from pipelines.system import LocalSystemError, down, status, up
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(300)"]
 
@@ -102,7 +102,7 @@ def _supervise(home: Path, children: list[dict]) -> tuple[subprocess.Popen, list
         "info": {"service": "http://127.0.0.1:9"},
     }
     write_json(home / PLAN, plan)
-    argv = [sys.executable, "-m", "pipelines.supervise", str(home)]
+    argv = [sys.executable, "-m", "flows.supervise", str(home)]
     log = open(home / "supervisor.log", "ab")
     return subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -1,7 +1,7 @@
 """A supervisor of the local system's processes (``motioncast up``), and the one way this package
 tells its own processes from any other.
 
-    python -m pipelines.supervise HOME      # runs the plan HOME/plan.json until SIGTERM
+    python -m flows.supervise HOME      # runs the plan HOME/plan.json until SIGTERM
 
 The plan names each child (argv, extra environment, log file). The supervisor starts them in
 order, each in a session of its own, restarts one that exits (after 1 s, doubling up to the

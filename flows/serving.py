@@ -1,7 +1,7 @@
 """The long-running process of ``motioncast up``: Ray, the forecast service and the scheduled
 flows (the forecast cycle, store maintenance, inbox ingest) served from this one process.
 
-    python -m flows.system [--config FILE] [--set section.key=value]...
+    python -m flows.serving [--config FILE] [--set section.key=value]...
 
 ``motioncast up`` starts Prefect's server first and points PREFECT_API_URL at it;
 ``motioncast down`` sends SIGTERM: the flows stop being served, the Serve app and Ray shut down.

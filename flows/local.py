@@ -1,8 +1,8 @@
 """The whole system on this machine: ``motioncast up``, ``down`` and ``status``.
 
-``up`` starts a supervisor (``pipelines.supervise``) in a session of its own, which starts and
+``up`` starts a supervisor (``flows.supervise``) in a session of its own, which starts and
 keeps running (restarting with backoff, logged) Prefect's server (SQLite under ``system.home``,
-127.0.0.1), ``flows.system`` (Ray, the forecast service, and the scheduled flows served to that
+127.0.0.1), ``flows.serving`` (Ray, the forecast service, and the scheduled flows served to that
 server) and with ``--simulate`` the synthetic network. ``up`` returns once all of them answer;
 on any failure or interrupt before that it stops what it started and says why in one line.
 The supervisor records each process by identity (pid, start time, command line) in
@@ -27,15 +27,16 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from flows import CYCLE, serving, supervise
+from flows.supervise import PLAN, STATE, Child, Identity, identify, spawn, stop
 from pipelines.config import MotioncastConfig
 from pipelines.localfiles import LockBusy, exclusive, write_json
 from pipelines.simulate.clock import SimClock
-from pipelines.supervise import PLAN, STATE, Child, Identity, identify, spawn, stop
 
 CLOCK = "clock.json"
 LOCK = ".lock"
 SIM_RADARS = 2  # the synthetic network of --simulate, as 'make demo' simulates it
-CYCLE = "forecast-cycle/forecast-cycle"  # flow/deployment: served once it is registered
+DEPLOYMENT = f"{CYCLE}/{CYCLE}"  # flow/deployment of the cycle: served once it is registered
 
 
 class LocalSystemError(RuntimeError):
@@ -126,7 +127,7 @@ def up(
         me = None
         try:
             supervisor, me = spawn(
-                [sys.executable, "-m", "pipelines.supervise", str(home)],
+                [sys.executable, "-m", supervise.__name__, str(home)],
                 home / "logs" / "supervisor.log",
             )
             return _wait_until_up(cfg, plan["info"], supervisor, home)
@@ -147,7 +148,11 @@ def _wait_until_up(
     checks = [
         (f"{info['prefect_api']}/health", "Prefect's server", "prefect-server"),
         (f"{info['service']}/healthz", "The forecast service", "system"),
-        (f"{info['prefect_api']}/deployments/name/{CYCLE}", "The scheduled flows", "system"),
+        (
+            f"{info['prefect_api']}/deployments/name/{CYCLE}/{CYCLE}",
+            "The scheduled flows",
+            "system",
+        ),
     ]
     for url, what, child in checks:
         log = f"{child}.log"
@@ -219,7 +224,7 @@ def _plan(
             )
         ]
         settings += ["--clock", str(clock)]
-    argv = [sys.executable, "-m", "flows.system", *settings]
+    argv = [sys.executable, "-m", serving.__name__, *settings]
     if config_file is not None:
         argv += ["--config", str(Path(config_file).resolve())]
     # started in this order (the flows need the server), stopped in the reverse one
