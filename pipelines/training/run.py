@@ -35,7 +35,8 @@ from pipelines.training.loop import (
     read_state,
     train_worker,
 )
-from pipelines.training.progress import ProgressCallback, RunLogs, StepHook, ray_logs, relay
+from pipelines.training.progress import ProgressCallback, StepHook, relay
+from pipelines.training.raylogs import RunLogs, ray_logs
 from pipelines.training.runfolder import RunFolder
 from pipelines.training.windows import SPLITS, Window, split_metadata, split_windows
 
@@ -158,7 +159,7 @@ def scaling_config(scaling: ScalingSection) -> Any:
 
 @contextmanager
 def _ray(cfg: TrainingConfig, log_dir: Path) -> Iterator[RunLogs]:
-    """Ray for the run, its output in the run folder (``progress.ray_logs``): the caller's Ray if
+    """Ray for the run, its output in the run folder (``raylogs.ray_logs``): the caller's Ray if
     it is up, else a private local instance (or the cluster at training.scaling.address) that
     is shut down after the run."""
     import ray
