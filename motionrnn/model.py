@@ -1,19 +1,29 @@
 """The MotionRNN stack (paper Sec. 3.1): L recurrent cells with L - 1 MotionGRUs between them,
-and its output: the next frame directly (the paper), or advected (NowcastNet's evolution)."""
+and its output: the next frame directly (the paper), or advected (NowcastNet's evolution); and
+its checkpoints: safetensors state dicts with the config as JSON metadata (nothing unpickled)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from motionrnn.advection import sample, trace_back
-from motionrnn.cells import ConvLSTMCell, SpatioTemporalLSTMCell
 from motionrnn.config import MotionRNNConfig
-from motionrnn.motion_gru import MotionGRU
-from motionrnn.patching import from_patches, to_patches
+from motionrnn.layers import (
+    ConvLSTMCell,
+    MotionGRU,
+    SpatioTemporalLSTMCell,
+    from_patches,
+    sample,
+    to_patches,
+    trace_back,
+)
 from motionrnn.prior import SprogPrior
 from motionrnn.sprog import Sprog, match_distribution
 
@@ -86,7 +96,7 @@ class MotionRNN(nn.Module):
         frame:      x_{t+1} = depth-to-space(y_t)                       the paper
         advective:  v_t     = V + upsample(y_t[:2])                     motion, corrected
                     s_t     = depth-to-space(y_t[2:])                   source (growth, decay)
-                    D_t     = D_{t-1} traced back along v_t             ``motionrnn.advection``
+                    D_t     = D_{t-1} traced back along v_t             ``motionrnn.layers``
                     x_{t+1} = max(0, x_ref(x + D_t) + s_t)
 
     where x_ref is the last true frame fed (D restarts at zero with it). s_t is the whole change
@@ -194,7 +204,7 @@ class MotionRNN(nn.Module):
         targets: (B, n_out, c, H, W) the true future frames; needed only with ``teacher``.
         teacher: (B, T_in + n_out - 2) weights in [0, 1] of the true frame x_t against the model's
             own x^_t as the input of step t = 1 .. T_in + n_out - 2 (scheduled sampling, see
-            ``motionrnn.sampling``). None: observed frames while there are, then own forecasts.
+            ``motionrnn.training``). None: observed frames while there are, then own forecasts.
         seen: (B, T_in, 1, H, W) where each input frame is known (sprog; default: coverage).
         prior: the prior at leads 1 .. n_out (sprog; default: ``self.prior`` of these inputs;
             training passes one computed on the whole domain and cut like the inputs).
@@ -279,7 +289,7 @@ class MotionRNN(nn.Module):
         that lead (k / frames_out; 0 on the input steps, whose outputs are not used). At lead k:
 
             v_k  = upsample(y_k[:2])                     motion correction (residual)
-            D_k  = D_{k-1} traced back along v_k         ``motionrnn.advection``, D_0 = 0
+            D_k  = D_{k-1} traced back along v_k         ``motionrnn.layers``, D_0 = 0
             s_k  = depth-to-space(y_k[2:])               source
             x_k  = match(P_k(x + D_k) + s_k, P_k)        on the cells known at lead k
 
@@ -357,3 +367,45 @@ def _match_where(field: torch.Tensor, target: torch.Tensor, valid: torch.Tensor)
     f = torch.where(valid, field, below).view(b, -1)
     g = torch.where(valid, target, below).view(b, -1)
     return torch.where(valid, match_distribution(f, g).view_as(field), field)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+CONFIG_KEY = "motionrnn_config"
+RESERVED_KEYS = frozenset({CONFIG_KEY, "format"})
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: MotionRNN, extra_metadata: dict[str, str] | None = None
+) -> None:
+    """Write the model's weights and config (plus string metadata) atomically to ``path``."""
+    extra = dict(extra_metadata or {})
+    clash = RESERVED_KEYS & set(extra)
+    if clash:
+        raise ValueError(f"reserved metadata keys: {sorted(clash)}")
+    if not all(isinstance(v, str) for v in extra.values()):
+        raise TypeError("metadata values must be strings")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", CONFIG_KEY: model.config.to_json(), **extra}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> MotionRNN:
+    """Rebuild the model from its config and load its weights (strictly) onto ``map_location``."""
+    with safe_open(os.fspath(path), framework="pt", device=str(map_location)) as f:
+        config = MotionRNNConfig.from_json(f.metadata()[CONFIG_KEY])
+        state = {key: f.get_tensor(key) for key in f.keys()}
+    model = MotionRNN(config).to(map_location)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The extra metadata stored with ``save_checkpoint`` (config and format keys left out)."""
+    with safe_open(os.fspath(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    return {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}

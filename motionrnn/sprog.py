@@ -4,7 +4,7 @@ differentiable where a model learns through it.
 From the last three frames x_{-2}, x_{-1}, x_0 (a dB-like scale, unknown cells flagged):
 
 1. Lagrangian frames: x_{-k} advected k steps along the motion V onto x_0's time (pysteps'
-   semi-Lagrangian scheme, ``motionrnn.advection``; outside the map and next to unknown cells
+   semi-Lagrangian scheme, ``motionrnn.layers``; outside the map and next to unknown cells
    its minimum).
 2. Cascade: each frame split by pysteps' Gaussian band-pass filters in Fourier space into L
    levels (``bandpass_filters``), each level normalised to zero mean and unit variance.
@@ -36,7 +36,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from motionrnn.advection import sample, trace_back
+from motionrnn.layers import sample, trace_back
 
 AR_ORDER = 2  # S-PROG's AR(2): three input frames
 KNOWN = 1.0 - 1e-6  # an advected value is known when this much of it comes from known cells

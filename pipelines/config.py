@@ -487,7 +487,7 @@ class LossConfig(_Section):
 
 
 class SamplingConfig(_Section):
-    """Teacher forcing during training (motionrnn.sampling), on the share of the budget used.
+    """Teacher forcing during training (motionrnn.training), on the share of the budget used.
 
     The advective model starts as the extrapolation nowcast, so it learns on its own rollouts
     from the first step (``none``): fed true frames, it would learn one-step corrections whose

@@ -141,7 +141,7 @@ class Registry:
 
     def register(self, checkpoint: str | Path, card: dict[str, Any]) -> ModelVersion:
         """Copy a motionrnn checkpoint in as the next version, with its card."""
-        from motionrnn.checkpoint import checkpoint_metadata  # torch: only to register
+        from motionrnn.model import checkpoint_metadata  # torch: only to register
 
         checkpoint = Path(checkpoint)
         try:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from motionrnn import MotionRNN, MotionRNNConfig
-from motionrnn.motion_gru import MotionGRU
+from motionrnn.layers import MotionGRU
 
 
 def test_zero_gates_give_the_equations_in_closed_form() -> None:

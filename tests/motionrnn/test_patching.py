@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from motionrnn.patching import from_patches, to_patches
+from motionrnn.layers import from_patches, to_patches
 
 
 @pytest.mark.parametrize("patch", [1, 2, 4])

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from motionrnn.warp import Warp, deformable_sample
+from motionrnn.layers import Warp, deformable_sample
 
 
 def loop_samples(e: torch.Tensor, offsets: torch.Tensor, k: int) -> torch.Tensor:

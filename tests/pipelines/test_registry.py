@@ -123,7 +123,7 @@ _WRITER = """
 import json, sys
 from pipelines.registry import Registry
 if sys.argv[1] == "register":
-    import motionrnn.checkpoint  # torch, imported before the start
+    import motionrnn.model  # torch, imported before the start
 print("ready", flush=True)
 sys.stdin.readline()
 op, root, arg = sys.argv[1:4]
