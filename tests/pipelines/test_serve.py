@@ -456,7 +456,7 @@ def promote(registry: Path, version: str | None) -> None:
 
 def test_a_model_that_fails_to_load_is_tried_again_with_backoff_one_line_each(tmp_path, caplog):
     from pipelines.nowcast import NoModelError
-    from pipelines.serve.app import PromotedModel
+    from pipelines.serve.replica import PromotedModel
 
     now = [0.0]
     load = FakeLoad(tmp_path)
@@ -469,7 +469,7 @@ def test_a_model_that_fails_to_load_is_tried_again_with_backoff_one_line_each(tm
 
     load.errors["v0001"] = SafetensorError("Error while deserializing header: HeaderTooLarge\nmore")
     promote(tmp_path, "v0001")
-    caplog.set_level(logging.WARNING, "pipelines.serve.app")
+    caplog.set_level(logging.WARNING, "pipelines.serve.replica")
     tries = []
     for _ in range(60):  # 60 polls of one second: tries at 0, 5, 15, 35 (after 5, 10, 20 s)
         model.refresh()
@@ -505,7 +505,7 @@ def test_a_model_that_fails_to_load_is_tried_again_with_backoff_one_line_each(tm
 
 
 def test_what_is_in_service_follows_what_is_promoted_not_file_times(tmp_path, caplog):
-    from pipelines.serve.app import PromotedModel
+    from pipelines.serve.replica import PromotedModel
 
     load = FakeLoad(tmp_path)
     model = PromotedModel(tmp_path, load, first_retry=5, max_retry=30)
@@ -516,7 +516,7 @@ def test_what_is_in_service_follows_what_is_promoted_not_file_times(tmp_path, ca
     assert model.refresh() == "v0001" and load.calls == ["v0001"]  # not loaded again
     (tmp_path / "promoted.json").unlink()  # a registry being restored: keep serving
     assert model.refresh() == "v0001"
-    caplog.set_level(logging.WARNING, "pipelines.serve.app")
+    caplog.set_level(logging.WARNING, "pipelines.serve.replica")
     caplog.clear()  # what came before (INFO, when another test set the root level)
     (tmp_path / "promoted.json").write_text('{"version": "v00')  # half-written
     for _ in range(3):
@@ -550,7 +550,7 @@ def run_guard(guard_app, scope: dict, chunks: list[bytes]):
 
 
 def test_the_guard_reads_no_more_of_a_body_than_the_limit(tmp_path):
-    from pipelines.serve.app import MAX_BODY_BYTES, RequestGuard
+    from pipelines.serve.guard import MAX_BODY_BYTES, RequestGuard
 
     seen = []
 
