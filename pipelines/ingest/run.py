@@ -24,8 +24,9 @@ from pipelines.ingest.decode import DecodeOutcome, check_domain, decode_outcome
 from pipelines.ingest.discover import discover
 from pipelines.ingest.quarantine import quarantine
 from pipelines.ingest.window import in_flight
-from pipelines.store.archive import Archive, ArchiveError, WriteReport, wet_fraction
+from pipelines.store.archive import Archive, ArchiveError, WriteReport
 from pipelines.store.encoded import EncodedPrecip
+from pipelines.store.layout import wet_fraction
 from pipelines.store.mosaic import MosaicSpec
 from pipelines.store.repository import check_location, chunk_edges
 

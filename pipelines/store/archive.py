@@ -21,35 +21,29 @@ import xarray as xr
 import zarr
 
 from pipelines.config import ObjectStorageConfig
-from pipelines.frame import PROVENANCE_FIELDS, Frame
+from pipelines.frame import Frame
 from pipelines.grid import Grid
-from pipelines.store.encoded import EncodedPrecip, stored_precip
+from pipelines.store.encoded import stored_precip
+from pipelines.store.layout import (
+    CONTRIBUTIONS,
+    LAT_ATTRS,
+    LON_ATTRS,
+    PRECIP_ATTRS,
+    SLOT_ATTRS,
+    SLOT_VARIABLES,
+    TIME_CHUNK,
+    X_ATTRS,
+    Y_ATTRS,
+    as_stored,
+    empty_slots,
+    reads_as,
+    slot_values,
+)
 from pipelines.store.mosaic import MosaicSpec, merge
 from pipelines.store.repository import StoreError, VersionedStore, has_group
 from pipelines.store.timeaxis import TIME_ATTRS, TIME_UNITS, TimeAxis, slot_of
 
 log = logging.getLogger(__name__)
-
-CONTRIBUTIONS = "contributions"  # <domain>/contributions/<radar>: radar frames staged for mosaics
-PRECIP_ATTRS = {
-    "standard_name": "rainfall_rate",
-    "long_name": "rain rate",
-    "units": "mm h-1",
-    "grid_mapping": "crs",
-    "comment": "NaN where no radar sees; the rate over the period ending at time",
-}
-WET_MM_H = 0.1  # rain rate from which a cell counts as wet in wet_fraction
-WET_ATTRS = {
-    "long_name": "share of the seen area with rain",
-    "units": "1",
-    "threshold_mm_h": WET_MM_H,
-    "comment": "for sampling training windows and quick looks",
-}
-X_ATTRS = {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"}
-Y_ATTRS = {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"}
-LON_ATTRS = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
-LAT_ATTRS = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
-TIME_CHUNK = 4096  # slots per chunk of the time coordinate and the per-slot variables
 
 
 class ArchiveError(StoreError):
@@ -97,64 +91,6 @@ class DomainSummary:
             "n_missing": len(self.missing),
             "missing": [t.isoformat() for t in self.missing],
         }
-
-
-def wet_fraction(precip: np.ndarray) -> np.float32:
-    """Share of the cells some radar sees where it rains at least WET_MM_H."""
-    n = precip.size - np.count_nonzero(np.isnan(precip))
-    wet = np.count_nonzero(precip >= WET_MM_H)  # NaN compares False
-    return np.float32(wet / n if n else 0.0)
-
-
-def _slot_values(frame: Frame) -> dict[str, object]:
-    """The per-slot variables of one frame (all but precip and the time coordinate)."""
-    return {
-        "present": True,
-        "observed_time": frame.time.isoformat(),
-        "wet_fraction": (
-            frame.precip.wet_fraction
-            if isinstance(frame.precip, EncodedPrecip)
-            else wet_fraction(frame.precip)
-        ),
-        **frame.provenance(),
-    }
-
-
-def _empty_slots(n: int) -> dict[str, np.ndarray]:
-    """Per-slot variables of n slots holding no frame (texts as variable-length strings, which
-    xarray stores as such even when n is 0)."""
-    text = np.dtypes.StringDType()
-    out: dict[str, np.ndarray] = {
-        "present": np.zeros(n, dtype=bool),
-        "observed_time": np.full(n, "", dtype=text),
-        "wet_fraction": np.full(n, np.nan, dtype=np.float32),
-    }
-    for name in PROVENANCE_FIELDS:
-        out[name] = np.full(n, "", dtype=text)
-    return out
-
-
-def _as_stored(array: zarr.Array, values: np.ndarray) -> np.ndarray:
-    """Per-slot values in the stored array's dtype (strings go in as they are)."""
-    if array.dtype == np.dtype(object) or array.dtype.kind == "T":
-        return values
-    return values.astype(array.dtype)
-
-
-def _reads_as(array: zarr.Array, value: object) -> bool:
-    """Whether an unwritten element of ``array`` reads as ``value`` (its fill value)."""
-    fill = array.fill_value
-    if isinstance(value, float | np.floating) and np.isnan(value):
-        return fill is not None and bool(np.isnan(fill))
-    return fill is not None and fill == value
-
-
-SLOT_ATTRS = {
-    "present": {"long_name": "a frame is stored in this slot", "comment": "else precip is NaN"},
-    "observed_time": {"long_name": "exact time of the frame (ISO 8601), before slotting"},
-    "wet_fraction": WET_ATTRS,
-}
-SLOT_VARIABLES = ("present", "observed_time", "wet_fraction", *PROVENANCE_FIELDS)
 
 
 class Archive(VersionedStore):
@@ -402,7 +338,7 @@ class Archive(VersionedStore):
             ),
             "crs": ((), np.int8(0), grid.cf_grid_mapping()),
         }
-        for name, values in _empty_slots(0).items():
+        for name, values in empty_slots(0).items():
             data[name] = (("time",), values, SLOT_ATTRS.get(name, {}))
         attrs = {
             "Conventions": "CF-1.10",
@@ -451,14 +387,14 @@ class Archive(VersionedStore):
         for name in ("precip", "time", *SLOT_VARIABLES):
             arrays[name].resize((new.length, *arrays[name].shape[1:]))
         arrays["time"][:] = new.minutes()
-        empty = _empty_slots(new.length)
+        empty = empty_slots(new.length)
         for name in SLOT_VARIABLES:
             array, values = arrays[name], empty[name]
             if shift:
                 values[shift : shift + old.length] = slot_values[name]
-                array[:] = _as_stored(array, values)
-            elif not _reads_as(array, values[0]):  # else the new slots read empty already
-                array[old.length :] = _as_stored(array, values[old.length :])
+                array[:] = as_stored(array, values)
+            elif not reads_as(array, values[0]):  # else the new slots read empty already
+                array[old.length :] = as_stored(array, values[old.length :])
         if shift:
             precip = arrays["precip"]
             was = np.flatnonzero(slot_values["present"])
@@ -530,10 +466,10 @@ class Archive(VersionedStore):
             stored_precip(arrays["precip"], i, frame.precip)
         if writes:
             where = np.array([i for i, _ in writes])
-            values = [_slot_values(f) for _, f in writes]
+            values = [slot_values(f) for _, f in writes]
             for name in SLOT_VARIABLES:
                 column = np.array([v[name] for v in values], dtype=object)
-                arrays[name].set_orthogonal_selection(where, _as_stored(arrays[name], column))
+                arrays[name].set_orthogonal_selection(where, as_stored(arrays[name], column))
 
 
 def open_archive(

@@ -207,7 +207,7 @@ def test_a_slot_that_reads_as_its_fill_value_is_not_written_again():
     the array's NaN fill value, so growing the axis wrote every new slot of it anyway."""
     import zarr
 
-    from pipelines.store.archive import _reads_as
+    from pipelines.store.layout import reads_as as _reads_as
 
     group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     wet = group.create_array("wet", shape=(4,), dtype="float32", fill_value=np.nan)

@@ -11,8 +11,8 @@ from zarr.codecs import ZstdCodec
 from pipelines.frame import Frame
 from pipelines.grid import Grid
 from pipelines.store import Archive
-from pipelines.store.archive import wet_fraction
 from pipelines.store.encoded import EncodedPrecip, stored_precip
+from pipelines.store.layout import wet_fraction
 
 GRID = Grid.from_extent("EPSG:3035", (0.0, 0.0, 70e3, 50e3), 1000.0)  # 50 x 70 cells
 
