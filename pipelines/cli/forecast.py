@@ -72,7 +72,7 @@ def forecast(
     """
     from pipelines.forecast.issue import ForecastError, issue
     from pipelines.forecast.store import ForecastStore, ForecastStoreError
-    from pipelines.nowcast import NoModelError, get_method
+    from pipelines.nowcast import NoModelError, from_config
     from pipelines.store.timeaxis import FrameSelectError, parse_time
 
     cfg = setup(
@@ -91,9 +91,7 @@ def forecast(
         fail(exc)
     archive = open_archive(None, cfg)
     try:
-        forecaster = get_method(
-            f.method, f.registry, cfg.training.data.transform, precision=f.precision
-        )
+        forecaster = from_config(f.method, cfg)
     except NoModelError as exc:
         fail(exc, 1)
     try:

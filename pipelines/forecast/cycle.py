@@ -34,7 +34,7 @@ import pandas as pd
 from pipelines.config import MotioncastConfig
 from pipelines.forecast.issue import complete_windows, issue
 from pipelines.forecast.store import ForecastStore
-from pipelines.nowcast import get_method
+from pipelines.nowcast import from_config
 from pipelines.store.archive import Archive
 from pipelines.store.timeaxis import naive_utc
 
@@ -263,7 +263,7 @@ def _fall_back(
         method, why = fallback_method(cfg, cells)
         reason = f"{reason}; fallback {method}" + (f" ({why})" if why else "")
         log.warning("%s %s: %s", domain, issue_time, reason)
-        forecaster = get_method(method, transform=cfg.training.data.transform)
+        forecaster = from_config(method, cfg)
         done = issue(
             archive,
             forecasts,

@@ -14,6 +14,9 @@ model version that made it ('' for the pysteps methods). ``name`` is what a stor
 - ``persistence``, ``extrapolation``, ``sprog``, ``linda``: pysteps (``baselines``);
 - ``motionrnn``: the registry's promoted MotionRNN (``model.ModelNowcaster``).
 
+``from_config(name, cfg)`` is ``get_method`` as the configuration has it, the way the forecast
+verb, the cycle and the service make their nowcasters.
+
 The family also holds what every method and the model's training share: the motion prior
 (``motion``) and the rain-rate transform of the model's scale (``transform``).
 """
@@ -25,12 +28,21 @@ from typing import Protocol
 
 import numpy as np
 
-from pipelines.config import TransformConfig
+from pipelines.config import MotioncastConfig, TransformConfig
 from pipelines.nowcast.model import MODEL, NoModelError, Precision
 
 PYSTEPS = ("persistence", "extrapolation", "sprog", "linda")
 VALIDATION = ("persistence", "extrapolation", "sprog")  # what every validation scores
-__all__ = ["MODEL", "PYSTEPS", "VALIDATION", "NoModelError", "Nowcaster", "get_method"]
+__all__ = [
+    "MODEL",
+    "PYSTEPS",
+    "VALIDATION",
+    "NoModelError",
+    "Nowcaster",
+    "from_config",
+    "get_method",
+    "transform_of",
+]
 
 
 class Nowcaster(Protocol):
@@ -65,3 +77,18 @@ def get_method(
     from pipelines.nowcast.baselines import PystepsNowcaster
 
     return PystepsNowcaster(name, transform or TransformConfig())
+
+
+def transform_of(cfg: MotioncastConfig) -> TransformConfig:
+    """The methods' rain transform: the one the model is trained in (``training.data.transform``),
+    so that the pysteps methods see the dB field and motion prior the model sees."""
+    return cfg.training.data.transform
+
+
+def from_config(name: str, cfg: MotioncastConfig, **options) -> Nowcaster:
+    """``get_method(name)`` as ``cfg`` has it: the model of ``forecast.registry`` in
+    ``forecast.precision``, the pysteps methods in ``transform_of(cfg)``; ``options``:
+    ``get_method``'s model options (device, compile_step) beside those."""
+    f = cfg.forecast
+    precision = options.pop("precision", f.precision)
+    return get_method(name, f.registry, transform_of(cfg), precision=precision, **options)

@@ -40,7 +40,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.config import MotioncastConfig
 from pipelines.forecast.issue import DeadlineExceeded, ForecastError, issue
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
-from pipelines.nowcast import MODEL, NoModelError, get_method
+from pipelines.nowcast import MODEL, NoModelError, from_config
 from pipelines.plots import Site
 from pipelines.serve.guard import RECEIVED, RequestGuard
 from pipelines.serve.latest import LatestForecasts, NoForecasts, NoSuchLead
@@ -174,7 +174,7 @@ class ForecastService:
     def forecaster(self, method: str, deadline: float | None):
         if method == MODEL:
             return ServedModel(self.model, deadline)
-        return get_method(method, transform=self.cfg.training.data.transform)
+        return from_config(method, self.cfg)
 
     async def health(self) -> dict:
         status = await self.model.model_status.remote()

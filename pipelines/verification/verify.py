@@ -20,7 +20,7 @@ import xarray as xr
 
 from pipelines.config import MotioncastConfig, VerifyConfig
 from pipelines.forecast.store import ForecastStore, ForecastStoreError
-from pipelines.nowcast import get_method
+from pipelines.nowcast import get_method, transform_of
 from pipelines.nowcast.motion import motion_field
 from pipelines.scoring.scores import Scores, ScoreSpec
 from pipelines.store.archive import Archive
@@ -91,7 +91,7 @@ def verify_issue(
     leads = len(f.lead_minutes)
     observed = observed_at(frames, f.valid_times)
     inputs = observed_at(inputs_at(f.archive_snapshot), pd.DatetimeIndex(f.input_times))
-    velocity = motion_field(inputs, cfg.training.data.transform)
+    velocity = motion_field(inputs, transform_of(cfg))
     values = {ISSUED: f.values}
     for name in cfg.verify.baselines:
         values[name], _ = get_method(name)(inputs, leads, velocity)

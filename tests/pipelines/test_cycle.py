@@ -175,7 +175,7 @@ def test_a_late_commit_by_the_service_is_reported_as_what_the_store_holds(
     from pipelines.nowcast import get_method
     from pipelines.store import Archive
 
-    real = cycle.get_method
+    real = cycle.from_config
 
     class LateCommit:
         """The fallback's forecaster, during whose run the service's forecast is committed."""
@@ -191,7 +191,7 @@ def test_a_late_commit_by_the_service_is_reported_as_what_the_store_holds(
                 issue(archive, store, persistence, domain, 6, 60, pd.Timestamp("2026-06-01T00:40"))
             return self.inner(frames, n_out)
 
-    monkeypatch.setattr(cycle, "get_method", lambda *a, **k: LateCommit(real(*a, **k)))
+    monkeypatch.setattr(cycle, "from_config", lambda *a, **k: LateCommit(real(*a, **k)))
     service = _Service(lambda body: (5.0, 200, b"{}"))
     done = _cycle(settings, service, "2026-06-01T00:41", domains=["north"])
     (outcome,) = done
