@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from motionrnn import MotionRNN
-from pipelines import nowcast
 from pipelines.config import TrainingConfig
+from pipelines.nowcast import VALIDATION, get_method
 from pipelines.registry import PROMOTION_BASELINE, PROMOTION_THRESHOLD_MM_H
 from pipelines.scoring.bootstrap import event_counts, paired_bootstrap
 from pipelines.scoring.scores import Scores, ScoreSpec
@@ -114,7 +114,7 @@ class Validator:
         self.transform = dataset.transform
         self.frames_in, self.leads = dataset.cfg.frames_in, dataset.cfg.frames_out
         self.spec = score_spec(cfg)
-        self.methods = list(methods) if methods is not None else list(nowcast.VALIDATION)
+        self.methods = list(methods) if methods is not None else list(VALIDATION)
         self._baselines: dict[str, Scores] | None = None
         self._baseline_counts: dict[str, np.ndarray] = {}
         self._cells: dict[int, np.ndarray] = {}  # window -> cells scored (T_out, H, W)
@@ -132,7 +132,7 @@ class Validator:
         """Score every baseline on window i's rates (``rates``), keep the cells scored."""
         inputs, observed = rates[: self.frames_in], rates[self.frames_in :]
         forecasts = {
-            name: nowcast.get_method(name)(inputs, self.leads, velocity)[0] for name in self.methods
+            name: get_method(name)(inputs, self.leads, velocity)[0] for name in self.methods
         }
         cells = np.isfinite(observed)
         for f in forecasts.values():
