@@ -1,6 +1,6 @@
 """The verification report of a period: a table for the terminal and skill plots (PNG).
 
-    table = period_table(pooled_by_domain)           # rich Table, one row per domain and method
+    table = period_table(pooled_by_domain)   # rich Table: a column per method, a row per metric
     paths = skill_plots(pooled, out_dir, step_minutes)
 
 Plots, one line per method: CSI against lead time per threshold, FSS against scale per
@@ -31,28 +31,31 @@ def _value(x: float | None, digits: int = 3) -> str:
 
 
 def period_table(pooled: list[Pooled]) -> Table:
-    """Scores pooled over the period and every lead, one row per domain and method."""
+    """Scores pooled over the period and every lead: a column per method, a row per domain and
+    metric (so that it reads at 80 columns however many metrics there are)."""
     table = Table(title="Verification (pooled over the period and leads 1..n)")
     if not pooled or not pooled[0].scores:
         return table
     spec = next(iter(pooled[0].scores.values())).spec
     fss_scale = spec.fss_scales[len(spec.fss_scales) // 2] if spec.fss_scales else None
-    columns = ["domain", "method", "issues"]
-    columns += [f"CSI {t:g}" for t in spec.thresholds]
-    columns += [f"{s} {HEADLINE_MM_H:g}" for s in ("POD", "FAR", "bias")]
-    columns += [f"FSS {t:g} @{fss_scale}" for t in spec.fss_thresholds if fss_scale]
-    columns += ["MAE", "RMSE", "ME"]
-    for c in columns:
-        table.add_column(c, justify="left" if c in ("domain", "method") else "right")
+    metrics = [(f"CSI {t:g}", metric_name(t)) for t in spec.thresholds]
+    metrics += [(f"{k} {HEADLINE_MM_H:g}", metric_name(HEADLINE_MM_H, k)) for k in ("POD", "FAR")]
+    metrics += [(f"bias {HEADLINE_MM_H:g}", metric_name(HEADLINE_MM_H, "BIAS"))]
+    metrics += [(f"FSS {t:g} @{fss_scale}", fss_name(t, fss_scale)) for t in spec.fss_thresholds]
+    metrics = metrics if fss_scale else [m for m in metrics if not m[0].startswith("FSS")]
+    metrics += [("MAE", "mae"), ("RMSE", "rmse"), ("ME", "me")]
+    methods = list(dict.fromkeys(m for p in pooled for m in p.scores))
+    for c in ("domain", "metric", *methods):
+        table.add_column(c, justify="left" if c in ("domain", "metric") else "right")
     for p in pooled:
-        for method, scores in p.scores.items():
-            s = scores.summary()
-            row = [p.domain, method, str(p.issues)]
-            row += [_value(s.get(metric_name(t))) for t in spec.thresholds]
-            row += [_value(s.get(metric_name(HEADLINE_MM_H, k))) for k in ("POD", "FAR", "BIAS")]
-            row += [_value(s.get(fss_name(t, fss_scale))) for t in spec.fss_thresholds if fss_scale]
-            row += [_value(s.get(k)) for k in ("mae", "rmse", "me")]
-            table.add_row(*row)
+        summaries = {m: s.summary() for m, s in p.scores.items()}
+        table.add_row(
+            p.domain, "issues", *(str(p.issues) if m in summaries else "-" for m in methods)
+        )
+        for label, key in metrics:
+            cells = [_value(summaries[m].get(key)) if m in summaries else "-" for m in methods]
+            table.add_row("", label, *cells)
+        table.add_section()
     return table
 
 
