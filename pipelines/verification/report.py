@@ -41,8 +41,10 @@ def period_table(pooled: list[Pooled]) -> Table:
     metrics = [(f"CSI {t:g}", metric_name(t)) for t in spec.thresholds]
     metrics += [(f"{k} {HEADLINE_MM_H:g}", metric_name(HEADLINE_MM_H, k)) for k in ("POD", "FAR")]
     metrics += [(f"bias {HEADLINE_MM_H:g}", metric_name(HEADLINE_MM_H, "BIAS"))]
-    metrics += [(f"FSS {t:g} @{fss_scale}", fss_name(t, fss_scale)) for t in spec.fss_thresholds]
-    metrics = metrics if fss_scale else [m for m in metrics if not m[0].startswith("FSS")]
+    if fss_scale:
+        metrics += [
+            (f"FSS {t:g} @{fss_scale}", fss_name(t, fss_scale)) for t in spec.fss_thresholds
+        ]
     metrics += [("MAE", "mae"), ("RMSE", "rmse"), ("ME", "me")]
     methods = list(dict.fromkeys(m for p in pooled for m in p.scores))
     for c in ("domain", "metric", *methods):
