@@ -8,28 +8,24 @@ import typer
 from rich.table import Table
 
 from pipelines.cli.common import (
-    ConfigOpt,
     JsonOpt,
-    SetOpt,
+    Settings,
     StoreOpt,
-    VerboseOpt,
     command,
     group,
     open_archive,
     out,
-    setup,
 )
 
 
 def archive_info(
     store: StoreOpt,
     as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Per domain: grid, time range, frame count and missing time slots."""
-    summaries = open_archive(store, setup(config, set_, verbose)).summary()
+    summaries = open_archive(store, settings.load()).summary()
     if as_json:
         out.print_json(json.dumps([s.as_dict() for s in summaries]))
         return

@@ -1,10 +1,17 @@
 """What every verb shares: the consoles, the common options, the configuration's loading, the
-progress bar and the one way to fail (one line on stderr, an exit code)."""
+progress bar and the one way to fail (one line on stderr, an exit code).
+
+A verb that reads the configuration takes ``settings: Settings`` (keyword-only): ``command``
+gives it the options --config, --set and --verbose, and ``settings.load(**sections)`` the
+configuration with its own flags on top."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -123,9 +130,46 @@ def paragraphs(text: str | None) -> str:
     return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text or "").split("\n\n"))
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How a verb reads the configuration: --config FILE, the --set overrides, --verbose."""
+
+    file: Path | None
+    overrides: list[str]
+    verbose: bool
+
+    def load(self, **sections: object) -> MotioncastConfig:
+        """The configuration, the verb's own flags (``sections``) on top (``setup``)."""
+        return setup(self.file, self.overrides, self.verbose, **sections)
+
+
+def _with_settings(verb: Callable) -> Callable:
+    """``verb`` with its ``settings`` parameter replaced by --config, --set and --verbose."""
+    signature = inspect.signature(verb, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "settings"]
+    common = [
+        inspect.Parameter(
+            "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt
+        ),
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SetOpt),
+        inspect.Parameter(
+            "verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=VerboseOpt
+        ),
+    ]
+
+    @functools.wraps(verb)
+    def with_settings(*args, config=None, set_=None, verbose=False, **kwargs):
+        return verb(*args, settings=Settings(config, list(set_ or []), verbose), **kwargs)
+
+    with_settings.__signature__ = signature.replace(parameters=[*own, *common])
+    return with_settings
+
+
 def command(app: typer.Typer, verb: Callable, name: str | None = None) -> None:
     """Add ``verb`` to ``app`` under ``name`` (default: the function's name), its docstring
-    as the help text."""
+    as the help text; a verb that takes ``settings`` gets --config, --set and --verbose."""
+    if "settings" in inspect.signature(verb).parameters:
+        verb = _with_settings(verb)
     app.command(name, help=paragraphs(verb.__doc__))(verb)
 
 

@@ -9,17 +9,14 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.common import (
-    ConfigOpt,
-    SetOpt,
+    Settings,
     StoreOpt,
-    VerboseOpt,
     command,
     console,
     fail,
     locations,
     open_archive,
     out,
-    setup,
 )
 
 
@@ -59,9 +56,8 @@ def forecast(
         bool, typer.Option(help="Make it again when that issue time is already stored.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON.")] = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Issue one forecast per domain into the forecast store: the code path of the forecast
     service and cycle, for scripts and backfills.
@@ -75,10 +71,7 @@ def forecast(
     from pipelines.nowcast import NoModelError, from_config
     from pipelines.store.timeaxis import FrameSelectError, parse_time
 
-    cfg = setup(
-        config,
-        set_,
-        verbose,
+    cfg = settings.load(
         stores=locations(archive=store, forecasts=forecasts),
         forecast={
             k: v for k, v in {"registry": registry, "method": method}.items() if v is not None

@@ -9,17 +9,14 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.common import (
-    ConfigOpt,
-    SetOpt,
+    Settings,
     StoreOpt,
-    VerboseOpt,
     command,
     console,
     fail,
     locations,
     out,
     progress,
-    setup,
 )
 
 
@@ -31,9 +28,8 @@ def ingest(
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Decode radar files (composites or volumes) into the archive store.
 
@@ -45,10 +41,7 @@ def ingest(
     from pipelines.ingest.decode import check_domain
     from pipelines.store.repository import StoreError, check_location
 
-    cfg = setup(
-        config,
-        set_,
-        verbose,
+    cfg = settings.load(
         stores=locations(archive=store),
         ingest={"workers": workers} if workers else None,
     )

@@ -9,15 +9,12 @@ import typer
 from rich.table import Table
 
 from pipelines.cli.common import (
-    ConfigOpt,
     JsonOpt,
-    SetOpt,
-    VerboseOpt,
+    Settings,
     command,
     console,
     fail,
     out,
-    setup,
     start_time,
 )
 
@@ -37,9 +34,8 @@ def up(
         "2026-06-01T12:00"
     ),
     minutes: Annotated[int, typer.Option(help="--simulate: simulated minutes to run.")] = 1440,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Start the whole system here, supervised (a process that exits is restarted with
     backoff): Prefect's server (127.0.0.1), Ray with the forecast service, and the scheduled
@@ -49,7 +45,7 @@ def up(
     from flows.local import LocalSystemError, Simulation
     from flows.local import up as start_system
 
-    cfg = setup(config, set_, verbose)
+    cfg = settings.load()
     simulation = None
     if simulate:
         first = start_time(start)
@@ -58,7 +54,7 @@ def up(
         simulation = Simulation(first, speed, backlog, minutes)
     with console.status("starting Prefect's server, Ray and the forecast service"):
         try:
-            state = start_system(cfg, config, list(set_ or []), simulation)
+            state = start_system(cfg, settings.file, settings.overrides, simulation)
         except LocalSystemError as exc:
             fail(exc, 1)
     table = Table(title="motioncast is up", show_header=False)
@@ -69,24 +65,23 @@ def up(
     out.print(table)
 
 
-def down(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+def down(*, settings: Settings) -> None:
     """Stop what 'motioncast up' started (the flows, the service, Ray, Prefect's server)."""
     from flows.local import down as stop
 
-    stopped = stop(setup(config, set_, verbose))
+    stopped = stop(settings.load())
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was up")
 
 
 def status(
     as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """What runs (processes, service, Prefect) and the last forecasts issued."""
     from flows.local import status as look
 
-    found = look(setup(config, set_, verbose))
+    found = look(settings.load())
     if as_json:
         out.print_json(json.dumps(found))
         return

@@ -9,16 +9,13 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.common import (
-    ConfigOpt,
-    SetOpt,
+    Settings,
     StoreOpt,
-    VerboseOpt,
     command,
     fail,
     group,
     open_archive,
     out,
-    setup,
 )
 from pipelines.config import MotioncastConfig
 
@@ -93,9 +90,8 @@ def plot_map(
     lead: Annotated[
         int | None, typer.Option(help="--forecast: lead step (1-based); default the last.", min=1)
     ] = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """A rain-rate map (PNG) of an observed frame, or with --forecast of one lead of a forecast,
     in the domain's projection with a lon/lat graticule and the radar sites (plot.sites); print
@@ -105,7 +101,7 @@ def plot_map(
     from pipelines.store import ArchiveError
     from pipelines.store.timeaxis import FrameSelectError, parse_time, select_frame
 
-    cfg = setup(config, set_, verbose)
+    cfg = settings.load()
     if forecast:
         f, _ = _forecast_and_observed(cfg, store, forecasts, domain, issue_time)
         step = len(f.lead_minutes) if lead is None else lead
@@ -144,14 +140,13 @@ def plot_panel(
         list[int] | None,
         typer.Option("--lead", help="Lead steps to show (1-based); repeat.", min=1),
     ] = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """A forecast beside what was observed at several leads (PNG); print its path."""
     from pipelines.plots import forecast_panel
 
-    cfg = setup(config, set_, verbose)
+    cfg = settings.load()
     f, observed = _forecast_and_observed(cfg, store, forecasts, domain, issue_time)
     n = len(f.lead_minutes)
     steps = leads or sorted({1, max(1, n // 2), n})
@@ -165,14 +160,13 @@ def plot_gif(
     forecasts: ForecastsOpt = None,
     domain: PlotDomainOpt = None,
     issue_time: IssueTimeOpt = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """An animated GIF of a forecast's leads beside what was observed; print its path."""
     from pipelines.plots import forecast_gif
 
-    cfg = setup(config, set_, verbose)
+    cfg = settings.load()
     f, observed = _forecast_and_observed(cfg, store, forecasts, domain, issue_time)
     path = forecast_gif(f, observed, out_gif, _sites(cfg), cfg.plot.gif_frame_ms)
     out.print(str(path))

@@ -8,14 +8,11 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.common import (
-    ConfigOpt,
-    SetOpt,
-    VerboseOpt,
+    Settings,
     command,
     console,
     fail,
     progress,
-    setup,
     start_time,
 )
 
@@ -39,16 +36,15 @@ def simulate(
     network_dir: Annotated[
         Path | None, typer.Option(help="Where network.yaml goes (default: --out).")
     ] = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Write synthetic radar volumes (one ODIM_H5 PVOL per radar every 5 minutes)."""
     from pipelines.simulate import simulate_network
     from pipelines.simulate.clock import SimClock
     from pipelines.simulate.network import NETWORK_CONFIG, NETWORK_DOMAIN
 
-    cfg = setup(config, set_, verbose)
+    cfg = settings.load()
     t0 = start_time(start)
     with progress() as bar:
         task = bar.add_task("simulating", total=minutes // cfg.simulate.interval_minutes + 1)

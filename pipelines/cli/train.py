@@ -12,18 +12,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from pipelines.cli.common import (
-    ConfigOpt,
     RegistryOpt,
-    SetOpt,
+    Settings,
     StoreOpt,
-    VerboseOpt,
     command,
     console,
     fail,
     group,
     open_archive,
     out,
-    setup,
 )
 
 log = logging.getLogger(__name__)
@@ -113,9 +110,8 @@ def train(
         str | None,
         typer.Option(help="Continue this run from its last checkpoint (default: a new run)."),
     ] = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Train MotionRNN on the archive with Ray Train and register the model.
 
@@ -125,10 +121,7 @@ def train(
     and --run-name RUN continues a stopped run.
     """
     scaling = {"workers": workers, "use_gpu": gpu}
-    cfg = setup(
-        config,
-        set_,
-        verbose,
+    cfg = settings.load(
         training={
             "scaling": {k: v for k, v in scaling.items() if v is not None},
             **({"max_minutes": max_minutes} if max_minutes is not None else {}),
@@ -222,9 +215,8 @@ def models_promote(
     force: Annotated[
         bool, typer.Option(help="Promote even if it does not beat S-PROG or the current one.")
     ] = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Put a version in service. Refused unless it beats pysteps S-PROG on its validation
     windows (a paired bootstrap over them: the lower end of the 95 % interval of its mean CSI
@@ -233,7 +225,7 @@ def models_promote(
     from pipelines.registry import PromotionRefused, RegistryError
     from pipelines.training.promotion import promote
 
-    cfg = setup(config, set_, verbose)
+    cfg = settings.load()
     reg = _registry(registry)
     if store is not None:
         open_archive(store, cfg)  # one line and exit 2 for what is not an archive

@@ -10,17 +10,14 @@ import typer
 from rich.markup import escape
 
 from pipelines.cli.common import (
-    ConfigOpt,
-    SetOpt,
+    Settings,
     StoreOpt,
-    VerboseOpt,
     command,
     console,
     fail,
     locations,
     out,
     progress,
-    setup,
 )
 
 
@@ -59,9 +56,8 @@ def verify(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the pooled scores as JSON.")
     ] = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    verbose: VerboseOpt = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Verify the issued forecasts and report a period.
 
@@ -80,10 +76,7 @@ def verify(
     from pipelines.verification.store import ScoresStore
     from pipelines.verification.verify import verify as score_due
 
-    cfg = setup(
-        config,
-        set_,
-        verbose,
+    cfg = settings.load(
         stores=locations(archive=store, forecasts=forecasts, scores=scores),
     )
     try:
