@@ -7,15 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import (
-    JsonOpt,
-    Settings,
-    StoreOpt,
-    command,
-    group,
-    open_archive,
-    out,
-)
+from pipelines.cli.common import JsonOpt, Settings, StoreOpt, command, group, open_archive, out
 
 
 def archive_info(

@@ -8,15 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipelines.cli.common import (
-    JsonOpt,
-    Settings,
-    command,
-    console,
-    fail,
-    out,
-    start_time,
-)
+from pipelines.cli.common import JsonOpt, Settings, command, console, fail, out, start_time
 
 
 def up(

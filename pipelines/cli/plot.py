@@ -8,15 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import (
-    Settings,
-    StoreOpt,
-    command,
-    fail,
-    group,
-    open_archive,
-    out,
-)
+from pipelines.cli.common import Settings, StoreOpt, command, fail, group, open_archive, out
 from pipelines.config import MotioncastConfig
 
 log = logging.getLogger(__name__)

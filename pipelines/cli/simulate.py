@@ -7,14 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli.common import (
-    Settings,
-    command,
-    console,
-    fail,
-    progress,
-    start_time,
-)
+from pipelines.cli.common import Settings, command, console, fail, progress, start_time
 
 
 def simulate(
