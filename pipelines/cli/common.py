@@ -56,15 +56,13 @@ def fail(message: object, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def setup(
-    config: Path | None, overrides: list[str] | None, verbose: bool, **sections: object
-) -> MotioncastConfig:
-    """Logging for a terminal (or plain lines when piped), then the configuration: the
-    defaults, ``config``, the ``--set`` overrides, then the verb's own flags (``sections``)."""
+def _log_to_console(verbose: bool) -> None:
+    """Logging for a terminal, or plain lines when piped (logs and cron mails); the libraries'
+    chatter (``QUIET_LOGGERS``) from warnings up only."""
     handler = (
         RichHandler(console=console, show_path=False, show_time=False)
         if console.is_terminal
-        else logging.StreamHandler()  # logs and cron mails get plain, unwrapped lines
+        else logging.StreamHandler()
     )
     handler.setFormatter(
         logging.Formatter(
@@ -76,10 +74,6 @@ def setup(
     )
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return load_config(config, overrides, **sections)
-    except ConfigError as exc:
-        fail(exc)
 
 
 def progress() -> Progress:
@@ -139,8 +133,13 @@ class Settings:
     verbose: bool
 
     def load(self, **sections: object) -> MotioncastConfig:
-        """The configuration, the verb's own flags (``sections``) on top (``setup``)."""
-        return setup(self.file, self.overrides, self.verbose, **sections)
+        """Logging set up, then the configuration: the defaults, --config, the --set
+        overrides, then the verb's own flags (``sections``); exit 2 on a bad one."""
+        _log_to_console(self.verbose)
+        try:
+            return load_config(self.file, self.overrides, **sections)
+        except ConfigError as exc:
+            fail(exc)
 
 
 def _with_settings(verb: Callable) -> Callable:
