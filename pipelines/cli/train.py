@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -164,24 +165,20 @@ def _registry(path: Path):
 
 
 def models_list(registry: RegistryOpt) -> None:
-    """Registered versions with their validation scores; * marks the one in service."""
+    """Registered versions with their validation CSI at 1 mm/h and the paired test against
+    S-PROG on the same windows (the difference, its 95 % interval); * marks the one in service."""
     reg = _registry(registry)
     promoted = reg.promoted()
-    table = Table(title=f"models in {registry}")
-    columns = ("", "version", "registered", "run", "CSI 1 mm/h", "MAE", "S-PROG CSI", "- S-PROG")
-    for col in columns:
-        table.add_column(col)
+    table = Table(title=f"models in {registry}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("version", "registered", "run", "CSI 1 mm/h", "- S-PROG [95 %]"):
+        table.add_column(col, justify="right" if col[0] in "C-" else "left", no_wrap=True)
     for v in reg.versions():
-        csi, mae, base = v.score(), v.score(metric="mae"), v.score("sprog")
         test = v.card.get("validation", {}).get("model", {}).get("paired")
         table.add_row(
-            "*" if promoted and promoted.version == v.version else "",
-            v.version,
-            str(v.card.get("registered_at", ""))[:19],
+            v.version + (" *" if promoted and promoted.version == v.version else ""),
+            str(v.card.get("registered_at", ""))[:16],
             str(v.card.get("run", "")),
-            _score(csi),
-            _score(mae),
-            _score(base),
+            _score(v.score()),
             "-"
             if not test
             else f"{test['difference']:+.3f} [{test['lower']:+.3f}, {test['upper']:+.3f}]",
