@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich import box
 from rich.table import Table
 
 from pipelines.cli.common import JsonOpt, Settings, StoreOpt, command, group, open_archive, out
@@ -21,26 +22,26 @@ def archive_info(
     if as_json:
         out.print_json(json.dumps([s.as_dict() for s in summaries]))
         return
-    table = Table(title=f"archive {store}")
-    for col in ("domain", "grid (ny x nx @ res)", "CRS", "first", "last", "frames", "missing"):
-        table.add_column(col)
+    table = Table(title=f"archive {store}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("domain", "grid (ny x nx @ res), CRS", "first and last frame", "frames", "missing"):
+        table.add_column(col, justify="right" if col in ("frames", "missing") else "left")
+    gaps = []
     for s in summaries:
-        d = s.as_dict()
-        missing = str(d["n_missing"])
-        if s.missing:
-            missing += " (" + ", ".join(t.strftime("%m-%d %H:%M") for t in s.missing[:3])
-            missing += ", ...)" if len(s.missing) > 3 else ")"
         unit = "deg" if s.grid.crs.is_geographic else "m"
+        crs = s.grid.proj4.split()[0] if s.grid.crs.name == "unknown" else s.grid.crs.name
         table.add_row(
             s.domain,
-            f"{s.grid.ny} x {s.grid.nx} @ {s.grid.dx:g} {unit}",
-            s.grid.proj4.split()[0] if s.grid.crs.name == "unknown" else s.grid.crs.name,
-            str(s.start),
-            str(s.end),
+            f"{s.grid.ny} x {s.grid.nx} @ {s.grid.dx:g} {unit}\n{crs}",
+            "-" if s.start is None else f"{s.start:%Y-%m-%d %H:%M}\n{s.end:%Y-%m-%d %H:%M}",
             str(s.n_frames),
-            missing,
+            str(len(s.missing)),
         )
+        if s.missing:
+            first = ", ".join(t.strftime("%m-%d %H:%M") for t in s.missing[:3])
+            gaps.append(f"{s.domain}: missing {first}" + (", ..." if len(s.missing) > 3 else ""))
     out.print(table)
+    for line in gaps:
+        out.print(line)
 
 
 def register(app: typer.Typer) -> None:
