@@ -116,7 +116,8 @@ FUNCTIONS: dict[str, VelocityNowcast] = {
 @dataclass(frozen=True)
 class PystepsNowcaster:
     """A pysteps method as a nowcaster: on ``velocity`` when given, else on the motion prior
-    of the frames in ``transform``'s dB; the version it returns is ''."""
+    of the frames in ``transform``'s dB (S-PROG's own cascade in the default transform, as
+    validation runs it); the version it returns is ''."""
 
     name: str
     transform: TransformConfig = field(default_factory=TransformConfig)
@@ -126,6 +127,4 @@ class PystepsNowcaster:
     ) -> tuple[np.ndarray, str]:
         if velocity is None:
             velocity = motion_field(frames, self.transform)
-        if self.name == "sprog":
-            return sprog(frames, n_out, velocity, self.transform), ""
         return FUNCTIONS[self.name](frames, n_out, velocity), ""
