@@ -3,7 +3,7 @@
 Inference: 6 frames in -> 12 out of one channel (rain rate) on each --sizes grid, eager and with
 torch.compile (inductor), for the default configuration and the reference recipe (4 x 64, filter 5,
 patch 4; here with one channel and 6 -> 12 frames). The default (sprog) model's time is
-motioncast's whole inference path: the motion prior (``pipelines.motion_prior``), the rain rates
+motioncast's whole inference path: the motion prior (``pipelines.nowcast.motion``), the rain rates
 to the model's scale and back, its S-PROG prior and the forecast. Training: one Adam step on a
 batch of 128 x 128 sequences: the default configuration on its own 6 + 12 frames (its prior
 computed beforehand, as the datasets do), the reference recipe as published (RGB, 4 + 4, with
