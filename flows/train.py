@@ -30,15 +30,15 @@ def train_task(store: str, registry: str, cfg: MotioncastConfig, run_name: str) 
 
 
 def _scores_markdown(result: TrainResult, promoted: bool, note: str) -> str:
-    methods, rows = validation_table(result.version.card["validation"])
+    metrics, rows = validation_table(result.version.card["validation"])
     lines = [
         f"# {result.version.version} from run `{result.run_name}`",
         "",
         f"{result.state.step} steps, {result.state.elapsed_s / 60:.1f} min; the registered "
         f"weights are step {result.version.card['best_step']}'s, the best validation. {note}",
         "",
-        "| metric | " + " | ".join(methods) + " |",
-        "|---" * (len(methods) + 1) + "|",
+        "| method | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"promoted: {'yes' if promoted else 'no'}"]

@@ -132,7 +132,7 @@ def train(
     from pipelines.store.archive import ArchiveError
     from pipelines.training.run import TrainingError
     from pipelines.training.run import train as train_run
-    from pipelines.training.validation import validation_table
+    from pipelines.training.validation import HEADLINE, validation_table
 
     try:
         with TrainingDisplay(cfg.training.max_steps) as display:
@@ -143,11 +143,13 @@ def train(
     table = Table(
         title=f"{result.version.version}: run {result.run_name}, {state.step} steps, "
         f"{state.elapsed_s / 60:.1f} min; registered: step {card['best_step']}, the best "
-        "validation; every method on the same windows and cells"
+        "validation; every method on the same windows and cells (mm/h; FSS at 10 cells; "
+        "every score: motioncast models show)",
+        box=box.SIMPLE_HEAD,
     )
-    methods, rows = validation_table(card["validation"])
-    for col in ("metric", *methods):
-        table.add_column(col, justify="left" if col == "metric" else "right")
+    metrics, rows = validation_table(card["validation"], list(HEADLINE))
+    for col in ("method", *(HEADLINE[m] for m in metrics)):
+        table.add_column(col, justify="left" if col == "method" else "right")
     for row in rows:
         table.add_row(*row)
     out.print(table)

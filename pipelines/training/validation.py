@@ -88,17 +88,28 @@ class Evaluation:
         return out
 
 
-def validation_table(validation: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
-    """A validation summary as a table a terminal shows at 80 columns: the methods (column
-    names) and one row per pooled metric (its name, then each method's value to 3 decimals,
-    '-' where undefined)."""
-    methods = list(validation)
-    metrics = [k for k in validation[MODEL] if k not in NOT_METRICS]
+HEADLINE = {  # the pooled metrics a terminal shows: their short names (mm/h; FSS at 10 cells)
+    "csi_1mm": "CSI 1",
+    "csi_5mm": "CSI 5",
+    "csi_10mm": "CSI 10",
+    "fss_1mm_10": "FSS 1",
+    "fss_5mm_10": "FSS 5",
+    "bias_1mm": "bias 1",
+    "mae": "MAE",
+}
+
+
+def validation_table(
+    validation: dict[str, dict], metrics: Sequence[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """The pooled ``metrics`` of a validation summary (default: every one), as column names,
+    and one row per method (its name, then each metric to 3 decimals, '-' where undefined)."""
+    metrics = list(metrics or (k for k in validation[MODEL] if k not in NOT_METRICS))
     rows = [
-        [m, *("-" if validation[k].get(m) is None else f"{validation[k][m]:.3f}" for k in methods)]
-        for m in metrics
+        [method, *("-" if scores.get(m) is None else f"{scores[m]:.3f}" for m in metrics)]
+        for method, scores in validation.items()
     ]
-    return methods, rows
+    return metrics, rows
 
 
 class Validator:
