@@ -56,13 +56,28 @@ class Identity:
         return cls(int(d["pid"]), float(d["started"]), tuple(d["argv"]))
 
 
+EXEC_SETTLE_S = 1.0  # the longest a just-started process may show no command line yet
+
+
+def _command_line(process: psutil.Process) -> tuple[str, ...]:
+    """The process's command line; a process caught in its exec (Linux closes the exec
+    pipe, so that Popen returns, before the new program's arguments are mapped: an empty
+    command line for a moment, longer on a loaded machine) is asked again until it shows one."""
+    deadline = time.monotonic() + EXEC_SETTLE_S
+    argv = tuple(process.cmdline())
+    while not argv and time.monotonic() < deadline:
+        time.sleep(0.01)
+        argv = tuple(process.cmdline())
+    return argv
+
+
 def identify(who: Identity) -> Literal["ours", "gone", "other"]:
     """'ours': that process runs; 'gone': it exited (its group may hold what it left running);
     'other': the pid is another process's now (never signal it or its group)."""
     try:
         process = psutil.Process(who.pid)
         same = abs(process.create_time() - who.started) < 0.05 and (
-            tuple(process.cmdline()) == who.argv
+            _command_line(process) == who.argv
         )
         if process.status() == psutil.STATUS_ZOMBIE:
             return "gone" if same else "other"

@@ -93,6 +93,28 @@ def test_stop_signals_only_what_is_still_ours(tmp_path: Path):
     assert identify(who) == "gone" and stop(who, 1.0) is False
 
 
+def test_a_process_caught_in_its_exec_is_still_ours(monkeypatch):
+    """Right after Popen a process may show no command line yet (Linux maps the new program's
+    arguments after closing the exec pipe that Popen waits on; seen on a loaded machine): it is
+    asked again, not taken for another process."""
+    import psutil
+
+    ours = subprocess.Popen(SLEEPER, start_new_session=True)
+    try:
+        who = Identity.started_as(ours.pid, SLEEPER)
+        real, calls = psutil.Process.cmdline, []
+
+        def in_exec(process):
+            calls.append(process.pid)
+            return [] if len(calls) < 3 else real(process)
+
+        monkeypatch.setattr(psutil.Process, "cmdline", in_exec)
+        assert identify(who) == "ours" and len(calls) == 3
+    finally:
+        ours.kill()
+        ours.wait()
+
+
 def _supervise(home: Path, children: list[dict]) -> tuple[subprocess.Popen, list[str]]:
     home.mkdir(parents=True, exist_ok=True)
     plan = {
