@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import MotioncastConfig
+from pipelines.errors import error_line, one_line
 from pipelines.forecast.issue import complete_windows, issue
 from pipelines.forecast.store import ForecastStore
 from pipelines.nowcast import from_config
@@ -39,6 +40,8 @@ from pipelines.store.archive import Archive
 from pipelines.store.timeaxis import naive_utc
 
 log = logging.getLogger(__name__)
+
+REASON_CHARS = 200  # an outcome's reason is one line of the cycle's log and status table
 
 
 class ServiceError(RuntimeError):
@@ -91,7 +94,9 @@ class ServiceClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise ServiceError(f"HTTP {response.status_code}: {_line(str(detail))}")
+            raise ServiceError(
+                f"HTTP {response.status_code}: {one_line(str(detail), REASON_CHARS)}"
+            )
         try:
             summary = response.json()
             return {k: summary[k] for k in ("issue_time", "status", "method", "model_version")}
@@ -100,12 +105,6 @@ class ServiceClient:
 
     def close(self) -> None:
         self.client.close()
-
-
-def _line(text: str, limit: int = 200) -> str:
-    """One line of at most ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def due(
@@ -296,4 +295,4 @@ def _failed(domain: str, issue_time: pd.Timestamp | None, method: str, exc: Exce
     """A domain's unexpected error, as its outcome (logged with its trace)."""
     log.exception("%s %s: %s", domain, issue_time, type(exc).__name__)
     when = None if issue_time is None else issue_time.isoformat()
-    return Outcome(domain, when, "failed", method, reason=_line(f"{type(exc).__name__}: {exc}"))
+    return Outcome(domain, when, "failed", method, reason=error_line(exc, REASON_CHARS))

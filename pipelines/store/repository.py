@@ -23,6 +23,7 @@ from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.errors import GroupNotFoundError  # noqa: E402
 
 from pipelines.config import ObjectStorageConfig, StoresConfig  # noqa: E402
+from pipelines.errors import error_line  # noqa: E402
 from pipelines.grid import Grid  # noqa: E402
 from pipelines.localfiles import exclusive  # noqa: E402
 from pipelines.store.objectstore import S3Settings, split_url  # noqa: E402
@@ -118,7 +119,7 @@ def open_repository(
             Path(location).mkdir(parents=True, exist_ok=True)
         return icechunk.Repository.create(storage)
     except (icechunk.IcechunkError, OSError, ValueError) as exc:
-        raise StoreError(f"{location}: cannot open the store: {first_line(exc)}") from None
+        raise StoreError(f"{location}: cannot open the store: {error_line(exc)}") from None
 
 
 def has_group(store, path: str) -> bool:
@@ -128,12 +129,6 @@ def has_group(store, path: str) -> bool:
     except GroupNotFoundError:
         return False
     return True
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message: Icechunk's carry a multi-line Rust trace."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -183,11 +178,11 @@ def transact(
                     location,
                     attempt,
                     tries,
-                    first_line(exc),
+                    error_line(exc),
                 )
                 time.sleep(random.uniform(0, RACE_BACKOFF_S * 2**attempt))  # break lockstep
             except icechunk.IcechunkError as exc:  # storage unreachable, or refused
-                raise error(f"{location}: write failed: {first_line(exc)}") from None
+                raise error(f"{location}: write failed: {error_line(exc)}") from None
     raise error(
         f"{location}: other writers won {tries} commits in a row; nothing of this write was "
         "stored (object_storage.commit_tries)"
