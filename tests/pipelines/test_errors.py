@@ -12,6 +12,7 @@ def test_error_line_keeps_the_type_and_the_first_line_only() -> None:
 
 
 def test_lines_are_cut_at_their_limit() -> None:
-    assert one_line("an HTML\n  page\tof 40 characters, once flattened", 20) == "an HTML page of 4..."
+    page = "an HTML\n  page\tof 40 characters, once flattened"
+    assert one_line(page, 20) == "an HTML page of 4..."
     assert len(error_line(ValueError("x" * 500), 120)) == 120
     assert one_line("short") == "short"
