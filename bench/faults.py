@@ -124,8 +124,11 @@ class Drill:
 
         try:
             ds = open_forecasts(self.out / "forecasts", "simnet")
-        except Exception:
-            return pd.DataFrame(columns=["method", "model_version", "reason"])
+        except Exception:  # no forecast committed yet: an empty table on the same index
+            return pd.DataFrame(
+                columns=["method", "model_version", "reason"],
+                index=pd.DatetimeIndex([], name="issue_time"),
+            )
         return ds[["method", "model_version", "reason"]].to_dataframe()
 
     def next_forecast_after(self, when: pd.Timestamp, timeout_sim_min: float = 30) -> str:

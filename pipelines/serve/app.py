@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.config import MotioncastConfig
@@ -96,18 +97,19 @@ class ServedModel:
         """The deployment's forecast and the version in service that made it (it computes
         the motion prior itself: ``velocity`` is not sent)."""
         response = self.handle.forecast.remote((frames, n_out))
-        if self.deadline is None:
-            values, version = response.result()
-        else:
-            try:
-                values, version = response.result(
-                    timeout_s=max(0.0, self.deadline - time.monotonic())
-                )
-            except TimeoutError:
-                response.cancel()
-                raise ModelTimeout(
-                    "deadline passed while the model was forecasting: given up, nothing stored"
-                ) from None
+        timeout_s = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        try:
+            values, version = response.result(timeout_s=timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise ModelTimeout(
+                "deadline passed while the model was forecasting: given up, nothing stored"
+            ) from None
+        except RayActorError:  # killed or crashed mid-forecast; Serve starts another
+            raise NoModelError(
+                "the model's replica died while forecasting (Serve starts a new one): "
+                "nothing stored"
+            ) from None
         if values is None:  # no model in service; ``version`` says why
             raise NoModelError(version)
         return values, version

@@ -664,3 +664,23 @@ def test_the_model_waited_for_until_the_deadline_then_cancelled(local_service):
     answer = post(app, {**body, "deadline_seconds": 30})
     assert answer.status_code == 504 and "deadline passed" in answer.json()["detail"]
     assert len(ForecastStore(service.cfg.stores.forecasts.location).issue_times("syn")) == 0
+
+
+def test_a_replica_that_dies_mid_forecast_is_a_503_with_the_reason(local_service):
+    """The model's replica killed while it forecasts (the fault drill's SIGKILL, an OOM): the
+    answer is 503 saying so, not a bare 500 "Internal Server Error", and nothing is stored."""
+    from ray.exceptions import ActorDiedError
+
+    def died(args):
+        def result(timeout_s=None):
+            raise ActorDiedError()
+
+        return SimpleNamespace(result=result, cancel=lambda: None)
+
+    service, app = local_service
+    service.model = SimpleNamespace(forecast=SimpleNamespace(remote=died))
+    body = {"domain": "syn", "issue_time": "2026-06-01T01:30", "method": "motionrnn"}
+    answer = post(app, body)
+    assert answer.status_code == 503, answer.text
+    assert "replica died while forecasting" in answer.json()["detail"]
+    assert len(ForecastStore(service.cfg.stores.forecasts.location).issue_times("syn")) == 0
