@@ -42,6 +42,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 START = pd.Timestamp("2026-06-01T12:00")
 BACKLOG_MIN = 30  # 'up --simulate' writes one input window at once
+STEP = "5min"  # the synthetic network's volume step, so the cycle's issue step
 
 
 def _free_port() -> int:
@@ -233,8 +234,16 @@ class Drill:
                 time.sleep(0.5)
             asyncio.run(set_paused(False))
         following = self.next_forecast_after(resume)
-        table = self.forecasts()
-        held = table[(table.index > at) & (table.index <= resume)]
+        # the held-back times are issued after the resume, not necessarily before the first
+        # later one: wait (up to 15 simulated minutes) for all of them
+        due = pd.date_range(at.floor(STEP) + pd.Timedelta(STEP), resume.floor(STEP), freq=STEP)
+        until = resume + pd.Timedelta(minutes=15)
+        while True:
+            table = self.forecasts()
+            held = table[table.index.isin(due)]
+            if len(held) == len(due) or self.sim_now() >= until:
+                break
+            time.sleep(1.0)
         self.record(
             at,
             f"inbox ingest paused for {minutes:g} simulated min",
@@ -254,7 +263,7 @@ class Drill:
         for p in replicas:
             p.resume()
         table = self.forecasts()
-        during = table[(table.index > at - pd.Timedelta(minutes=5)) & (table.index <= until)]
+        during = table[(table.index > at - pd.Timedelta(STEP)) & (table.index <= until)]
         made = ", ".join(f"{t:%H:%M} {r['method']}" for t, r in during.iterrows())
         self.record(
             at,
