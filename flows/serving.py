@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import tempfile
 
@@ -44,11 +45,14 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.simulate.clock import SimClock
 
     clock = SimClock.load(args.clock) if args.clock else None
+    # under /tmp, short: Ray's socket paths must stay under 107 bytes
+    ray_dir = tempfile.mkdtemp(prefix="motioncast-ray-", dir="/tmp")
+    log.info("Ray's session (its own logs) in %s until the system stops", ray_dir)
     ray.init(
         address="local",  # its own instance, never a cluster some other program started
         num_cpus=cfg.system.ray_cpus,
         include_dashboard=False,
-        _temp_dir=tempfile.mkdtemp(prefix="motioncast-ray-", dir="/tmp"),
+        _temp_dir=ray_dir,
     )
     try:
         try:
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         serve.shutdown()
         ray.shutdown()
+        # what its processes printed is in the system's log; a system killed keeps the folder
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

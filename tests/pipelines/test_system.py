@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,9 @@ def test_up_runs_a_cycle_from_its_deployment_status_shows_it_and_down_stops_all(
         assert "motioncast is up" in started.stdout and "prefect_ui" in started.stdout
         state = json.loads((tmp_path / "home" / "state.json").read_text())
         assert httpx.get(f"{state['service']}/healthz").json()["model_version"] == "v0001"
+        said = (tmp_path / "home" / "logs" / "system.log").read_text()
+        ray_dir = Path(re.search(r"Ray's session \(its own logs\) in (\S+)", said).group(1))
+        assert ray_dir.is_dir()
         again = motioncast("up", *args)
         assert again.returncode == 1 and "already up" in again.stderr
 
@@ -63,6 +67,7 @@ def test_up_runs_a_cycle_from_its_deployment_status_shows_it_and_down_stops_all(
         with pytest.raises(httpx.HTTPError):
             httpx.get(url, timeout=2)
     assert json.loads(motioncast("status", "--json", *args).stdout)["up"] is False
+    assert not ray_dir.exists()  # 'up' after 'up' does not fill /tmp
 
 
 def test_ctrl_c_during_up_stops_everything_started_so_far(tmp_path: Path):
