@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -109,10 +110,13 @@ class Drill:
 
         return SimClock.load(self.out / "home" / "clock.json").now()
 
-    def wait_sim(self, minutes_after_start: float) -> None:
-        when = START + pd.Timedelta(minutes=BACKLOG_MIN + minutes_after_start)
+    def wait_until(self, when: pd.Timestamp) -> None:
+        """Sleep until the simulated clock reaches ``when``."""
         while self.sim_now() < when:
             time.sleep(0.5)
+
+    def wait_sim(self, minutes_after_start: float) -> None:
+        self.wait_until(START + pd.Timedelta(minutes=BACKLOG_MIN + minutes_after_start))
 
     def health(self) -> dict:
         try:
@@ -132,17 +136,25 @@ class Drill:
             )
         return ds[["method", "model_version", "reason"]].to_dataframe()
 
+    def poll_forecasts(
+        self, done: Callable[[pd.DataFrame], bool], until: pd.Timestamp
+    ) -> pd.DataFrame:
+        """The forecast table once ``done(table)`` holds, or as it is at simulated ``until``."""
+        while True:
+            table = self.forecasts()
+            if done(table) or self.sim_now() >= until:
+                return table
+            time.sleep(1.0)
+
     def next_forecast_after(self, when: pd.Timestamp, timeout_sim_min: float = 30) -> str:
         """The first forecast issued for an issue time after ``when`` (by what), waiting."""
-        deadline = when + pd.Timedelta(minutes=timeout_sim_min)
-        while self.sim_now() < deadline:
-            table = self.forecasts()
-            later = table[table.index > when]
-            if len(later):
-                t, row = later.index[0], later.iloc[0]
-                return f"{t:%H:%M} by {row['method']} {row['model_version'] or ''}".strip()
-            time.sleep(1.0)
-        return f"none within {timeout_sim_min:g} simulated min"
+        until = when + pd.Timedelta(minutes=timeout_sim_min)
+        table = self.poll_forecasts(lambda t: bool((t.index > when).any()), until)
+        later = table[table.index > when]
+        if not len(later):
+            return f"none within {timeout_sim_min:g} simulated min"
+        t, row = later.index[0], later.iloc[0]
+        return f"{t:%H:%M} by {row['method']} {row['model_version'] or ''}".strip()
 
     def record(self, at: pd.Timestamp, fault: str, outcome: str) -> None:
         self.rows.append((f"{at:%H:%M}", fault, outcome))
@@ -230,20 +242,16 @@ class Drill:
         with temporary_settings(updates={PREFECT_API_URL: self.state()["prefect_api"]}):
             asyncio.run(set_paused(True))
             resume = at + pd.Timedelta(minutes=minutes)
-            while self.sim_now() < resume:
-                time.sleep(0.5)
+            self.wait_until(resume)
             asyncio.run(set_paused(False))
         following = self.next_forecast_after(resume)
         # the held-back times are issued after the resume, not necessarily before the first
         # later one: wait (up to 15 simulated minutes) for all of them
         due = pd.date_range(at.floor(STEP) + pd.Timedelta(STEP), resume.floor(STEP), freq=STEP)
-        until = resume + pd.Timedelta(minutes=15)
-        while True:
-            table = self.forecasts()
-            held = table[table.index.isin(due)]
-            if len(held) == len(due) or self.sim_now() >= until:
-                break
-            time.sleep(1.0)
+        table = self.poll_forecasts(
+            lambda t: bool(due.isin(t.index).all()), resume + pd.Timedelta(minutes=15)
+        )
+        held = table[table.index.isin(due)]
         self.record(
             at,
             f"inbox ingest paused for {minutes:g} simulated min",
@@ -258,8 +266,7 @@ class Drill:
         for p in replicas:
             p.suspend()
         until = at + pd.Timedelta(minutes=minutes)
-        while self.sim_now() < until:
-            time.sleep(0.5)
+        self.wait_until(until)
         for p in replicas:
             p.resume()
         table = self.forecasts()
